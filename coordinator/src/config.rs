@@ -1,0 +1,103 @@
+//! The coordinator's typed configuration, its defaults and its validation.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
+pub const DEFAULT_HEARTBEAT_MS: u64 = 500;
+pub const DEFAULT_SUSPECT_AFTER_MS: u64 = 2_000;
+pub const DEFAULT_DOWN_AFTER_MS: u64 = 5_000;
+pub const DEFAULT_MAX_BATCH: u32 = 10_000;
+
+/// How the coordinator runs. Every field has a documented default (see the
+/// README's configuration reference).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// The address to listen on.
+    pub listen: String,
+    /// Where the registry is persisted.
+    pub data_dir: PathBuf,
+    /// Virtual nodes per unit of shard weight.
+    pub vnodes: u32,
+    /// The heartbeat interval shards are told to use.
+    pub heartbeat_interval_ms: u64,
+    /// A shard silent this long is Suspect.
+    pub suspect_after_ms: u64,
+    /// A shard silent this long is Down.
+    pub down_after_ms: u64,
+    /// The batch size clients are told to stay under.
+    pub max_batch: u32,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            listen: DEFAULT_LISTEN.into(),
+            data_dir: PathBuf::from("lockstep-data/coordinator"),
+            vnodes: lockstep_hashing::DEFAULT_VNODES,
+            heartbeat_interval_ms: DEFAULT_HEARTBEAT_MS,
+            suspect_after_ms: DEFAULT_SUSPECT_AFTER_MS,
+            down_after_ms: DEFAULT_DOWN_AFTER_MS,
+            max_batch: DEFAULT_MAX_BATCH,
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// Checks the values and returns the config unchanged if they hold.
+    pub fn validate(self) -> Result<CoordinatorConfig, Error> {
+        if self.vnodes == 0 || self.vnodes > lockstep_hashing::MAX_VNODES_PER_SHARD {
+            return Err(Error::Config(format!(
+                "vnodes must be in 1..={}, got {}",
+                lockstep_hashing::MAX_VNODES_PER_SHARD,
+                self.vnodes
+            )));
+        }
+        if self.heartbeat_interval_ms == 0 {
+            return Err(Error::Config("heartbeat_interval_ms must be > 0".into()));
+        }
+        if self.suspect_after_ms <= self.heartbeat_interval_ms {
+            return Err(Error::Config(format!(
+                "suspect_after_ms ({}) must exceed heartbeat_interval_ms ({})",
+                self.suspect_after_ms, self.heartbeat_interval_ms
+            )));
+        }
+        if self.down_after_ms <= self.suspect_after_ms {
+            return Err(Error::Config(format!(
+                "down_after_ms ({}) must exceed suspect_after_ms ({})",
+                self.down_after_ms, self.suspect_after_ms
+            )));
+        }
+        if self.max_batch == 0 {
+            return Err(Error::Config("max_batch must be > 0".into()));
+        }
+        Ok(self)
+    }
+
+    pub fn thresholds(&self) -> crate::registry::Thresholds {
+        crate::registry::Thresholds {
+            suspect_after: Duration::from_millis(self.suspect_after_ms),
+            down_after: Duration::from_millis(self.down_after_ms),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_inverted_thresholds_do_not() {
+        assert!(CoordinatorConfig::default().validate().is_ok());
+        let bad = CoordinatorConfig {
+            down_after_ms: 1_000,
+            ..CoordinatorConfig::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,43 @@
+//! The coordinator's error enum and its one mapping to a gRPC `Status`.
+
+use lockstep_proto::ShardId;
+use tonic::Status;
+
+/// Everything that can go wrong in the coordinator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("shard belongs to cluster {sent}, but this coordinator runs cluster {ours}")]
+    WrongCluster { sent: String, ours: String },
+    #[error("{0} is not registered with this coordinator")]
+    UnknownShard(ShardId),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("cannot persist the registry at {path}: {reason}")]
+    Persist { path: String, reason: String },
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("server failed: {0}")]
+    Serve(String),
+}
+
+impl Error {
+    /// Whether the caller may retry the same request.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Error::Persist { .. } | Error::Io(_))
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let msg = e.to_string();
+        match e {
+            Error::WrongCluster { .. } => Status::failed_precondition(msg),
+            Error::UnknownShard(_) => Status::not_found(msg),
+            Error::Invalid(_) => Status::invalid_argument(msg),
+            Error::Persist { .. } | Error::Io(_) => Status::unavailable(msg),
+            Error::Config(_) | Error::Serve(_) => Status::internal(msg),
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The Lockstep coordinator: shard registry, liveness, ring epochs and
+//! topology distribution.
+//!
+//! # Layout
+//! - [`registry`]: the registry as a pure state machine, tested without I/O.
+//! - [`handle`]: [`Registry`], the clonable handle that persists and
+//!   publishes.
+//! - [`service`]: the gRPC service.
+//! - [`config`]: the typed configuration.
+//!
+//! [`run`] is the whole server.
+
+pub mod config;
+pub mod handle;
+pub mod registry;
+pub mod service;
+
+mod error;
+
+use std::future::Future;
+use std::time::Duration;
+
+use lockstep_proto::pb::coordinator_server::CoordinatorServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{info, warn};
+
+pub use config::CoordinatorConfig;
+pub use error::Error;
+pub use handle::Registry;
+
+use crate::registry::Settings;
+
+/// Runs the coordinator on `listener` until `shutdown` completes.
+pub async fn run(
+    listener: TcpListener,
+    config: CoordinatorConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let config = config.validate()?;
+
+    // 1. The registry, from disk when there is one.
+    let registry = Registry::open(
+        &config.data_dir,
+        Settings {
+            vnodes: config.vnodes,
+            max_batch: config.max_batch,
+            heartbeat_interval_ms: config.heartbeat_interval_ms,
+            thresholds: config.thresholds(),
+        },
+    )?;
+    info!(cluster = %registry.topology().cluster_id, epoch = %registry.topology().epoch, "registry loaded");
+
+    // 2. Liveness: checked four times per suspect threshold.
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let period = Duration::from_millis((config.suspect_after_ms / 4).max(10));
+    let live = registry.clone();
+    let liveness = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    if let Err(e) = live.refresh_liveness() {
+                        warn!(error = %e, "liveness update failed");
+                    }
+                }
+                _ = stop_rx.changed() => return,
+            }
+        }
+    });
+
+    // 3. Serve.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<CoordinatorServer<service::CoordinatorService>>()
+        .await;
+    let served = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(CoordinatorServer::new(service::CoordinatorService::new(
+            registry.clone(),
+        )))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+
+    // 4. Drain.
+    let _ = stop_tx.send(true);
+    let _ = liveness.await;
+    registry.persist()?;
+    served.map_err(|e| Error::Serve(e.to_string()))?;
+    info!("coordinator stopped cleanly");
+    Ok(())
+}

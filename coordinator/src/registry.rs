@@ -1,0 +1,467 @@
+//! The shard registry as a pure state machine: registration, heartbeats,
+//! liveness, ring membership and epochs. No I/O; the [`crate::handle`]
+//! module persists and publishes what it decides.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use lockstep_proto::model::{Liveness, ShardEntry, Topology};
+use lockstep_proto::pb;
+use lockstep_proto::{Epoch, ShardId};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// When a silent shard becomes Suspect, then Down.
+#[derive(Clone, Copy, Debug)]
+pub struct Thresholds {
+    pub suspect_after: Duration,
+    pub down_after: Duration,
+}
+
+/// Settings the registry hands out in every topology.
+#[derive(Clone, Copy, Debug)]
+pub struct Settings {
+    pub vnodes: u32,
+    pub max_batch: u32,
+    pub heartbeat_interval_ms: u64,
+    pub thresholds: Thresholds,
+}
+
+/// What survives a coordinator restart.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Snapshot {
+    pub cluster_id: String,
+    pub epoch: u64,
+    pub next_id: u32,
+    /// Set once any ring member reported atoms: from then on a new shard
+    /// joins as Joining instead of taking a share of the ring.
+    pub has_data: bool,
+    pub shards: Vec<PersistedShard>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PersistedShard {
+    pub id: u32,
+    pub address: String,
+    pub weight: f64,
+    pub in_ring: bool,
+}
+
+/// One registered shard.
+#[derive(Clone, Debug)]
+pub struct ShardRecord {
+    pub id: ShardId,
+    pub address: String,
+    pub weight: f64,
+    pub in_ring: bool,
+    /// None until the first heartbeat after a coordinator start.
+    pub last_seen: Option<Instant>,
+    pub liveness: Liveness,
+    pub metrics: pb::ShardMetrics,
+}
+
+impl ShardRecord {
+    pub fn entry(&self) -> ShardEntry {
+        ShardEntry {
+            id: self.id,
+            address: self.address.clone(),
+            weight: self.weight,
+            in_ring: self.in_ring,
+            liveness: self.liveness,
+        }
+    }
+}
+
+/// A registration request, in domain terms.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    pub shard_id: Option<ShardId>,
+    pub cluster_id: String,
+    pub address: String,
+    pub weight: f64,
+    pub atoms: u64,
+}
+
+/// What a state change requires of the driver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// The snapshot changed and must be written before answering.
+    pub persist: bool,
+    /// The topology changed and must be published.
+    pub publish: bool,
+}
+
+impl Effects {
+    fn merge(&mut self, other: Effects) {
+        self.persist |= other.persist;
+        self.publish |= other.publish;
+    }
+}
+
+/// The registry state.
+#[derive(Debug)]
+pub struct RegistryState {
+    cluster_id: String,
+    epoch: Epoch,
+    next_id: u32,
+    has_data: bool,
+    shards: BTreeMap<ShardId, ShardRecord>,
+    settings: Settings,
+}
+
+impl RegistryState {
+    /// A new, empty cluster.
+    pub fn new(cluster_id: String, settings: Settings) -> RegistryState {
+        RegistryState {
+            cluster_id,
+            epoch: Epoch(0),
+            next_id: 1,
+            has_data: false,
+            shards: BTreeMap::new(),
+            settings,
+        }
+    }
+
+    /// The registry as persisted; every shard starts Down until it is heard.
+    pub fn from_snapshot(s: Snapshot, settings: Settings) -> RegistryState {
+        let shards = s
+            .shards
+            .into_iter()
+            .map(|p| {
+                let id = ShardId(p.id);
+                (
+                    id,
+                    ShardRecord {
+                        id,
+                        address: p.address,
+                        weight: p.weight,
+                        in_ring: p.in_ring,
+                        last_seen: None,
+                        liveness: Liveness::Down,
+                        metrics: pb::ShardMetrics::default(),
+                    },
+                )
+            })
+            .collect();
+        RegistryState {
+            cluster_id: s.cluster_id,
+            epoch: Epoch(s.epoch),
+            next_id: s.next_id,
+            has_data: s.has_data,
+            shards,
+            settings,
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            cluster_id: self.cluster_id.clone(),
+            epoch: self.epoch.0,
+            next_id: self.next_id,
+            has_data: self.has_data,
+            shards: self
+                .shards
+                .values()
+                .map(|r| PersistedShard {
+                    id: r.id.0,
+                    address: r.address.clone(),
+                    weight: r.weight,
+                    in_ring: r.in_ring,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    pub fn has_data(&self) -> bool {
+        self.has_data
+    }
+
+    pub fn shards(&self) -> impl Iterator<Item = &ShardRecord> {
+        self.shards.values()
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+
+    pub fn topology(&self) -> Topology {
+        Topology {
+            epoch: self.epoch,
+            vnodes: self.settings.vnodes,
+            shards: self.shards.values().map(ShardRecord::entry).collect(),
+            cluster_id: self.cluster_id.clone(),
+            max_batch: self.settings.max_batch,
+        }
+    }
+
+    fn note_atoms(&mut self, in_ring: bool, atoms: u64) -> Effects {
+        if in_ring && atoms > 0 && !self.has_data {
+            self.has_data = true;
+            return Effects {
+                persist: true,
+                publish: false,
+            };
+        }
+        Effects::default()
+    }
+
+    /// Registers a shard: a new one gets the next id, joining the ring only
+    /// while the cluster holds no data; a known one takes its old place.
+    pub fn register(&mut self, r: Registration, now: Instant) -> Result<(ShardId, Effects), Error> {
+        if !r.weight.is_finite() || r.weight <= 0.0 {
+            return Err(Error::Invalid(format!(
+                "weight must be finite and > 0, got {}",
+                r.weight
+            )));
+        }
+        if r.address.is_empty() {
+            return Err(Error::Invalid("empty shard address".into()));
+        }
+        if !r.cluster_id.is_empty() && r.cluster_id != self.cluster_id {
+            return Err(Error::WrongCluster {
+                sent: r.cluster_id,
+                ours: self.cluster_id.clone(),
+            });
+        }
+        let mut fx = Effects::default();
+        let id = match r.shard_id {
+            Some(id) => {
+                if r.cluster_id.is_empty() {
+                    return Err(Error::Invalid(format!(
+                        "{id} registered without a cluster id"
+                    )));
+                }
+                let rec = self.shards.get_mut(&id).ok_or(Error::UnknownShard(id))?;
+                if rec.address != r.address {
+                    rec.address = r.address;
+                    fx.persist = true;
+                    fx.publish = true;
+                }
+                if rec.weight != r.weight {
+                    rec.weight = r.weight;
+                    fx.persist = true;
+                    fx.publish = true;
+                    if rec.in_ring {
+                        self.epoch = self.epoch.next();
+                    }
+                }
+                if rec.liveness != Liveness::Up {
+                    rec.liveness = Liveness::Up;
+                    fx.publish = true;
+                }
+                rec.last_seen = Some(now);
+                id
+            }
+            None => {
+                let id = ShardId(self.next_id);
+                self.next_id += 1;
+                let in_ring = !self.has_data;
+                if in_ring {
+                    self.epoch = self.epoch.next();
+                }
+                self.shards.insert(
+                    id,
+                    ShardRecord {
+                        id,
+                        address: r.address,
+                        weight: r.weight,
+                        in_ring,
+                        last_seen: Some(now),
+                        liveness: Liveness::Up,
+                        metrics: pb::ShardMetrics::default(),
+                    },
+                );
+                fx.persist = true;
+                fx.publish = true;
+                id
+            }
+        };
+        let in_ring = self.shards[&id].in_ring;
+        fx.merge(self.note_atoms(in_ring, r.atoms));
+        Ok((id, fx))
+    }
+
+    /// Records a heartbeat and its metrics.
+    pub fn heartbeat(
+        &mut self,
+        id: ShardId,
+        metrics: pb::ShardMetrics,
+        now: Instant,
+    ) -> Result<Effects, Error> {
+        let rec = self.shards.get_mut(&id).ok_or(Error::UnknownShard(id))?;
+        let mut fx = Effects::default();
+        rec.last_seen = Some(now);
+        if rec.liveness != Liveness::Up {
+            rec.liveness = Liveness::Up;
+            fx.publish = true;
+        }
+        let (in_ring, atoms) = (rec.in_ring, metrics.atoms);
+        rec.metrics = metrics;
+        fx.merge(self.note_atoms(in_ring, atoms));
+        Ok(fx)
+    }
+
+    /// Moves silent shards to Suspect, then Down.
+    pub fn refresh_liveness(&mut self, now: Instant) -> Effects {
+        let t = self.settings.thresholds;
+        let mut fx = Effects::default();
+        for rec in self.shards.values_mut() {
+            let next = match rec.last_seen {
+                None => Liveness::Down,
+                Some(seen) => {
+                    let quiet = now.saturating_duration_since(seen);
+                    if quiet >= t.down_after {
+                        Liveness::Down
+                    } else if quiet >= t.suspect_after {
+                        Liveness::Suspect
+                    } else {
+                        Liveness::Up
+                    }
+                }
+            };
+            if next != rec.liveness {
+                tracing::info!(shard = %rec.id, from = %rec.liveness, to = %next, "liveness changed");
+                rec.liveness = next;
+                fx.publish = true;
+            }
+        }
+        fx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            vnodes: 16,
+            max_batch: 100,
+            heartbeat_interval_ms: 500,
+            thresholds: Thresholds {
+                suspect_after: Duration::from_secs(2),
+                down_after: Duration::from_secs(5),
+            },
+        }
+    }
+
+    fn reg(id: Option<u32>, cluster: &str, addr: &str, atoms: u64) -> Registration {
+        Registration {
+            shard_id: id.map(ShardId),
+            cluster_id: cluster.into(),
+            address: addr.into(),
+            weight: 1.0,
+            atoms,
+        }
+    }
+
+    #[test]
+    fn new_shards_join_an_empty_ring_and_bump_the_epoch() {
+        let mut r = RegistryState::new("c".into(), settings());
+        let now = Instant::now();
+        let (a, fx) = r.register(reg(None, "", "h:1", 0), now).unwrap();
+        assert!(fx.persist && fx.publish);
+        let (b, _) = r.register(reg(None, "", "h:2", 0), now).unwrap();
+        assert_eq!((a, b), (ShardId(1), ShardId(2)));
+        assert_eq!(r.epoch(), Epoch(2));
+        assert!(r.topology().shards.iter().all(|s| s.in_ring));
+    }
+
+    #[test]
+    fn a_late_shard_joins_as_joining_once_data_exists() {
+        let mut r = RegistryState::new("c".into(), settings());
+        let now = Instant::now();
+        let (a, _) = r.register(reg(None, "", "h:1", 0), now).unwrap();
+        let fx = r
+            .heartbeat(
+                a,
+                pb::ShardMetrics {
+                    atoms: 5,
+                    ..Default::default()
+                },
+                now,
+            )
+            .unwrap();
+        assert!(fx.persist);
+        let epoch = r.epoch();
+        let (b, _) = r.register(reg(None, "", "h:2", 0), now).unwrap();
+        assert_eq!(r.epoch(), epoch, "a joining shard does not change the ring");
+        assert!(!r.topology().shard(b).unwrap().in_ring);
+    }
+
+    #[test]
+    fn a_restarted_shard_takes_its_old_place_and_address_changes_publish() {
+        let mut r = RegistryState::new("c".into(), settings());
+        let now = Instant::now();
+        let (a, _) = r.register(reg(None, "", "h:1", 0), now).unwrap();
+        let epoch = r.epoch();
+        let (again, fx) = r.register(reg(Some(a.0), "c", "h:9", 0), now).unwrap();
+        assert_eq!(again, a);
+        assert!(fx.publish && fx.persist);
+        assert_eq!(r.epoch(), epoch);
+        assert_eq!(r.topology().shard(a).unwrap().address, "h:9");
+    }
+
+    #[test]
+    fn wrong_cluster_unknown_shard_and_bad_weight_are_refused() {
+        let mut r = RegistryState::new("c".into(), settings());
+        let now = Instant::now();
+        assert!(matches!(
+            r.register(reg(None, "other", "h:1", 0), now),
+            Err(Error::WrongCluster { .. })
+        ));
+        assert!(matches!(
+            r.register(reg(Some(9), "c", "h:1", 0), now),
+            Err(Error::UnknownShard(ShardId(9)))
+        ));
+        let mut bad = reg(None, "", "h:1", 0);
+        bad.weight = -1.0;
+        assert!(matches!(r.register(bad, now), Err(Error::Invalid(_))));
+        assert!(matches!(
+            r.heartbeat(ShardId(3), Default::default(), now),
+            Err(Error::UnknownShard(_))
+        ));
+    }
+
+    #[test]
+    fn liveness_goes_up_suspect_down_and_back() {
+        let mut r = RegistryState::new("c".into(), settings());
+        let t0 = Instant::now();
+        let (a, _) = r.register(reg(None, "", "h:1", 0), t0).unwrap();
+        let state = |r: &RegistryState| r.topology().shard(a).unwrap().liveness;
+        assert!(!r.refresh_liveness(t0 + Duration::from_secs(1)).publish);
+        assert_eq!(state(&r), Liveness::Up);
+        assert!(r.refresh_liveness(t0 + Duration::from_secs(3)).publish);
+        assert_eq!(state(&r), Liveness::Suspect);
+        r.refresh_liveness(t0 + Duration::from_secs(6));
+        assert_eq!(state(&r), Liveness::Down);
+        let fx = r
+            .heartbeat(a, Default::default(), t0 + Duration::from_secs(7))
+            .unwrap();
+        assert!(fx.publish);
+        assert_eq!(state(&r), Liveness::Up);
+    }
+
+    #[test]
+    fn snapshot_round_trips_and_restored_shards_start_down() {
+        let mut r = RegistryState::new("c".into(), settings());
+        let now = Instant::now();
+        r.register(reg(None, "", "h:1", 0), now).unwrap();
+        r.register(reg(None, "", "h:2", 7), now).unwrap();
+        let snap = r.snapshot();
+        let back = RegistryState::from_snapshot(snap.clone(), settings());
+        assert_eq!(back.snapshot(), snap);
+        assert!(back.has_data());
+        assert!(back.shards().all(|s| s.liveness == Liveness::Down));
+        assert_eq!(back.topology().ring().unwrap().unwrap().members().len(), 2);
+    }
+}

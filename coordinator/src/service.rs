@@ -1,0 +1,125 @@
+//! The gRPC Coordinator service over a [`Registry`].
+
+use std::pin::Pin;
+use std::time::Instant;
+
+use futures::Stream;
+use lockstep_proto::ShardId;
+use lockstep_proto::pb::{self, coordinator_server::Coordinator};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::WatchStream;
+use tonic::{Request, Response, Status};
+
+use crate::handle::Registry;
+use crate::registry::Registration;
+
+/// The Coordinator service.
+pub struct CoordinatorService {
+    registry: Registry,
+}
+
+impl CoordinatorService {
+    pub fn new(registry: Registry) -> Self {
+        CoordinatorService { registry }
+    }
+}
+
+type TopologyStream = Pin<Box<dyn Stream<Item = Result<pb::Topology, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Coordinator for CoordinatorService {
+    async fn register(
+        &self,
+        req: Request<pb::RegisterRequest>,
+    ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let req = req.into_inner();
+        let reg = Registration {
+            shard_id: req.shard_id.map(ShardId),
+            cluster_id: req.cluster_id,
+            address: req.address,
+            weight: req.weight,
+            atoms: req.metrics.map(|m| m.atoms).unwrap_or(0),
+        };
+        let (id, topology) = self.registry.register(reg)?;
+        tracing::info!(shard = %id, epoch = %topology.epoch, "shard registered");
+        let settings = self.registry.settings();
+        Ok(Response::new(pb::RegisterResponse {
+            shard_id: id.0,
+            cluster_id: topology.cluster_id.clone(),
+            topology: Some((&topology).into()),
+            heartbeat_interval_ms: settings.heartbeat_interval_ms,
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let req = req.into_inner();
+        self.registry
+            .heartbeat(ShardId(req.shard_id), req.metrics.unwrap_or_default())?;
+        Ok(Response::new(pb::HeartbeatResponse {
+            epoch: self.registry.topology().epoch.0,
+        }))
+    }
+
+    async fn get_topology(
+        &self,
+        _req: Request<pb::GetTopologyRequest>,
+    ) -> Result<Response<pb::Topology>, Status> {
+        Ok(Response::new((&self.registry.topology()).into()))
+    }
+
+    type WatchTopologyStream = TopologyStream;
+
+    async fn watch_topology(
+        &self,
+        _req: Request<pb::GetTopologyRequest>,
+    ) -> Result<Response<Self::WatchTopologyStream>, Status> {
+        // The first item is the current topology, then one per change.
+        let stream = WatchStream::new(self.registry.subscribe()).map(|t| Ok((&t).into()));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn cluster_status(
+        &self,
+        _req: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let view = self.registry.status();
+        let now = Instant::now();
+        let shards: Vec<pb::ShardStatus> = view
+            .shards
+            .iter()
+            .map(|r| pb::ShardStatus {
+                shard: Some((&r.entry()).into()),
+                metrics: Some(r.metrics.clone()),
+                ms_since_heartbeat: r
+                    .last_seen
+                    .map(|t| now.saturating_duration_since(t).as_millis() as u64)
+                    .unwrap_or(u64::MAX),
+            })
+            .collect();
+        let in_ring: Vec<u64> = view
+            .shards
+            .iter()
+            .filter(|r| r.in_ring)
+            .map(|r| r.metrics.atoms)
+            .collect();
+        let total_atoms: u64 = view.shards.iter().map(|r| r.metrics.atoms).sum();
+        let balance = if in_ring.is_empty() || in_ring.iter().all(|&a| a == 0) {
+            0.0
+        } else {
+            let max = *in_ring.iter().max().expect("non-empty") as f64;
+            let mean = in_ring.iter().sum::<u64>() as f64 / in_ring.len() as f64;
+            max / mean
+        };
+        Ok(Response::new(pb::ClusterStatusResponse {
+            topology: Some((&view.topology).into()),
+            shards,
+            total_atoms,
+            total_live_bytes: view.shards.iter().map(|r| r.metrics.live_bytes).sum(),
+            balance,
+            has_data: view.has_data,
+        }))
+    }
+}

@@ -1,0 +1,265 @@
+//! Atoms, handles, truth/attention values and incoming-set entries.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::model::{AtomRecord, check_range};
+use crate::pb;
+use crate::{AtomType, AttentionValue, FlatAtom, Handle, IncomingRef, ProtoError, TruthValue};
+
+impl From<TruthValue> for pb::TruthValue {
+    fn from(tv: TruthValue) -> Self {
+        pb::TruthValue {
+            strength: tv.strength,
+            confidence: tv.confidence,
+        }
+    }
+}
+
+impl TryFrom<pb::TruthValue> for TruthValue {
+    type Error = ProtoError;
+    fn try_from(tv: pb::TruthValue) -> Result<Self, ProtoError> {
+        TruthValue::new(tv.strength, tv.confidence)
+    }
+}
+
+impl From<AttentionValue> for pb::AttentionValue {
+    fn from(av: AttentionValue) -> Self {
+        pb::AttentionValue {
+            sti: av.sti,
+            lti: av.lti,
+        }
+    }
+}
+
+impl TryFrom<pb::AttentionValue> for AttentionValue {
+    type Error = ProtoError;
+    fn try_from(av: pb::AttentionValue) -> Result<Self, ProtoError> {
+        AttentionValue::new(av.sti, av.lti)
+    }
+}
+
+fn values_to_pb(values: &BTreeMap<String, Vec<f64>>) -> HashMap<String, pb::FloatValue> {
+    values
+        .iter()
+        .map(|(k, v)| (k.clone(), pb::FloatValue { values: v.clone() }))
+        .collect()
+}
+
+fn values_from_pb(
+    values: HashMap<String, pb::FloatValue>,
+) -> Result<BTreeMap<String, Vec<f64>>, ProtoError> {
+    let mut out = BTreeMap::new();
+    for (k, v) in values {
+        for &x in &v.values {
+            check_range("value", x, f64::MIN, f64::MAX)?;
+        }
+        out.insert(k, v.values);
+    }
+    Ok(out)
+}
+
+/// Parses a list of 16-byte handles.
+pub fn handles_from_pb(raw: &[Vec<u8>]) -> Result<Vec<Handle>, ProtoError> {
+    raw.iter().map(|b| Handle::from_slice(b)).collect()
+}
+
+fn handles_to_pb(hs: &[Handle]) -> Vec<Vec<u8>> {
+    hs.iter().map(|h| h.to_bytes().to_vec()).collect()
+}
+
+fn concat_handles(hs: &[Handle]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * hs.len());
+    for h in hs {
+        out.extend_from_slice(&h.to_bytes());
+    }
+    out
+}
+
+fn split_handles(b: &[u8]) -> Result<Vec<Handle>, ProtoError> {
+    if !b.len().is_multiple_of(16) {
+        return Err(ProtoError::Corrupt(format!(
+            "outgoing set of {} bytes",
+            b.len()
+        )));
+    }
+    b.chunks_exact(16).map(Handle::from_slice).collect()
+}
+
+impl From<&FlatAtom> for pb::AtomWrite {
+    fn from(a: &FlatAtom) -> Self {
+        pb::AtomWrite {
+            r#type: a.ty.name.to_string(),
+            name: a.name.clone(),
+            outgoing: handles_to_pb(&a.outgoing),
+            tv: a.tv.map(Into::into),
+            av: a.av.map(Into::into),
+            values: values_to_pb(&a.values),
+        }
+    }
+}
+
+impl TryFrom<pb::AtomWrite> for FlatAtom {
+    type Error = ProtoError;
+    fn try_from(w: pb::AtomWrite) -> Result<Self, ProtoError> {
+        let ty = AtomType::by_name(&w.r#type)?;
+        let outgoing = handles_from_pb(&w.outgoing)?;
+        let mut atom = FlatAtom::new(ty, w.name, outgoing)?;
+        atom.tv = w.tv.map(TryInto::try_into).transpose()?;
+        atom.av = w.av.map(TryInto::try_into).transpose()?;
+        atom.values = values_from_pb(w.values)?;
+        Ok(atom)
+    }
+}
+
+impl From<&IncomingRef> for pb::IncomingWrite {
+    fn from(r: &IncomingRef) -> Self {
+        pb::IncomingWrite {
+            target: r.target.to_bytes().to_vec(),
+            link_type: r.link_type.name.to_string(),
+            outgoing: handles_to_pb(&r.outgoing),
+        }
+    }
+}
+
+impl TryFrom<pb::IncomingWrite> for IncomingRef {
+    type Error = ProtoError;
+    fn try_from(w: pb::IncomingWrite) -> Result<Self, ProtoError> {
+        let target = Handle::from_slice(&w.target)?;
+        let ty = AtomType::by_name(&w.link_type)?;
+        IncomingRef::new(target, ty, handles_from_pb(&w.outgoing)?)
+    }
+}
+
+impl From<&IncomingRef> for pb::IncomingEntry {
+    fn from(r: &IncomingRef) -> Self {
+        pb::IncomingEntry {
+            link: r.link.to_bytes().to_vec(),
+            link_type: r.link_type.name.to_string(),
+            outgoing: handles_to_pb(&r.outgoing),
+        }
+    }
+}
+
+impl From<&AtomRecord> for pb::AtomView {
+    fn from(r: &AtomRecord) -> Self {
+        pb::AtomView {
+            handle: r.handle.to_bytes().to_vec(),
+            r#type: r.ty.name.to_string(),
+            name: r.name.clone(),
+            outgoing: handles_to_pb(&r.outgoing),
+            tv: Some(r.tv.into()),
+            av: Some(r.av.into()),
+            values: values_to_pb(&r.values),
+        }
+    }
+}
+
+impl TryFrom<pb::AtomView> for AtomRecord {
+    type Error = ProtoError;
+    fn try_from(v: pb::AtomView) -> Result<Self, ProtoError> {
+        Ok(AtomRecord {
+            handle: Handle::from_slice(&v.handle)?,
+            ty: AtomType::by_name(&v.r#type)?,
+            name: v.name,
+            outgoing: handles_from_pb(&v.outgoing)?,
+            tv: v.tv.ok_or(ProtoError::Missing("tv"))?.try_into()?,
+            av: v.av.ok_or(ProtoError::Missing("av"))?.try_into()?,
+            values: values_from_pb(v.values)?,
+        })
+    }
+}
+
+/// The storage encoding of a record (the handle is the key, not the value).
+pub fn encode_stored(r: &AtomRecord) -> Vec<u8> {
+    use prost::Message;
+    pb::StoredAtom {
+        type_id: u32::from(r.ty.id),
+        name: r.name.clone(),
+        outgoing: concat_handles(&r.outgoing),
+        strength: r.tv.strength,
+        confidence: r.tv.confidence,
+        sti: r.av.sti,
+        lti: r.av.lti,
+        values: values_to_pb(&r.values),
+    }
+    .encode_to_vec()
+}
+
+/// Decodes a stored record under its key.
+pub fn decode_stored(handle: Handle, bytes: &[u8]) -> Result<AtomRecord, ProtoError> {
+    use prost::Message;
+    let s = pb::StoredAtom::decode(bytes).map_err(|e| ProtoError::Corrupt(e.to_string()))?;
+    Ok(AtomRecord {
+        handle,
+        ty: AtomType::by_id(s.type_id)?,
+        name: s.name,
+        outgoing: split_handles(&s.outgoing)?,
+        tv: TruthValue {
+            strength: s.strength,
+            confidence: s.confidence,
+        },
+        av: AttentionValue {
+            sti: s.sti,
+            lti: s.lti,
+        },
+        values: s.values.into_iter().map(|(k, v)| (k, v.values)).collect(),
+    })
+}
+
+/// The storage encoding of an incoming-set entry's value.
+pub fn encode_incoming(r: &IncomingRef) -> Vec<u8> {
+    use prost::Message;
+    pb::StoredIncoming {
+        link_type_id: u32::from(r.link_type.id),
+        outgoing: concat_handles(&r.outgoing),
+    }
+    .encode_to_vec()
+}
+
+/// Decodes an incoming-set entry stored under (target, link).
+pub fn decode_incoming(
+    target: Handle,
+    link: Handle,
+    bytes: &[u8],
+) -> Result<IncomingRef, ProtoError> {
+    use prost::Message;
+    let s = pb::StoredIncoming::decode(bytes).map_err(|e| ProtoError::Corrupt(e.to_string()))?;
+    Ok(IncomingRef {
+        target,
+        link,
+        link_type: AtomType::by_id(s.link_type_id)?,
+        outgoing: split_handles(&s.outgoing)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atom_write_round_trips_and_validates() {
+        let c = AtomType::by_name("ConceptNode").unwrap();
+        let mut a = FlatAtom::new(c, "x".into(), vec![]).unwrap();
+        a.tv = Some(TruthValue::new(0.5, 0.25).unwrap());
+        let back = FlatAtom::try_from(pb::AtomWrite::from(&a)).unwrap();
+        assert_eq!(back, a);
+
+        let mut bad = pb::AtomWrite::from(&a);
+        bad.r#type = "NoSuchNode".into();
+        assert_eq!(
+            FlatAtom::try_from(bad).unwrap_err(),
+            ProtoError::UnknownType("NoSuchNode".into())
+        );
+        let mut bad = pb::AtomWrite::from(&a);
+        bad.outgoing = vec![vec![1, 2, 3]];
+        assert!(FlatAtom::try_from(bad).is_err());
+    }
+
+    #[test]
+    fn stored_round_trips() {
+        let l = AtomType::by_name("ListLink").unwrap();
+        let w = FlatAtom::new(l, String::new(), vec![Handle(1), Handle(2)]).unwrap();
+        let r = AtomRecord::from_write(&w);
+        assert_eq!(decode_stored(r.handle, &encode_stored(&r)).unwrap(), r);
+    }
+}

@@ -1,0 +1,8 @@
+//! Every conversion between generated protobuf types and domain types, as
+//! `From`/`TryFrom` impls and a few free functions. Decoding validates: a
+//! value that converts is a value the domain accepts.
+
+mod atom;
+mod topology;
+
+pub use atom::{decode_incoming, decode_stored, encode_incoming, encode_stored, handles_from_pb};

@@ -1,0 +1,31 @@
+//! Lockstep's wire format and atom model.
+//!
+//! # Layout
+//! - [`pb`]: the generated tonic/prost code. This is the only place it is
+//!   included.
+//! - [`model`]: the domain types: [`Handle`], atom types, [`Atom`], truth and
+//!   attention values, [`Tick`].
+//! - [`convert`]: every proto<->domain conversion, one file per type.
+//! - [`wire_error`]: how typed errors (wrong epoch, not owner) travel inside a
+//!   gRPC `Status`, shared by servers and clients.
+//!
+//! The ids `ShardId` and `Epoch` come from the ring crate and are re-exported.
+
+pub mod convert;
+pub mod model;
+pub mod wire_error;
+
+mod error;
+
+pub use error::ProtoError;
+pub use lockstep_hashing::{Epoch, ShardId};
+pub use model::{
+    Atom, AtomKind, AtomRecord, AtomType, AttentionValue, FlatAtom, Handle, IncomingRef, Liveness,
+    ShardEntry, Tick, Topology, TruthValue,
+};
+
+/// Generated protobuf and gRPC code.
+#[allow(clippy::all, missing_docs, unreachable_pub)]
+pub mod pb {
+    tonic::include_proto!("lockstep.v1");
+}

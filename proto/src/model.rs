@@ -1,0 +1,621 @@
+//! The atom model: handles, the registry of atom types, atoms with truth and
+//! attention values, and the flat form an atom takes on its owner shard.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_128;
+
+use lockstep_hashing::{Epoch, Member, Ring, RingError, ShardId};
+
+use crate::ProtoError;
+
+/// The longest node name accepted, in bytes.
+pub const MAX_NAME_BYTES: usize = 64 * 1024;
+/// The most outgoing atoms a link may have.
+pub const MAX_ARITY: usize = 4096;
+
+/// An atom's identity: the xxh3-128 of its canonical encoding (see
+/// [`node_handle`] and [`link_handle`]). The same atom has the same handle in
+/// every process and every release.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Handle(pub u128);
+
+impl Handle {
+    /// Big-endian bytes, the form used on the wire and as storage keys (so
+    /// that byte order is numeric order).
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0.to_be_bytes()
+    }
+
+    /// Parses 16 big-endian bytes.
+    pub fn from_slice(b: &[u8]) -> Result<Handle, ProtoError> {
+        let arr: [u8; 16] = b
+            .try_into()
+            .map_err(|_| ProtoError::BadHandleLength(b.len()))?;
+        Ok(Handle(u128::from_be_bytes(arr)))
+    }
+
+    /// The handle's position on the ring. Handles are already uniform hashes,
+    /// so their high 64 bits serve directly.
+    pub fn ring_position(self) -> u64 {
+        (self.0 >> 64) as u64
+    }
+}
+
+impl fmt::Display for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Handle({self})")
+    }
+}
+
+impl FromStr for Handle {
+    type Err = ProtoError;
+    fn from_str(s: &str) -> Result<Handle, ProtoError> {
+        let t = s.trim();
+        if t.len() != 32 {
+            return Err(ProtoError::BadHandleText(s.to_string()));
+        }
+        u128::from_str_radix(t, 16)
+            .map(Handle)
+            .map_err(|_| ProtoError::BadHandleText(s.to_string()))
+    }
+}
+
+/// A tick number.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+pub struct Tick(pub u64);
+
+impl fmt::Display for Tick {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Whether a type is a node or a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AtomKind {
+    Node,
+    Link,
+}
+
+/// A built-in atom type. The `id` is what is stored on disk and must never be
+/// reused; the `name` is what handles hash, so it must never change either.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AtomType {
+    pub id: u16,
+    pub name: &'static str,
+    pub short: &'static str,
+    pub kind: AtomKind,
+}
+
+macro_rules! atom_types {
+    ($($id:literal $name:literal $short:literal $kind:ident),* $(,)?) => {
+        /// Every built-in atom type, in id order.
+        pub static ATOM_TYPES: &[AtomType] = &[
+            $(AtomType { id: $id, name: $name, short: $short, kind: AtomKind::$kind }),*
+        ];
+    };
+}
+
+atom_types! {
+    1 "ConceptNode" "Concept" Node,
+    2 "PredicateNode" "Predicate" Node,
+    3 "WordNode" "Word" Node,
+    4 "NumberNode" "Number" Node,
+    5 "VariableNode" "Variable" Node,
+    6 "SchemaNode" "Schema" Node,
+    7 "TypeNode" "Type" Node,
+    32 "ListLink" "List" Link,
+    33 "InheritanceLink" "Inheritance" Link,
+    34 "SimilarityLink" "Similarity" Link,
+    35 "EvaluationLink" "Evaluation" Link,
+    36 "MemberLink" "Member" Link,
+    37 "ContainsLink" "Contains" Link,
+    38 "ExecutionLink" "Execution" Link,
+    39 "AndLink" "And" Link,
+    40 "OrLink" "Or" Link,
+    41 "ImplicationLink" "Implication" Link,
+    42 "SetLink" "Set" Link,
+}
+
+impl AtomType {
+    /// Looks a type up by its full name (`ConceptNode`) or short form
+    /// (`Concept`).
+    pub fn by_name(name: &str) -> Result<&'static AtomType, ProtoError> {
+        ATOM_TYPES
+            .iter()
+            .find(|t| t.name == name || t.short == name)
+            .ok_or_else(|| ProtoError::UnknownType(name.to_string()))
+    }
+
+    /// Looks a type up by its stored id.
+    pub fn by_id(id: u32) -> Result<&'static AtomType, ProtoError> {
+        ATOM_TYPES
+            .iter()
+            .find(|t| u32::from(t.id) == id)
+            .ok_or(ProtoError::UnknownTypeId(id))
+    }
+
+    pub fn is_node(&self) -> bool {
+        self.kind == AtomKind::Node
+    }
+}
+
+impl fmt::Display for AtomType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// The handle of node `(ty, name)`: xxh3-128 of
+/// `0x01 ++ len(type) as u16 LE ++ type ++ len(name) as u32 LE ++ name`.
+pub fn node_handle(ty: &AtomType, name: &str) -> Handle {
+    let mut buf = Vec::with_capacity(7 + ty.name.len() + name.len());
+    buf.push(1u8);
+    buf.extend_from_slice(&(ty.name.len() as u16).to_le_bytes());
+    buf.extend_from_slice(ty.name.as_bytes());
+    buf.extend_from_slice(&(name.len() as u32).to_le_bytes());
+    buf.extend_from_slice(name.as_bytes());
+    Handle(xxh3_128(&buf))
+}
+
+/// The handle of link `(ty, outgoing)`: xxh3-128 of
+/// `0x02 ++ len(type) as u16 LE ++ type ++ arity as u32 LE ++ handles (16
+/// bytes BE each)`.
+pub fn link_handle(ty: &AtomType, outgoing: &[Handle]) -> Handle {
+    let mut buf = Vec::with_capacity(7 + ty.name.len() + 16 * outgoing.len());
+    buf.push(2u8);
+    buf.extend_from_slice(&(ty.name.len() as u16).to_le_bytes());
+    buf.extend_from_slice(ty.name.as_bytes());
+    buf.extend_from_slice(&(outgoing.len() as u32).to_le_bytes());
+    for h in outgoing {
+        buf.extend_from_slice(&h.to_bytes());
+    }
+    Handle(xxh3_128(&buf))
+}
+
+/// (strength, confidence). The AtomSpace default is (1.0, 0.0).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TruthValue {
+    pub strength: f64,
+    pub confidence: f64,
+}
+
+impl Default for TruthValue {
+    fn default() -> Self {
+        TruthValue {
+            strength: 1.0,
+            confidence: 0.0,
+        }
+    }
+}
+
+impl TruthValue {
+    pub fn new(strength: f64, confidence: f64) -> Result<TruthValue, ProtoError> {
+        check_range("strength", strength, 0.0, 1.0)?;
+        check_range("confidence", confidence, 0.0, 1.0)?;
+        Ok(TruthValue {
+            strength,
+            confidence,
+        })
+    }
+}
+
+/// (sti, lti), defaulting to zero.
+#[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct AttentionValue {
+    pub sti: f64,
+    pub lti: f64,
+}
+
+impl AttentionValue {
+    pub fn new(sti: f64, lti: f64) -> Result<AttentionValue, ProtoError> {
+        check_range("sti", sti, f64::MIN, f64::MAX)?;
+        check_range("lti", lti, f64::MIN, f64::MAX)?;
+        Ok(AttentionValue { sti, lti })
+    }
+}
+
+pub(crate) fn check_range(
+    field: &'static str,
+    value: f64,
+    min: f64,
+    max: f64,
+) -> Result<(), ProtoError> {
+    if value.is_finite() && value >= min && value <= max {
+        Ok(())
+    } else {
+        Err(ProtoError::OutOfRange {
+            field,
+            value,
+            min,
+            max,
+        })
+    }
+}
+
+/// A nested atom, as users write it: a link carries its outgoing atoms in
+/// full, so adding a link adds its targets too.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Atom {
+    pub ty: &'static AtomType,
+    pub name: String,
+    pub outgoing: Vec<Atom>,
+    pub tv: Option<TruthValue>,
+    pub av: Option<AttentionValue>,
+    pub values: BTreeMap<String, Vec<f64>>,
+}
+
+impl Atom {
+    /// A node, validated.
+    pub fn node(ty: &'static AtomType, name: impl Into<String>) -> Result<Atom, ProtoError> {
+        let name = name.into();
+        validate_shape(ty, &name, 0)?;
+        Ok(Atom {
+            ty,
+            name,
+            outgoing: Vec::new(),
+            tv: None,
+            av: None,
+            values: BTreeMap::new(),
+        })
+    }
+
+    /// A link, validated.
+    pub fn link(ty: &'static AtomType, outgoing: Vec<Atom>) -> Result<Atom, ProtoError> {
+        validate_shape(ty, "", outgoing.len())?;
+        Ok(Atom {
+            ty,
+            name: String::new(),
+            outgoing,
+            tv: None,
+            av: None,
+            values: BTreeMap::new(),
+        })
+    }
+
+    pub fn with_tv(mut self, tv: TruthValue) -> Atom {
+        self.tv = Some(tv);
+        self
+    }
+
+    /// This atom's handle.
+    pub fn handle(&self) -> Handle {
+        match self.ty.kind {
+            AtomKind::Node => node_handle(self.ty, &self.name),
+            AtomKind::Link => {
+                let out: Vec<Handle> = self.outgoing.iter().map(Atom::handle).collect();
+                link_handle(self.ty, &out)
+            }
+        }
+    }
+
+    /// Every atom in this one (itself included), innermost first, so that
+    /// targets come before the links that point at them.
+    pub fn flatten_into(&self, out: &mut Vec<(FlatAtom, usize)>) -> (Handle, usize) {
+        let mut depth = 0;
+        let mut handles = Vec::with_capacity(self.outgoing.len());
+        for o in &self.outgoing {
+            let (h, d) = o.flatten_into(out);
+            handles.push(h);
+            depth = depth.max(d + 1);
+        }
+        let handle = match self.ty.kind {
+            AtomKind::Node => node_handle(self.ty, &self.name),
+            AtomKind::Link => link_handle(self.ty, &handles),
+        };
+        out.push((
+            FlatAtom {
+                handle,
+                ty: self.ty,
+                name: self.name.clone(),
+                outgoing: handles,
+                tv: self.tv,
+                av: self.av,
+                values: self.values.clone(),
+            },
+            depth,
+        ));
+        (handle, depth)
+    }
+}
+
+/// Checks the parts of an atom that do not depend on other atoms.
+pub fn validate_shape(ty: &'static AtomType, name: &str, arity: usize) -> Result<(), ProtoError> {
+    match ty.kind {
+        AtomKind::Node => {
+            if name.is_empty() {
+                return Err(ProtoError::EmptyName { ty: ty.name });
+            }
+            if name.len() > MAX_NAME_BYTES {
+                return Err(ProtoError::NameTooLong {
+                    ty: ty.name,
+                    len: name.len(),
+                    max: MAX_NAME_BYTES,
+                });
+            }
+            if arity != 0 {
+                return Err(ProtoError::OutgoingOnNode { ty: ty.name });
+            }
+        }
+        AtomKind::Link => {
+            if !name.is_empty() {
+                return Err(ProtoError::NameOnLink { ty: ty.name });
+            }
+            if arity > MAX_ARITY {
+                return Err(ProtoError::ArityTooLarge {
+                    ty: ty.name,
+                    arity,
+                    max: MAX_ARITY,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One atom as it is stored on its owner shard: outgoing atoms by handle.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlatAtom {
+    pub handle: Handle,
+    pub ty: &'static AtomType,
+    pub name: String,
+    pub outgoing: Vec<Handle>,
+    pub tv: Option<TruthValue>,
+    pub av: Option<AttentionValue>,
+    pub values: BTreeMap<String, Vec<f64>>,
+}
+
+impl FlatAtom {
+    /// Builds and validates a flat atom, computing its handle.
+    pub fn new(
+        ty: &'static AtomType,
+        name: String,
+        outgoing: Vec<Handle>,
+    ) -> Result<FlatAtom, ProtoError> {
+        validate_shape(ty, &name, outgoing.len())?;
+        let handle = match ty.kind {
+            AtomKind::Node => node_handle(ty, &name),
+            AtomKind::Link => link_handle(ty, &outgoing),
+        };
+        Ok(FlatAtom {
+            handle,
+            ty,
+            name,
+            outgoing,
+            tv: None,
+            av: None,
+            values: BTreeMap::new(),
+        })
+    }
+}
+
+/// "Link `link` (of type `link_type`, with `outgoing`) contains `target`":
+/// one member of `target`'s incoming set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncomingRef {
+    pub target: Handle,
+    pub link: Handle,
+    pub link_type: &'static AtomType,
+    pub outgoing: Vec<Handle>,
+}
+
+impl IncomingRef {
+    /// Builds and validates an entry, computing the link's handle.
+    pub fn new(
+        target: Handle,
+        link_type: &'static AtomType,
+        outgoing: Vec<Handle>,
+    ) -> Result<IncomingRef, ProtoError> {
+        validate_shape(link_type, "", outgoing.len())?;
+        if link_type.is_node() {
+            return Err(ProtoError::OutgoingOnNode { ty: link_type.name });
+        }
+        if !outgoing.contains(&target) {
+            return Err(ProtoError::TargetNotInLink {
+                target: target.to_string(),
+            });
+        }
+        Ok(IncomingRef {
+            target,
+            link: link_handle(link_type, &outgoing),
+            link_type,
+            outgoing,
+        })
+    }
+}
+
+/// An atom as stored and read back: every value present.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AtomRecord {
+    pub handle: Handle,
+    pub ty: &'static AtomType,
+    pub name: String,
+    pub outgoing: Vec<Handle>,
+    pub tv: TruthValue,
+    pub av: AttentionValue,
+    pub values: BTreeMap<String, Vec<f64>>,
+}
+
+impl AtomRecord {
+    /// A new record from a write: absent values take their defaults.
+    pub fn from_write(w: &FlatAtom) -> AtomRecord {
+        AtomRecord {
+            handle: w.handle,
+            ty: w.ty,
+            name: w.name.clone(),
+            outgoing: w.outgoing.clone(),
+            tv: w.tv.unwrap_or_default(),
+            av: w.av.unwrap_or_default(),
+            values: w.values.clone(),
+        }
+    }
+
+    /// Applies a write to an existing record: only the values the write
+    /// carries change. Returns whether anything changed.
+    pub fn merge(&mut self, w: &FlatAtom) -> bool {
+        let before = (self.tv, self.av, self.values.len());
+        if let Some(tv) = w.tv {
+            self.tv = tv;
+        }
+        if let Some(av) = w.av {
+            self.av = av;
+        }
+        let mut changed = before != (self.tv, self.av, self.values.len());
+        for (k, v) in &w.values {
+            if self.values.get(k) != Some(v) {
+                self.values.insert(k.clone(), v.clone());
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+/// A shard's liveness as the coordinator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Liveness {
+    Up,
+    Suspect,
+    Down,
+}
+
+impl fmt::Display for Liveness {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Liveness::Up => "Up",
+            Liveness::Suspect => "Suspect",
+            Liveness::Down => "Down",
+        })
+    }
+}
+
+/// One shard in the topology.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ShardEntry {
+    pub id: ShardId,
+    pub address: String,
+    pub weight: f64,
+    /// False while the shard is Joining: registered but owning no keys.
+    pub in_ring: bool,
+    pub liveness: Liveness,
+}
+
+/// What clients and shards route by: the ring's epoch, its members and their
+/// addresses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Topology {
+    pub epoch: Epoch,
+    pub vnodes: u32,
+    pub shards: Vec<ShardEntry>,
+    pub cluster_id: String,
+    pub max_batch: u32,
+}
+
+impl Topology {
+    /// The ring built from the shards in it, or `None` when none is.
+    pub fn ring(&self) -> Result<Option<Ring>, RingError> {
+        let members: Vec<Member> = self
+            .shards
+            .iter()
+            .filter(|s| s.in_ring)
+            .map(|s| Member::new(s.id, s.weight))
+            .collect();
+        if members.is_empty() {
+            return Ok(None);
+        }
+        Ring::new(&members, self.vnodes).map(Some)
+    }
+
+    /// The entry for shard `id`.
+    pub fn shard(&self, id: ShardId) -> Option<&ShardEntry> {
+        self.shards.iter().find(|s| s.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_pinned() {
+        // Changing the canonical encoding or the hash breaks this test, and
+        // every stored atom with it.
+        let c = AtomType::by_name("ConceptNode").unwrap();
+        let a = node_handle(c, "cat");
+        let b = node_handle(c, "animal");
+        let inh = AtomType::by_name("Inheritance").unwrap();
+        let l = link_handle(inh, &[a, b]);
+        assert_eq!(a.to_string(), "ed60a19dcd2cbc3dca08c1cbade6d670");
+        assert_eq!(b.to_string(), "106c876e16138d722e0d2dbf2c97c424");
+        assert_eq!(l.to_string(), "7f60d7d40cb353593ae281f394c399c2");
+    }
+
+    #[test]
+    fn handle_text_round_trips() {
+        let h = Handle(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        assert_eq!(h.to_string().parse::<Handle>().unwrap(), h);
+        assert!("xyz".parse::<Handle>().is_err());
+        assert_eq!(Handle::from_slice(&h.to_bytes()).unwrap(), h);
+        assert_eq!(
+            Handle::from_slice(&[1, 2]).unwrap_err(),
+            ProtoError::BadHandleLength(2)
+        );
+    }
+
+    #[test]
+    fn types_resolve_by_full_and_short_name() {
+        assert_eq!(AtomType::by_name("Concept").unwrap().name, "ConceptNode");
+        assert_eq!(
+            AtomType::by_name("FooNode").unwrap_err().to_string(),
+            "unknown atom type \"FooNode\""
+        );
+        let mut ids: Vec<u16> = ATOM_TYPES.iter().map(|t| t.id).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), ATOM_TYPES.len());
+    }
+
+    #[test]
+    fn shapes_are_validated() {
+        let c = AtomType::by_name("ConceptNode").unwrap();
+        let l = AtomType::by_name("ListLink").unwrap();
+        assert!(matches!(
+            Atom::node(c, ""),
+            Err(ProtoError::EmptyName { .. })
+        ));
+        assert!(matches!(
+            FlatAtom::new(l, "x".into(), vec![]),
+            Err(ProtoError::NameOnLink { .. })
+        ));
+        assert!(TruthValue::new(1.5, 0.1).is_err());
+        assert!(TruthValue::new(f64::NAN, 0.1).is_err());
+    }
+
+    #[test]
+    fn flatten_puts_targets_first() {
+        let c = AtomType::by_name("Concept").unwrap();
+        let inh = AtomType::by_name("Inheritance").unwrap();
+        let link = Atom::link(
+            inh,
+            vec![Atom::node(c, "a").unwrap(), Atom::node(c, "b").unwrap()],
+        )
+        .unwrap();
+        let mut flat = Vec::new();
+        let (h, depth) = link.flatten_into(&mut flat);
+        assert_eq!(h, link.handle());
+        assert_eq!(depth, 1);
+        assert_eq!(flat.len(), 3);
+        assert_eq!(flat[2].0.outgoing, vec![flat[0].0.handle, flat[1].0.handle]);
+    }
+}

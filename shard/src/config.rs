@@ -1,0 +1,104 @@
+//! The shard's typed configuration, its defaults and its validation.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Default heartbeat interval.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 500;
+/// Default RocksDB block cache.
+pub const DEFAULT_BLOCK_CACHE_MB: u64 = 64;
+/// Default number of items (atoms plus incoming entries) one request may carry.
+pub const DEFAULT_MAX_BATCH: usize = 10_000;
+/// Default time to keep retrying the first registration.
+pub const DEFAULT_REGISTER_TIMEOUT_MS: u64 = 30_000;
+
+/// How a shard runs. Every field has a documented default (see the README's
+/// configuration reference).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShardConfig {
+    /// The coordinator's address, `host:port`.
+    pub coordinator: String,
+    /// The address to listen on.
+    pub listen: String,
+    /// The address other processes reach this shard at; defaults to the
+    /// bound listen address.
+    pub advertise: Option<String>,
+    /// Where RocksDB keeps this shard's data.
+    pub data_dir: PathBuf,
+    /// Ring weight: scales the shard's virtual nodes.
+    pub weight: f64,
+    /// How often to heartbeat the coordinator.
+    pub heartbeat_interval_ms: u64,
+    /// The largest request accepted, in atoms plus incoming entries.
+    pub max_batch: usize,
+    /// fsync the WAL on every write. Off: an acknowledged write survives the
+    /// crash of any process (kill -9). On: it also survives power loss.
+    pub sync_writes: bool,
+    /// RocksDB block cache size.
+    pub block_cache_mb: u64,
+    /// How long to keep retrying the first registration.
+    pub register_timeout_ms: u64,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        ShardConfig {
+            coordinator: "127.0.0.1:7400".into(),
+            listen: "127.0.0.1:0".into(),
+            advertise: None,
+            data_dir: PathBuf::from("lockstep-data/shard"),
+            weight: 1.0,
+            heartbeat_interval_ms: DEFAULT_HEARTBEAT_MS,
+            max_batch: DEFAULT_MAX_BATCH,
+            sync_writes: false,
+            block_cache_mb: DEFAULT_BLOCK_CACHE_MB,
+            register_timeout_ms: DEFAULT_REGISTER_TIMEOUT_MS,
+        }
+    }
+}
+
+impl ShardConfig {
+    /// Checks the values and returns the config unchanged if they hold.
+    pub fn validate(self) -> Result<ShardConfig, Error> {
+        if !self.weight.is_finite() || self.weight <= 0.0 || self.weight > 64.0 {
+            return Err(Error::Config(format!(
+                "weight must be in (0, 64], got {}",
+                self.weight
+            )));
+        }
+        if self.heartbeat_interval_ms == 0 {
+            return Err(Error::Config("heartbeat_interval_ms must be > 0".into()));
+        }
+        if self.max_batch == 0 {
+            return Err(Error::Config("max_batch must be > 0".into()));
+        }
+        if self.coordinator.is_empty() {
+            return Err(Error::Config("coordinator address is empty".into()));
+        }
+        Ok(self)
+    }
+
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_bad_values_do_not() {
+        assert!(ShardConfig::default().validate().is_ok());
+        let bad = ShardConfig {
+            weight: 0.0,
+            ..ShardConfig::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,85 @@
+//! The shard crate's error enum and its one mapping to a gRPC `Status`.
+
+use lockstep_proto::wire_error::{WireKind, epoch_status};
+use lockstep_proto::{Epoch, Handle, ProtoError, ShardId};
+use tonic::Status;
+
+/// Everything that can go wrong in a shard.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid request: {0}")]
+    Invalid(#[from] ProtoError),
+    #[error("batch of {len} items exceeds the maximum of {max}")]
+    BatchTooLarge { len: usize, max: usize },
+    #[error("stale epoch {sent}: the current ring epoch is {current}")]
+    WrongEpoch { sent: Epoch, current: Epoch },
+    #[error("epoch {sent} is ahead of this shard's epoch {current}; retry")]
+    EpochAhead { sent: Epoch, current: Epoch },
+    #[error("{me} does not own {key} at epoch {epoch}{}", owner.map(|o| format!(" (owner: {o})")).unwrap_or_default())]
+    NotOwner {
+        me: ShardId,
+        key: Handle,
+        epoch: Epoch,
+        owner: Option<ShardId>,
+    },
+    #[error(
+        "atom {0} has a non-empty incoming set; delete recursively to remove it with its links"
+    )]
+    HasIncoming(Handle),
+    #[error("data folder {path} is in use by another shard process (RocksDB lock held)")]
+    Locked { path: String },
+    #[error(
+        "data folder belongs to cluster {stored}, but the coordinator runs cluster {coordinator}"
+    )]
+    WrongCluster { stored: String, coordinator: String },
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("coordinator {addr} unreachable: {reason}")]
+    Coordinator { addr: String, reason: String },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("shard is not registered yet")]
+    NotReady,
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    /// Whether a client may retry the same request (possibly after
+    /// refreshing its topology).
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::WrongEpoch { .. }
+                | Error::EpochAhead { .. }
+                | Error::NotOwner { .. }
+                | Error::NotReady
+                | Error::Coordinator { .. }
+        )
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        let msg = e.to_string();
+        match e {
+            Error::Invalid(_) | Error::BatchTooLarge { .. } => Status::invalid_argument(msg),
+            Error::WrongEpoch { current, .. } => epoch_status(WireKind::WrongEpoch, current, msg),
+            Error::EpochAhead { current, .. } => epoch_status(WireKind::EpochAhead, current, msg),
+            Error::NotOwner { epoch, .. } => epoch_status(WireKind::NotOwner, epoch, msg),
+            Error::HasIncoming(_) => Status::failed_precondition(msg),
+            Error::NotReady | Error::Coordinator { .. } => Status::unavailable(msg),
+            Error::Locked { .. }
+            | Error::WrongCluster { .. }
+            | Error::Storage(_)
+            | Error::Config(_)
+            | Error::Io(_) => Status::internal(msg),
+        }
+    }
+}
+
+impl From<rocksdb::Error> for Error {
+    fn from(e: rocksdb::Error) -> Error {
+        Error::Storage(e.into_string())
+    }
+}

@@ -1,0 +1,122 @@
+//! A Lockstep shard: keeps atoms in RocksDB and serves them over gRPC.
+//!
+//! # Layout
+//! - [`store`]: the key-value trait, its RocksDB and in-memory
+//!   implementations and their conformance suite.
+//! - [`atoms`]: atom semantics over a key-value store.
+//! - [`routing`]: the shard's ring and the epoch/ownership checks.
+//! - [`service`]: the gRPC data service.
+//! - [`membership`]: registration, heartbeats and the topology watch.
+//! - [`config`]: the typed configuration.
+//!
+//! [`run`] is the whole server: open the store, register, start the
+//! background loops, serve until `shutdown`, then drain and flush.
+
+pub mod atoms;
+pub mod config;
+pub mod membership;
+pub mod routing;
+pub mod service;
+pub mod store;
+
+mod error;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use lockstep_proto::pb::shard_server::ShardServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+pub use config::ShardConfig;
+pub use error::Error;
+
+use crate::atoms::AtomStore;
+use crate::routing::{Routing, RoutingView};
+use crate::store::KvStore;
+use crate::store::rocks::{RocksOptions, RocksStore};
+
+/// Runs a shard on `listener` until `shutdown` completes. In-flight requests
+/// finish, then the store is flushed.
+pub async fn run(
+    listener: TcpListener,
+    config: ShardConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let config = config.validate()?;
+    let bound = listener.local_addr()?;
+    let address = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| bound.to_string());
+
+    // 1. Storage. A second process on the same folder fails here.
+    let rocks = RocksStore::open(
+        &config.data_dir,
+        &RocksOptions {
+            sync_writes: config.sync_writes,
+            block_cache_bytes: (config.block_cache_mb as usize) << 20,
+        },
+    )?;
+    let store = Arc::new(AtomStore::open(rocks)?);
+
+    // 2. Identity and the first topology.
+    let mut coord = membership::coordinator_channel(&config.coordinator)?;
+    let reg = membership::register(
+        &mut coord,
+        &store,
+        &address,
+        config.weight,
+        std::time::Duration::from_millis(config.register_timeout_ms),
+        &config.coordinator,
+    )
+    .await?;
+    info!(shard = %reg.id, %address, epoch = %reg.topology.epoch, "registered");
+    let (routing_tx, routing_rx) = watch::channel(Arc::new(Routing::new(reg.topology)?));
+
+    // 3. Background loops, stopped through `stop`.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let watcher = tokio::spawn(membership::watch_topology(
+        coord.clone(),
+        routing_tx,
+        stop_rx.clone(),
+    ));
+    let beats = tokio::spawn(membership::heartbeat_loop(
+        coord,
+        reg.id,
+        store.clone(),
+        routing_rx.clone(),
+        reg.heartbeat.min(config.heartbeat_interval()),
+        stop_rx,
+    ));
+
+    // 4. Serve.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ShardServer<service::ShardService<RocksStore>>>()
+        .await;
+    let svc = service::ShardService::new(
+        store.clone(),
+        RoutingView::new(reg.id, routing_rx),
+        config.max_batch,
+    );
+    let served = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(ShardServer::new(svc).max_decoding_message_size(64 << 20))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await;
+
+    // 5. Drain: stop the loops, then make everything durable.
+    let _ = stop_tx.send(true);
+    let _ = watcher.await;
+    let _ = beats.await;
+    let flushed = tokio::task::spawn_blocking(move || store.kv().flush())
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))?;
+    served.map_err(|e| Error::Storage(format!("server failed: {e}")))?;
+    flushed?;
+    info!("shard stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! Registration with the coordinator, heartbeats carrying metrics, and the
+//! topology watch that keeps this shard's ring current.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lockstep_proto::pb::{self, coordinator_client::CoordinatorClient};
+use lockstep_proto::{ShardId, Topology};
+use tokio::sync::watch;
+use tonic::transport::Channel;
+use tracing::{debug, info, warn};
+
+use crate::Error;
+use crate::atoms::AtomStore;
+use crate::routing::Routing;
+use crate::store::KvStore;
+
+/// The metrics a heartbeat carries.
+pub fn metrics<S: KvStore>(store: &AtomStore<S>, epoch: u64) -> pb::ShardMetrics {
+    let counts = store.counts();
+    pb::ShardMetrics {
+        atoms: counts.atoms(),
+        live_bytes: store.kv().live_bytes(),
+        rss_bytes: rss_bytes(),
+        type_counts: counts
+            .by_type
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .filter_map(|(id, n)| {
+                lockstep_proto::AtomType::by_id(u32::from(*id))
+                    .ok()
+                    .map(|t| (t.name.to_string(), *n))
+            })
+            .collect(),
+        epoch,
+        incoming: counts.incoming,
+    }
+}
+
+/// Resident set size of this process, from /proc; 0 where unavailable.
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map(|pages| pages * 4096)
+        .unwrap_or(0)
+}
+
+/// Opens a lazy channel to the coordinator.
+pub fn coordinator_channel(addr: &str) -> Result<CoordinatorClient<Channel>, Error> {
+    let endpoint = Channel::from_shared(format!("http://{addr}"))
+        .map_err(|e| Error::Config(format!("bad coordinator address {addr:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(2));
+    Ok(CoordinatorClient::new(endpoint.connect_lazy()))
+}
+
+/// What registration returned.
+pub struct Registered {
+    pub id: ShardId,
+    pub topology: Topology,
+    pub heartbeat: Duration,
+}
+
+/// Registers, retrying while the coordinator is unreachable, until
+/// `deadline`. Stores the identity on first registration.
+pub async fn register<S: KvStore>(
+    client: &mut CoordinatorClient<Channel>,
+    store: &AtomStore<S>,
+    address: &str,
+    weight: f64,
+    deadline: Duration,
+    coordinator: &str,
+) -> Result<Registered, Error> {
+    let identity = store.identity()?;
+    let started = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let req = pb::RegisterRequest {
+            shard_id: identity.as_ref().map(|(id, _)| id.0),
+            address: address.to_string(),
+            weight,
+            cluster_id: identity
+                .as_ref()
+                .map(|(_, c)| c.clone())
+                .unwrap_or_default(),
+            metrics: Some(metrics(store, 0)),
+        };
+        match client.register(req).await {
+            Ok(resp) => {
+                let resp = resp.into_inner();
+                let id = ShardId(resp.shard_id);
+                match &identity {
+                    Some((old, cluster)) if *old == id && *cluster == resp.cluster_id => {}
+                    Some((_, cluster)) if *cluster != resp.cluster_id => {
+                        return Err(Error::WrongCluster {
+                            stored: cluster.clone(),
+                            coordinator: resp.cluster_id,
+                        });
+                    }
+                    _ => store.set_identity(id, &resp.cluster_id)?,
+                }
+                let topology: Topology = resp
+                    .topology
+                    .ok_or_else(|| Error::Storage("register response without topology".into()))?
+                    .into();
+                return Ok(Registered {
+                    id,
+                    topology,
+                    heartbeat: Duration::from_millis(resp.heartbeat_interval_ms.max(1)),
+                });
+            }
+            Err(st)
+                if matches!(
+                    st.code(),
+                    tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                ) && started.elapsed() < deadline =>
+            {
+                debug!(error = %st.message(), "coordinator not reachable yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(st) => {
+                return Err(Error::Coordinator {
+                    addr: coordinator.to_string(),
+                    reason: st.message().to_string(),
+                });
+            }
+        }
+    }
+}
+
+/// Sends a heartbeat every `interval` until `stop` flips. A coordinator that
+/// has forgotten this shard answers NOT_FOUND; the shard then registers again.
+pub async fn heartbeat_loop<S: KvStore>(
+    mut client: CoordinatorClient<Channel>,
+    id: ShardId,
+    store: Arc<AtomStore<S>>,
+    routing: watch::Receiver<Arc<Routing>>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let epoch = routing.borrow().epoch().0;
+        let st = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || metrics(&store, epoch)).await
+        };
+        let Ok(m) = st else { continue };
+        let req = pb::HeartbeatRequest {
+            shard_id: id.0,
+            metrics: Some(m),
+        };
+        if let Err(st) = client.heartbeat(req).await {
+            debug!(code = ?st.code(), error = %st.message(), "heartbeat failed");
+        }
+    }
+}
+
+/// Follows the coordinator's topology stream, reconnecting with backoff,
+/// and publishes each topology to `tx`.
+pub async fn watch_topology(
+    mut client: CoordinatorClient<Channel>,
+    tx: watch::Sender<Arc<Routing>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let stream = tokio::select! {
+            r = client.watch_topology(pb::GetTopologyRequest {}) => r,
+            _ = stop.changed() => return,
+        };
+        match stream {
+            Ok(resp) => {
+                backoff = Duration::from_millis(50);
+                let mut stream = resp.into_inner();
+                loop {
+                    let msg = tokio::select! {
+                        m = stream.message() => m,
+                        _ = stop.changed() => return,
+                    };
+                    match msg {
+                        Ok(Some(t)) => publish(&tx, t.into()),
+                        Ok(None) => break,
+                        Err(st) => {
+                            debug!(error = %st.message(), "topology stream broke");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(st) => debug!(error = %st.message(), "topology watch failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Publishes a topology unless it is older than the current one.
+pub fn publish(tx: &watch::Sender<Arc<Routing>>, t: Topology) {
+    let current = tx.borrow().epoch();
+    if t.epoch < current {
+        return;
+    }
+    match Routing::new(t) {
+        Ok(r) => {
+            if r.epoch() > current {
+                info!(epoch = %r.epoch(), "ring epoch changed");
+            }
+            tx.send_replace(Arc::new(r));
+        }
+        Err(e) => warn!(error = %e, "ignoring a bad topology"),
+    }
+}

@@ -1,0 +1,206 @@
+//! The gRPC data service: validation, epoch and ownership checks, then the
+//! atom store on a blocking thread.
+
+use std::sync::Arc;
+
+use lockstep_proto::convert::handles_from_pb;
+use lockstep_proto::pb::{self, shard_server::Shard};
+use lockstep_proto::{AtomType, Epoch, FlatAtom, Handle, IncomingRef, ProtoError};
+use tonic::{Request, Response, Status};
+
+use crate::Error;
+use crate::atoms::AtomStore;
+use crate::routing::RoutingView;
+use crate::store::KvStore;
+
+/// The largest page a scan or incoming-set read returns.
+const MAX_PAGE: usize = 10_000;
+/// The page size when the request says 0.
+const DEFAULT_PAGE: usize = 1_000;
+
+/// The Shard service over an atom store.
+pub struct ShardService<S> {
+    store: Arc<AtomStore<S>>,
+    routing: RoutingView,
+    max_batch: usize,
+}
+
+impl<S: KvStore> ShardService<S> {
+    pub fn new(store: Arc<AtomStore<S>>, routing: RoutingView, max_batch: usize) -> Self {
+        ShardService {
+            store,
+            routing,
+            max_batch,
+        }
+    }
+
+    fn check_len(&self, len: usize) -> Result<(), Error> {
+        if len > self.max_batch {
+            return Err(Error::BatchTooLarge {
+                len,
+                max: self.max_batch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs a store call on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&AtomStore<S>) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| Error::Storage(format!("store task failed: {e}")))?
+    }
+}
+
+fn page_limit(limit: u32) -> usize {
+    match limit as usize {
+        0 => DEFAULT_PAGE,
+        n => n.min(MAX_PAGE),
+    }
+}
+
+fn cursor(raw: &[u8]) -> Result<Option<Handle>, Error> {
+    if raw.is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(Handle::from_slice(raw)?))
+    }
+}
+
+#[tonic::async_trait]
+impl<S: KvStore> Shard for ShardService<S> {
+    async fn put_atoms(
+        &self,
+        req: Request<pb::PutAtomsRequest>,
+    ) -> Result<Response<pb::PutAtomsResponse>, Status> {
+        let req = req.into_inner();
+        self.check_len(req.atoms.len() + req.incoming.len())?;
+        // Validate everything before touching the store, so a bad request
+        // changes nothing.
+        let atoms = req
+            .atoms
+            .into_iter()
+            .map(FlatAtom::try_from)
+            .collect::<Result<Vec<_>, ProtoError>>()
+            .map_err(Error::from)?;
+        let incoming = req
+            .incoming
+            .into_iter()
+            .map(IncomingRef::try_from)
+            .collect::<Result<Vec<_>, ProtoError>>()
+            .map_err(Error::from)?;
+        let routing = self.routing.at(Epoch(req.epoch)).await?;
+        self.routing.check_owned(
+            &routing,
+            atoms
+                .iter()
+                .map(|a| a.handle)
+                .chain(incoming.iter().map(|r| r.target)),
+        )?;
+        let out = self.blocking(move |s| s.put(&atoms, &incoming)).await?;
+        Ok(Response::new(pb::PutAtomsResponse {
+            created: out.created,
+            updated: out.updated,
+            incoming: out.incoming,
+        }))
+    }
+
+    async fn get_atoms(
+        &self,
+        req: Request<pb::GetAtomsRequest>,
+    ) -> Result<Response<pb::GetAtomsResponse>, Status> {
+        let req = req.into_inner();
+        self.check_len(req.handles.len())?;
+        let handles = handles_from_pb(&req.handles).map_err(Error::from)?;
+        let routing = self.routing.at(Epoch(req.epoch)).await?;
+        self.routing
+            .check_owned(&routing, handles.iter().copied())?;
+        let recs = self.blocking(move |s| s.get(&handles)).await?;
+        Ok(Response::new(pb::GetAtomsResponse {
+            atoms: recs
+                .iter()
+                .map(|r| pb::MaybeAtom {
+                    atom: r.as_ref().map(Into::into),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn delete_atoms(
+        &self,
+        req: Request<pb::DeleteAtomsRequest>,
+    ) -> Result<Response<pb::DeleteAtomsResponse>, Status> {
+        let req = req.into_inner();
+        self.check_len(req.handles.len())?;
+        let handles = handles_from_pb(&req.handles).map_err(Error::from)?;
+        let routing = self.routing.at(Epoch(req.epoch)).await?;
+        self.routing
+            .check_owned(&routing, handles.iter().copied())?;
+        let deleted = self.blocking(move |s| s.delete(&handles)).await?;
+        Ok(Response::new(pb::DeleteAtomsResponse {
+            deleted: deleted.iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn remove_incoming(
+        &self,
+        req: Request<pb::RemoveIncomingRequest>,
+    ) -> Result<Response<pb::RemoveIncomingResponse>, Status> {
+        let req = req.into_inner();
+        self.check_len(req.entries.len())?;
+        let refs = req
+            .entries
+            .into_iter()
+            .map(IncomingRef::try_from)
+            .collect::<Result<Vec<_>, ProtoError>>()
+            .map_err(Error::from)?;
+        let routing = self.routing.at(Epoch(req.epoch)).await?;
+        self.routing
+            .check_owned(&routing, refs.iter().map(|r| r.target))?;
+        let removed = self.blocking(move |s| s.remove_incoming(&refs)).await?;
+        Ok(Response::new(pb::RemoveIncomingResponse { removed }))
+    }
+
+    async fn get_incoming(
+        &self,
+        req: Request<pb::GetIncomingRequest>,
+    ) -> Result<Response<pb::GetIncomingResponse>, Status> {
+        let req = req.into_inner();
+        let target = Handle::from_slice(&req.target).map_err(Error::from)?;
+        let after = cursor(&req.after)?;
+        let limit = page_limit(req.limit);
+        let routing = self.routing.at(Epoch(req.epoch)).await?;
+        self.routing.check_owned(&routing, [target])?;
+        let (refs, more) = self
+            .blocking(move |s| s.incoming(target, after, limit))
+            .await?;
+        Ok(Response::new(pb::GetIncomingResponse {
+            entries: refs.iter().map(Into::into).collect(),
+            more,
+        }))
+    }
+
+    async fn scan_type(
+        &self,
+        req: Request<pb::ScanTypeRequest>,
+    ) -> Result<Response<pb::ScanTypeResponse>, Status> {
+        let req = req.into_inner();
+        let ty = AtomType::by_name(&req.r#type).map_err(Error::from)?;
+        let after = cursor(&req.after)?;
+        let limit = page_limit(req.limit);
+        // A scan reads whatever this shard holds; the epoch still has to be
+        // current so that the caller's view of "all shards" is complete.
+        self.routing.at(Epoch(req.epoch)).await?;
+        let (recs, more) = self
+            .blocking(move |s| s.scan_type(ty, after, limit))
+            .await?;
+        Ok(Response::new(pb::ScanTypeResponse {
+            atoms: recs.iter().map(Into::into).collect(),
+            more,
+        }))
+    }
+}

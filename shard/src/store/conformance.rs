@@ -1,0 +1,84 @@
+//! The behaviour every [`KvStore`] must have, as one suite run against each
+//! implementation.
+
+use super::{Cf, KvStore, WriteOp};
+
+/// Runs every check, each on a fresh store from `make`.
+pub fn run_all<S: KvStore>(mut make: impl FnMut() -> S) {
+    writes_are_visible_and_families_are_separate(&make());
+    deletes_remove_keys(&make());
+    scans_respect_prefix_cursor_and_limit(&make());
+    multi_get_keeps_order(&make());
+}
+
+fn put(cf: Cf, k: &[u8], v: &[u8]) -> WriteOp {
+    WriteOp::Put(cf, k.to_vec(), v.to_vec())
+}
+
+fn writes_are_visible_and_families_are_separate<S: KvStore>(s: &S) {
+    s.write(vec![put(Cf::Atoms, b"k", b"a"), put(Cf::Meta, b"k", b"m")])
+        .unwrap();
+    assert_eq!(s.get(Cf::Atoms, b"k").unwrap(), Some(b"a".to_vec()));
+    assert_eq!(s.get(Cf::Meta, b"k").unwrap(), Some(b"m".to_vec()));
+    assert_eq!(s.get(Cf::Incoming, b"k").unwrap(), None);
+}
+
+fn deletes_remove_keys<S: KvStore>(s: &S) {
+    s.write(vec![put(Cf::Atoms, b"x", b"1")]).unwrap();
+    // A put and a delete of the same key in one batch: the last op wins.
+    s.write(vec![
+        WriteOp::Delete(Cf::Atoms, b"x".to_vec()),
+        put(Cf::Atoms, b"y", b"2"),
+        WriteOp::Delete(Cf::Atoms, b"y".to_vec()),
+    ])
+    .unwrap();
+    assert_eq!(s.get(Cf::Atoms, b"x").unwrap(), None);
+    assert_eq!(s.get(Cf::Atoms, b"y").unwrap(), None);
+}
+
+fn scans_respect_prefix_cursor_and_limit<S: KvStore>(s: &S) {
+    let ops = [b"a1", b"b1", b"b2", b"b3", b"c1"]
+        .iter()
+        .map(|k| put(Cf::Incoming, *k, b""))
+        .collect();
+    s.write(ops).unwrap();
+    let keys = |v: Vec<(Vec<u8>, Vec<u8>)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(
+        keys(s.scan(Cf::Incoming, b"b", None, 10).unwrap()),
+        vec![b"b1".to_vec(), b"b2".to_vec(), b"b3".to_vec()]
+    );
+    assert_eq!(
+        keys(s.scan(Cf::Incoming, b"b", Some(b"b1"), 1).unwrap()),
+        vec![b"b2".to_vec()]
+    );
+    assert!(
+        s.scan(Cf::Incoming, b"b", Some(b"b3"), 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.scan(Cf::Incoming, b"z", None, 10).unwrap().is_empty());
+    assert!(s.scan(Cf::Atoms, b"b", None, 10).unwrap().is_empty());
+}
+
+fn multi_get_keeps_order<S: KvStore>(s: &S) {
+    s.write(vec![
+        put(Cf::Atoms, b"1", b"one"),
+        put(Cf::Atoms, b"3", b"three"),
+    ])
+    .unwrap();
+    let got = s
+        .multi_get(Cf::Atoms, &[b"3".to_vec(), b"2".to_vec(), b"1".to_vec()])
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![Some(b"three".to_vec()), None, Some(b"one".to_vec())]
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mem_store_passes_the_conformance_suite() {
+        super::run_all(super::super::mem::MemStore::default);
+    }
+}

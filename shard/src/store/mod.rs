@@ -1,0 +1,108 @@
+//! The key-value storage a shard keeps its atoms in, behind a trait that does
+//! not mention RocksDB.
+//!
+//! - [`KvStore`]: three column families, atomic multi-key writes, prefix
+//!   scans.
+//! - [`rocks::RocksStore`]: the real one.
+//! - [`mem::MemStore`]: an in-memory stand-in for tests of logic.
+//! - [`conformance`]: the suite both must pass.
+
+pub mod conformance;
+pub mod mem;
+pub mod rocks;
+
+use crate::Error;
+
+/// A column family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Cf {
+    /// Atom records and the by-type index.
+    Atoms,
+    /// One key per incoming-set member: target handle ++ link handle.
+    Incoming,
+    /// Identity, counters, epoch and last committed tick.
+    Meta,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 3] = [Cf::Atoms, Cf::Incoming, Cf::Meta];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Atoms => "atoms",
+            Cf::Incoming => "incoming",
+            Cf::Meta => "meta",
+        }
+    }
+}
+
+/// Key-value pairs from a scan, in key order.
+pub type Rows = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// One optional value per key asked for.
+pub type Values = Vec<Option<Vec<u8>>>;
+
+/// One mutation in an atomic write.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteOp {
+    Put(Cf, Vec<u8>, Vec<u8>),
+    Delete(Cf, Vec<u8>),
+}
+
+/// Ordered key-value storage with column families.
+pub trait KvStore: Send + Sync + 'static {
+    /// Reads many keys of one family; one entry per key, in order.
+    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Values, Error>;
+
+    /// Applies all ops atomically: after a crash, either all or none are
+    /// visible. Returns once the write is durable as configured.
+    fn write(&self, ops: Vec<WriteOp>) -> Result<(), Error>;
+
+    /// Up to `limit` entries whose key starts with `prefix` and is greater
+    /// than `after` (when given), in key order.
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Rows, Error>;
+
+    /// Approximate bytes of live data.
+    fn live_bytes(&self) -> u64;
+
+    /// Makes everything written so far durable on disk.
+    fn flush(&self) -> Result<(), Error>;
+
+    /// Reads one key.
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self
+            .multi_get(cf, &[key.to_vec()])?
+            .pop()
+            .expect("one result per key"))
+    }
+}
+
+impl<S: KvStore> KvStore for std::sync::Arc<S> {
+    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Values, Error> {
+        (**self).multi_get(cf, keys)
+    }
+    fn write(&self, ops: Vec<WriteOp>) -> Result<(), Error> {
+        (**self).write(ops)
+    }
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Rows, Error> {
+        (**self).scan(cf, prefix, after, limit)
+    }
+    fn live_bytes(&self) -> u64 {
+        (**self).live_bytes()
+    }
+    fn flush(&self) -> Result<(), Error> {
+        (**self).flush()
+    }
+}

@@ -1,0 +1,225 @@
+//! The RocksDB [`KvStore`].
+//!
+//! # Durability
+//! Every write goes through the write-ahead log. With `sync_writes = false`
+//! (the default) a write is handed to the operating system before it is
+//! acknowledged, so it survives the crash of any process, `kill -9` included,
+//! but not the loss of the machine's power. With `sync_writes = true` the WAL
+//! is fsynced before the acknowledgement and the write survives power loss
+//! too.
+
+use std::path::{Path, PathBuf};
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
+    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+};
+
+use super::{Cf, KvStore, Rows, Values, WriteOp};
+use crate::Error;
+
+/// Options for opening a store.
+#[derive(Clone, Debug)]
+pub struct RocksOptions {
+    pub sync_writes: bool,
+    pub block_cache_bytes: usize,
+}
+
+impl Default for RocksOptions {
+    fn default() -> Self {
+        RocksOptions {
+            sync_writes: false,
+            block_cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A RocksDB database with the `atoms`, `incoming` and `meta` families.
+pub struct RocksStore {
+    db: DB,
+    sync_writes: bool,
+    path: PathBuf,
+}
+
+fn cf_options(cache: &Cache) -> Options {
+    let mut o = Options::default();
+    o.set_compression_type(DBCompressionType::Lz4);
+    let mut b = BlockBasedOptions::default();
+    b.set_block_cache(cache);
+    b.set_bloom_filter(10.0, false);
+    b.set_cache_index_and_filter_blocks(true);
+    o.set_block_based_table_factory(&b);
+    o
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the database in `path`. A second process on
+    /// the same folder gets [`Error::Locked`].
+    pub fn open(path: &Path, opts: &RocksOptions) -> Result<RocksStore, Error> {
+        std::fs::create_dir_all(path)?;
+        let cache = Cache::new_lru_cache(opts.block_cache_bytes);
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_compression_type(DBCompressionType::Lz4);
+        db_opts.increase_parallelism(2);
+        let cfs = Cf::ALL
+            .iter()
+            .map(|cf| ColumnFamilyDescriptor::new(cf.name(), cf_options(&cache)));
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| {
+            let msg = e.into_string();
+            if msg.contains("lock") || msg.contains("LOCK") {
+                Error::Locked {
+                    path: path.display().to_string(),
+                }
+            } else {
+                Error::Storage(msg)
+            }
+        })?;
+        Ok(RocksStore {
+            db,
+            sync_writes: opts.sync_writes,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The folder the database lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(cf.name())
+            .expect("column families are created at open")
+    }
+}
+
+impl KvStore for RocksStore {
+    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Values, Error> {
+        let handle = self.cf(cf);
+        self.db
+            .multi_get_cf(keys.iter().map(|k| (handle, k.as_slice())))
+            .into_iter()
+            .map(|r| r.map_err(Error::from))
+            .collect()
+    }
+
+    fn write(&self, ops: Vec<WriteOp>) -> Result<(), Error> {
+        let mut batch = WriteBatch::default();
+        for op in ops {
+            match op {
+                WriteOp::Put(cf, k, v) => batch.put_cf(self.cf(cf), k, v),
+                WriteOp::Delete(cf, k) => batch.delete_cf(self.cf(cf), k),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync_writes);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Rows, Error> {
+        let start: Vec<u8> = match after {
+            Some(a) if a >= prefix => a.to_vec(),
+            _ => prefix.to_vec(),
+        };
+        let mut ro = ReadOptions::default();
+        ro.set_prefix_same_as_start(false);
+        let iter = self.db.iterator_cf_opt(
+            self.cf(cf),
+            ro,
+            IteratorMode::From(&start, Direction::Forward),
+        );
+        let mut out = Vec::new();
+        for item in iter {
+            let (k, v) = item?;
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if after.is_some_and(|a| &*k <= a) {
+                continue;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    fn live_bytes(&self) -> u64 {
+        Cf::ALL
+            .iter()
+            .map(|&cf| {
+                let h = self.cf(cf);
+                let live = self
+                    .db
+                    .property_int_value_cf(h, "rocksdb.estimate-live-data-size")
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
+                let mem = self
+                    .db
+                    .property_int_value_cf(h, "rocksdb.cur-size-all-mem-tables")
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0);
+                live + mem
+            })
+            .sum()
+    }
+
+    fn flush(&self) -> Result<(), Error> {
+        self.db.flush_wal(true)?;
+        for cf in Cf::ALL {
+            self.db.flush_cf(self.cf(cf))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rocks_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut n = 0;
+        super::super::conformance::run_all(|| {
+            n += 1;
+            RocksStore::open(&dir.path().join(n.to_string()), &RocksOptions::default()).unwrap()
+        });
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap();
+        let second = RocksStore::open(dir.path(), &RocksOptions::default());
+        assert!(
+            matches!(second, Err(Error::Locked { .. })),
+            "{:?}",
+            second.err()
+        );
+    }
+
+    #[test]
+    fn writes_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap();
+            s.write(vec![WriteOp::Put(Cf::Meta, b"k".to_vec(), b"v".to_vec())])
+                .unwrap();
+        }
+        let s = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap();
+        assert_eq!(s.get(Cf::Meta, b"k").unwrap(), Some(b"v".to_vec()));
+    }
+}

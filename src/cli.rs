@@ -1,0 +1,290 @@
+//! The command line: flags as typed (clap), then what they mean (typed
+//! configs: TOML file, then environment, then flags).
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use lockstep_coordinator::CoordinatorConfig;
+use lockstep_shard::ShardConfig;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+
+/// The coordinator address used when nothing else names one.
+pub const DEFAULT_COORDINATOR: &str = "127.0.0.1:7400";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lockstep",
+    version,
+    about = "A tick-synchronized sharded atom store"
+)]
+pub struct Cli {
+    /// Coordinator address. Default: the one `lockstep up` last recorded,
+    /// else 127.0.0.1:7400.
+    #[arg(long, global = true, env = "LOCKSTEP_COORDINATOR")]
+    pub coordinator: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the coordinator.
+    Coordinator(CoordinatorArgs),
+    /// Run a shard.
+    Shard(ShardArgs),
+    /// Start a coordinator and N shards on this machine, until Ctrl-C.
+    Up(UpArgs),
+    /// Load atoms from a file (.scm or JSON Lines) or generate them.
+    Load(LoadArgs),
+    /// Show one atom with its values and incoming set.
+    Get(GetArgs),
+    /// Delete an atom.
+    Delete(DeleteArgs),
+    /// List atoms of one type.
+    Scan(ScanArgs),
+    /// Show the cluster's shards, their state and counts.
+    Status(StatusArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CoordinatorArgs {
+    /// Address to listen on [default: 127.0.0.1:7400].
+    #[arg(long, env = "LOCKSTEP_LISTEN")]
+    pub listen: Option<String>,
+    /// TOML configuration file; environment and flags override it.
+    #[arg(long, env = "LOCKSTEP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the registry is kept [default: lockstep-data/coordinator].
+    #[arg(long, env = "LOCKSTEP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Virtual nodes per unit of shard weight [default: 128].
+    #[arg(long, env = "LOCKSTEP_VNODES")]
+    pub vnodes: Option<u32>,
+    /// Heartbeat interval shards are told to use [default: 500].
+    #[arg(long, env = "LOCKSTEP_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Silence before a shard is Suspect [default: 2000].
+    #[arg(long, env = "LOCKSTEP_SUSPECT_AFTER_MS")]
+    pub suspect_after_ms: Option<u64>,
+    /// Silence before a shard is Down [default: 5000].
+    #[arg(long, env = "LOCKSTEP_DOWN_AFTER_MS")]
+    pub down_after_ms: Option<u64>,
+    /// Largest batch clients are told to send [default: 10000].
+    #[arg(long, env = "LOCKSTEP_MAX_BATCH")]
+    pub max_batch: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct ShardArgs {
+    /// Address to listen on [default: 127.0.0.1:0].
+    #[arg(long, env = "LOCKSTEP_LISTEN")]
+    pub listen: Option<String>,
+    /// Address others reach this shard at [default: the bound address].
+    #[arg(long, env = "LOCKSTEP_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// TOML configuration file; environment and flags override it.
+    #[arg(long, env = "LOCKSTEP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where RocksDB keeps the data [default: lockstep-data/shard].
+    #[arg(long, env = "LOCKSTEP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Ring weight [default: 1.0].
+    #[arg(long, env = "LOCKSTEP_WEIGHT")]
+    pub weight: Option<f64>,
+    /// Heartbeat interval [default: 500].
+    #[arg(long, env = "LOCKSTEP_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Largest request accepted, in items [default: 10000].
+    #[arg(long, env = "LOCKSTEP_MAX_BATCH")]
+    pub max_batch: Option<usize>,
+    /// fsync the WAL on every write [default: false].
+    #[arg(long, env = "LOCKSTEP_SYNC_WRITES")]
+    pub sync_writes: Option<bool>,
+    /// RocksDB block cache in MiB [default: 64].
+    #[arg(long, env = "LOCKSTEP_BLOCK_CACHE_MB")]
+    pub block_cache_mb: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Number of shard processes.
+    #[arg(long, default_value_t = 3)]
+    pub shards: usize,
+    /// Folder for every process's data and logs.
+    #[arg(long, default_value = "lockstep-data")]
+    pub data_dir: PathBuf,
+    /// Coordinator port on 127.0.0.1 (0: any free port).
+    #[arg(long, default_value_t = 7400)]
+    pub port: u16,
+    /// Seconds to wait for every shard to be Up.
+    #[arg(long, default_value_t = 60)]
+    pub ready_timeout: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// A .scm (Atomese) or JSON Lines file.
+    #[arg(required_unless_present = "generate", conflicts_with = "generate")]
+    pub file: Option<PathBuf>,
+    /// Generate a seeded synthetic AtomSpace of N atoms instead.
+    #[arg(long, value_name = "N")]
+    pub generate: Option<usize>,
+    /// Seed for --generate.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Atoms per client batch.
+    #[arg(long, default_value_t = 2_000)]
+    pub batch: usize,
+    /// Batches in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// The atom's handle (32 hex digits).
+    #[arg(required_unless_present = "node", conflicts_with = "node")]
+    pub handle: Option<String>,
+    /// Look a node up by type and name instead.
+    #[arg(long, num_args = 2, value_names = ["TYPE", "NAME"])]
+    pub node: Option<Vec<String>>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// The atom's handle.
+    pub handle: String,
+    /// Also delete every link that contains it, transitively.
+    #[arg(long)]
+    pub recursive: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// Atom type, e.g. ConceptNode.
+    pub r#type: String,
+    /// At most this many atoms.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Reads a TOML config file, or the defaults when there is none.
+pub fn read_config<T: DeserializeOwned + Default>(file: Option<&Path>) -> Result<T, Error> {
+    match file {
+        None => Ok(T::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", p.display())))
+        }
+    }
+}
+
+fn set<T: Clone>(slot: &mut T, value: &Option<T>) {
+    if let Some(v) = value {
+        *slot = v.clone();
+    }
+}
+
+impl CoordinatorArgs {
+    /// File, then environment and flags (clap merges those two).
+    pub fn config(&self) -> Result<CoordinatorConfig, Error> {
+        let mut c: CoordinatorConfig = read_config(self.config.as_deref())?;
+        set(&mut c.listen, &self.listen);
+        set(&mut c.data_dir, &self.data_dir);
+        set(&mut c.vnodes, &self.vnodes);
+        set(&mut c.heartbeat_interval_ms, &self.heartbeat_interval_ms);
+        set(&mut c.suspect_after_ms, &self.suspect_after_ms);
+        set(&mut c.down_after_ms, &self.down_after_ms);
+        set(&mut c.max_batch, &self.max_batch);
+        Ok(c.validate()?)
+    }
+}
+
+impl ShardArgs {
+    /// File, then environment and flags (clap merges those two).
+    pub fn config(&self, coordinator: Option<&str>) -> Result<ShardConfig, Error> {
+        let mut c: ShardConfig = read_config(self.config.as_deref())?;
+        if let Some(addr) = coordinator {
+            c.coordinator = addr.to_string();
+        }
+        set(&mut c.listen, &self.listen);
+        if self.advertise.is_some() {
+            c.advertise = self.advertise.clone();
+        }
+        set(&mut c.data_dir, &self.data_dir);
+        set(&mut c.weight, &self.weight);
+        set(&mut c.heartbeat_interval_ms, &self.heartbeat_interval_ms);
+        set(&mut c.max_batch, &self.max_batch);
+        set(&mut c.sync_writes, &self.sync_writes);
+        set(&mut c.block_cache_mb, &self.block_cache_mb);
+        Ok(c.validate()?)
+    }
+}
+
+/// Where `lockstep up` records the coordinator address for later commands.
+pub fn recorded_coordinator_file() -> Option<PathBuf> {
+    if let Some(home) = std::env::var_os("LOCKSTEP_HOME") {
+        return Some(PathBuf::from(home).join("coordinator"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".lockstep").join("coordinator"))
+}
+
+/// The coordinator a client command talks to: flag or environment, else
+/// the address `lockstep up` recorded, else the default.
+pub fn resolve_coordinator(flag: Option<&str>) -> String {
+    if let Some(a) = flag {
+        return a.to_string();
+    }
+    recorded_coordinator_file()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_COORDINATOR.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "vnodes = 64\ndown_after_ms = 9000\n").unwrap();
+        let cli = Cli::try_parse_from([
+            "lockstep",
+            "coordinator",
+            "--config",
+            f.to_str().unwrap(),
+            "--vnodes",
+            "32",
+        ])
+        .unwrap();
+        let Command::Coordinator(args) = cli.command else {
+            panic!("parsed the wrong command")
+        };
+        let c = args.config().unwrap();
+        assert_eq!((c.vnodes, c.down_after_ms), (32, 9000));
+    }
+
+    #[test]
+    fn unknown_config_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "vnodez = 64\n").unwrap();
+        let e = read_config::<CoordinatorConfig>(Some(&f)).unwrap_err();
+        assert!(e.to_string().contains("vnodez"), "{e}");
+    }
+}

@@ -1,0 +1,669 @@
+//! The client library: caches the topology, routes batches straight to the
+//! owning shards in parallel, and refreshes and retries on epoch errors. The
+//! coordinator is never in the data path.
+//!
+//! # Cross-shard guarantees
+//! - One request to one shard is atomic (one RocksDB write batch).
+//! - A batch spanning shards is written in rounds by depth: every target of
+//!   a link is acknowledged before the link itself is sent, so a stored link
+//!   never points at a missing atom, even if the client dies mid-batch.
+//! - A link's incoming-set entries go to its targets' shards in the same
+//!   round as the link. If the client dies mid-round, an entry may exist for
+//!   a link that was not stored (or the reverse); re-sending the batch
+//!   repairs it, because every write is idempotent.
+//! - Tick-level atomicity across shards comes with the tick engine.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use lockstep_hashing::Ring;
+use lockstep_proto::model::AtomRecord;
+use lockstep_proto::pb::{self, coordinator_client::CoordinatorClient, shard_client::ShardClient};
+use lockstep_proto::wire_error::epoch_error;
+use lockstep_proto::{Atom, AtomType, Epoch, FlatAtom, Handle, IncomingRef, ShardId, Topology};
+use parking_lot::{Mutex, RwLock};
+use tonic::transport::Channel;
+use tracing::debug;
+
+use crate::Error;
+
+/// Client tuning, with defaults.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Attempts per request after the first, on epoch errors and
+    /// unavailable shards.
+    pub retries: u32,
+    /// First backoff between attempts; doubles up to one second.
+    pub backoff: Duration,
+    /// The most items sent in one request (also capped by the topology).
+    pub max_batch: usize,
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            retries: 8,
+            backoff: Duration::from_millis(50),
+            max_batch: 5_000,
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A topology and its ring.
+#[derive(Debug)]
+pub struct Routing {
+    pub topology: Topology,
+    pub ring: Option<Ring>,
+}
+
+impl Routing {
+    fn ring(&self) -> Result<&Ring, Error> {
+        self.ring.as_ref().ok_or(Error::NoShards)
+    }
+
+    fn address(&self, id: ShardId) -> Result<&str, Error> {
+        self.topology
+            .shard(id)
+            .map(|s| s.address.as_str())
+            .ok_or_else(|| Error::Config(format!("{id} is in the ring but not in the topology")))
+    }
+}
+
+/// What a put did, summed over shards.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PutStats {
+    /// Distinct atoms sent (targets included).
+    pub atoms: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub incoming: u64,
+}
+
+impl std::ops::AddAssign for PutStats {
+    fn add_assign(&mut self, o: PutStats) {
+        self.atoms += o.atoms;
+        self.created += o.created;
+        self.updated += o.updated;
+        self.incoming += o.incoming;
+    }
+}
+
+/// One write routed by key.
+enum Item {
+    Atom(FlatAtom),
+    Incoming(IncomingRef),
+}
+
+impl Item {
+    fn key(&self) -> Handle {
+        match self {
+            Item::Atom(a) => a.handle,
+            Item::Incoming(r) => r.target,
+        }
+    }
+}
+
+/// How one attempt at one shard went.
+enum Outcome<T> {
+    Done(T),
+    Retry(Error),
+}
+
+/// A connection to a cluster.
+pub struct Client {
+    coordinator: String,
+    coord: CoordinatorClient<Channel>,
+    routing: RwLock<Arc<Routing>>,
+    shards: Mutex<HashMap<String, ShardClient<Channel>>>,
+    opts: ClientOptions,
+}
+
+fn channel(addr: &str, timeout: Duration) -> Result<Channel, Error> {
+    Ok(Channel::from_shared(format!("http://{addr}"))
+        .map_err(|e| Error::Config(format!("bad address {addr:?}: {e}")))?
+        .connect_timeout(timeout)
+        .connect_lazy())
+}
+
+fn unreachable(addr: &str, st: &tonic::Status) -> Error {
+    // A transport failure shows up as Unavailable with the cause in the source
+    // chain; the message alone says "tcp connect error".
+    let mut reason = st.message().to_string();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(st);
+    while let Some(e) = src {
+        reason = e.to_string();
+        src = e.source();
+    }
+    Error::Unreachable {
+        addr: addr.to_string(),
+        reason,
+    }
+}
+
+impl Client {
+    /// Connects to the coordinator at `addr` and fetches the topology.
+    pub async fn connect(addr: &str) -> Result<Client, Error> {
+        Client::connect_with(addr, ClientOptions::default()).await
+    }
+
+    pub async fn connect_with(addr: &str, opts: ClientOptions) -> Result<Client, Error> {
+        let coord = CoordinatorClient::new(channel(addr, opts.connect_timeout)?);
+        let client = Client {
+            coordinator: addr.to_string(),
+            coord,
+            routing: RwLock::new(Arc::new(Routing {
+                topology: Topology {
+                    epoch: Epoch(0),
+                    vnodes: 1,
+                    shards: Vec::new(),
+                    cluster_id: String::new(),
+                    max_batch: 0,
+                },
+                ring: None,
+            })),
+            shards: Mutex::new(HashMap::new()),
+            opts,
+        };
+        client.refresh().await?;
+        Ok(client)
+    }
+
+    /// The coordinator's address.
+    pub fn coordinator(&self) -> &str {
+        &self.coordinator
+    }
+
+    /// The cached routing.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.routing.read().clone()
+    }
+
+    /// The cached epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.routing().topology.epoch
+    }
+
+    /// Fetches the topology from the coordinator.
+    pub async fn refresh(&self) -> Result<Arc<Routing>, Error> {
+        let t: Topology = self
+            .coord
+            .clone()
+            .get_topology(pb::GetTopologyRequest {})
+            .await
+            .map_err(|st| unreachable_or_rpc(&self.coordinator, &st))?
+            .into_inner()
+            .into();
+        let ring = t
+            .ring()
+            .map_err(|e| Error::Config(format!("coordinator sent a bad ring: {e}")))?;
+        let r = Arc::new(Routing { topology: t, ring });
+        *self.routing.write() = r.clone();
+        Ok(r)
+    }
+
+    /// Pins the cached topology (used by tests to simulate a stale client).
+    pub fn set_routing(&self, r: Routing) {
+        *self.routing.write() = Arc::new(r);
+    }
+
+    fn shard(&self, addr: &str) -> Result<ShardClient<Channel>, Error> {
+        let mut shards = self.shards.lock();
+        if let Some(c) = shards.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = ShardClient::new(channel(addr, self.opts.connect_timeout)?)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        shards.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    fn batch_limit(&self, r: &Routing) -> usize {
+        match r.topology.max_batch as usize {
+            0 => self.opts.max_batch,
+            n => n.min(self.opts.max_batch),
+        }
+    }
+
+    /// Classifies a failed shard call: epoch errors and unavailable shards
+    /// are retried after a refresh; anything else is final.
+    fn classify<T>(&self, addr: &str, st: tonic::Status) -> Result<Outcome<T>, Error> {
+        if let Some((kind, epoch)) = epoch_error(&st) {
+            debug!(%addr, ?kind, %epoch, "epoch error; will refresh");
+            return Ok(Outcome::Retry(Error::rpc(addr, &st)));
+        }
+        let e = Error::rpc(addr, &st);
+        if e.retryable() {
+            Ok(Outcome::Retry(e))
+        } else {
+            Err(e)
+        }
+    }
+
+    async fn backoff(&self, attempt: u32, last: Error) -> Result<(), Error> {
+        if attempt > self.opts.retries {
+            return Err(Error::RetriesExhausted {
+                attempts: attempt,
+                last: last.to_string(),
+            });
+        }
+        let wait = self.opts.backoff * 2u32.saturating_pow(attempt.saturating_sub(1));
+        tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+        // A refresh that fails is retried on the next round too.
+        if let Err(e) = self.refresh().await {
+            debug!(error = %e, "topology refresh failed");
+        }
+        Ok(())
+    }
+
+    /// Writes items, grouped by owner at the current epoch, all shards in
+    /// parallel; failed groups are regrouped and retried.
+    async fn write_items(&self, items: &[Item]) -> Result<PutStats, Error> {
+        let mut pending: Vec<usize> = (0..items.len()).collect();
+        let mut stats = PutStats::default();
+        let mut attempt = 0;
+        while !pending.is_empty() {
+            let routing = self.routing();
+            let ring = routing.ring()?;
+            let positions: Vec<u64> = pending
+                .iter()
+                .map(|&i| items[i].key().ring_position())
+                .collect();
+            let limit = self.batch_limit(&routing);
+            let mut calls = Vec::new();
+            for (shard, idx) in ring.group_by_owner(&positions) {
+                let addr = routing.address(shard)?.to_string();
+                for chunk in idx.chunks(limit) {
+                    let chunk: Vec<usize> = chunk.iter().map(|&j| pending[j]).collect();
+                    calls.push(self.put_chunk(addr.clone(), routing.topology.epoch, items, chunk));
+                }
+            }
+            let mut failed = Vec::new();
+            let mut last = None;
+            for (chunk, res) in join_all(calls).await {
+                match res? {
+                    Outcome::Done(s) => stats += s,
+                    Outcome::Retry(e) => {
+                        failed.extend(chunk);
+                        last = Some(e);
+                    }
+                }
+            }
+            pending = failed;
+            if let Some(e) = last {
+                attempt += 1;
+                self.backoff(attempt, e).await?;
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn put_chunk(
+        &self,
+        addr: String,
+        epoch: Epoch,
+        items: &[Item],
+        chunk: Vec<usize>,
+    ) -> (Vec<usize>, Result<Outcome<PutStats>, Error>) {
+        let mut req = pb::PutAtomsRequest {
+            epoch: epoch.0,
+            atoms: Vec::new(),
+            incoming: Vec::new(),
+        };
+        for &i in &chunk {
+            match &items[i] {
+                Item::Atom(a) => req.atoms.push(a.into()),
+                Item::Incoming(r) => req.incoming.push(r.into()),
+            }
+        }
+        let atoms = req.atoms.len() as u64;
+        let mut client = match self.shard(&addr) {
+            Ok(c) => c,
+            Err(e) => return (chunk, Err(e)),
+        };
+        let res = match client.put_atoms(req).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                Ok(Outcome::Done(PutStats {
+                    atoms,
+                    created: r.created,
+                    updated: r.updated,
+                    incoming: r.incoming,
+                }))
+            }
+            Err(st) => self.classify(&addr, st),
+        };
+        (chunk, res)
+    }
+
+    /// Adds atoms (and, through nesting, their targets), with their incoming
+    /// sets. See the module docs for the cross-shard guarantees.
+    pub async fn put(&self, atoms: &[Atom]) -> Result<PutStats, Error> {
+        let mut flat = Vec::new();
+        for a in atoms {
+            a.flatten_into(&mut flat);
+        }
+        self.put_flat(flat).await
+    }
+
+    /// Adds flattened atoms, each with its depth (0 for nodes, 1 + the
+    /// deepest target for links).
+    pub async fn put_flat(&self, flat: Vec<(FlatAtom, usize)>) -> Result<PutStats, Error> {
+        // Merge repeats of one atom: later values win, as they would if sent
+        // one after the other.
+        let mut index: HashMap<Handle, usize> = HashMap::with_capacity(flat.len());
+        let mut unique: Vec<(FlatAtom, usize)> = Vec::with_capacity(flat.len());
+        for (a, depth) in flat {
+            match index.get(&a.handle) {
+                Some(&i) => {
+                    let u = &mut unique[i].0;
+                    if a.tv.is_some() {
+                        u.tv = a.tv;
+                    }
+                    if a.av.is_some() {
+                        u.av = a.av;
+                    }
+                    u.values.extend(a.values);
+                }
+                None => {
+                    index.insert(a.handle, unique.len());
+                    unique.push((a, depth));
+                }
+            }
+        }
+        let max_depth = unique.iter().map(|(_, d)| *d).max().unwrap_or(0);
+        let mut rounds: Vec<Vec<Item>> = (0..=max_depth).map(|_| Vec::new()).collect();
+        for (a, depth) in unique {
+            let mut targets = a.outgoing.clone();
+            targets.sort_unstable();
+            targets.dedup();
+            for t in targets {
+                rounds[depth].push(Item::Incoming(IncomingRef {
+                    target: t,
+                    link: a.handle,
+                    link_type: a.ty,
+                    outgoing: a.outgoing.clone(),
+                }));
+            }
+            rounds[depth].push(Item::Atom(a));
+        }
+        let mut stats = PutStats::default();
+        for round in rounds {
+            if !round.is_empty() {
+                stats += self.write_items(&round).await?;
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Reads atoms by handle; one entry per handle, in order.
+    pub async fn get(&self, handles: &[Handle]) -> Result<Vec<Option<AtomRecord>>, Error> {
+        let mut attempt = 0;
+        loop {
+            match self.try_get(handles).await? {
+                Outcome::Done(v) => return Ok(v),
+                Outcome::Retry(e) => {
+                    attempt += 1;
+                    self.backoff(attempt, e).await?;
+                }
+            }
+        }
+    }
+
+    async fn try_get(&self, handles: &[Handle]) -> Result<Outcome<Vec<Option<AtomRecord>>>, Error> {
+        let routing = self.routing();
+        let ring = routing.ring()?;
+        let positions: Vec<u64> = handles.iter().map(|h| h.ring_position()).collect();
+        let limit = self.batch_limit(&routing);
+        let mut calls = Vec::new();
+        for (shard, idx) in ring.group_by_owner(&positions) {
+            let addr = routing.address(shard)?.to_string();
+            for chunk in idx.chunks(limit) {
+                let chunk = chunk.to_vec();
+                let req = pb::GetAtomsRequest {
+                    epoch: routing.topology.epoch.0,
+                    handles: chunk
+                        .iter()
+                        .map(|&i| handles[i].to_bytes().to_vec())
+                        .collect(),
+                };
+                let mut client = self.shard(&addr)?;
+                let addr = addr.clone();
+                calls.push(async move { (chunk, addr, client.get_atoms(req).await) });
+            }
+        }
+        let mut out: Vec<Option<AtomRecord>> = vec![None; handles.len()];
+        for (chunk, addr, res) in join_all(calls).await {
+            match res {
+                Ok(resp) => {
+                    for (&i, m) in chunk.iter().zip(resp.into_inner().atoms) {
+                        out[i] = m.atom.map(AtomRecord::try_from).transpose()?;
+                    }
+                }
+                Err(st) => match self.classify(&addr, st)? {
+                    Outcome::Retry(e) => return Ok(Outcome::Retry(e)),
+                    Outcome::Done(()) => unreachable!("classify never returns Done"),
+                },
+            }
+        }
+        Ok(Outcome::Done(out))
+    }
+
+    /// Runs `call` against the owner of `key`, refreshing and retrying on
+    /// epoch errors and unavailable shards.
+    async fn on_owner<T, F, Fut>(&self, key: Handle, call: F) -> Result<T, Error>
+    where
+        F: Fn(ShardClient<Channel>, Epoch) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let mut attempt = 0;
+        loop {
+            let routing = self.routing();
+            let owner = routing.ring()?.owner(key.ring_position());
+            let addr = routing.address(owner)?.to_string();
+            match call(self.shard(&addr)?, routing.topology.epoch).await {
+                Ok(v) => return Ok(v),
+                Err(st) => match self.classify::<()>(&addr, st)? {
+                    Outcome::Retry(e) => {
+                        attempt += 1;
+                        self.backoff(attempt, e).await?;
+                    }
+                    Outcome::Done(()) => unreachable!("classify never returns Done"),
+                },
+            }
+        }
+    }
+
+    /// The whole incoming set of `target`.
+    pub async fn incoming(&self, target: Handle) -> Result<Vec<IncomingRef>, Error> {
+        let mut out = Vec::new();
+        let mut after = Vec::new();
+        loop {
+            let page = self
+                .on_owner(target, |mut c, epoch| {
+                    let after = after.clone();
+                    async move {
+                        c.get_incoming(pb::GetIncomingRequest {
+                            epoch: epoch.0,
+                            target: target.to_bytes().to_vec(),
+                            after,
+                            limit: 1000,
+                        })
+                        .await
+                        .map(|r| r.into_inner())
+                    }
+                })
+                .await?;
+            for e in page.entries {
+                let outgoing = lockstep_proto::convert::handles_from_pb(&e.outgoing)?;
+                out.push(IncomingRef {
+                    target,
+                    link: Handle::from_slice(&e.link)?,
+                    link_type: AtomType::by_name(&e.link_type)?,
+                    outgoing,
+                });
+            }
+            match (page.more, out.last()) {
+                (true, Some(last)) => after = last.link.to_bytes().to_vec(),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Deletes an atom. Without `recursive`, an atom with a non-empty
+    /// incoming set is refused; with it, every link that contains the atom
+    /// (transitively) is deleted first. Returns the number of atoms deleted.
+    pub async fn delete(&self, handle: Handle, recursive: bool) -> Result<usize, Error> {
+        let order = if recursive {
+            let mut order = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            self.collect_containers(handle, &mut seen, &mut order)
+                .await?;
+            order
+        } else {
+            vec![handle]
+        };
+        let mut deleted = 0;
+        for h in order {
+            deleted += self.delete_one(h).await?;
+        }
+        Ok(deleted)
+    }
+
+    /// Post-order over the incoming graph: containers before what they contain.
+    async fn collect_containers(
+        &self,
+        root: Handle,
+        seen: &mut std::collections::HashSet<Handle>,
+        order: &mut Vec<Handle>,
+    ) -> Result<(), Error> {
+        // Iterative DFS so a deep chain of links cannot overflow the stack.
+        let mut stack: Vec<(Handle, bool)> = vec![(root, false)];
+        while let Some((h, expanded)) = stack.pop() {
+            if expanded {
+                order.push(h);
+                continue;
+            }
+            if !seen.insert(h) {
+                continue;
+            }
+            stack.push((h, true));
+            for r in self.incoming(h).await? {
+                if !seen.contains(&r.link) {
+                    stack.push((r.link, false));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_one(&self, h: Handle) -> Result<usize, Error> {
+        let resp = self
+            .on_owner(h, |mut c, epoch| async move {
+                c.delete_atoms(pb::DeleteAtomsRequest {
+                    epoch: epoch.0,
+                    handles: vec![h.to_bytes().to_vec()],
+                })
+                .await
+                .map(|r| r.into_inner())
+            })
+            .await?;
+        let mut n = 0;
+        for view in resp.deleted {
+            n += 1;
+            let rec = AtomRecord::try_from(view)?;
+            let mut targets = rec.outgoing.clone();
+            targets.sort_unstable();
+            targets.dedup();
+            let refs: Vec<Item> = targets
+                .into_iter()
+                .map(|t| {
+                    Item::Incoming(IncomingRef {
+                        target: t,
+                        link: rec.handle,
+                        link_type: rec.ty,
+                        outgoing: rec.outgoing.clone(),
+                    })
+                })
+                .collect();
+            for r in &refs {
+                let Item::Incoming(r) = r else { continue };
+                let entry: pb::IncomingWrite = r.into();
+                self.on_owner(r.target, |mut c, epoch| {
+                    let entry = entry.clone();
+                    async move {
+                        c.remove_incoming(pb::RemoveIncomingRequest {
+                            epoch: epoch.0,
+                            entries: vec![entry],
+                        })
+                        .await
+                        .map(|r| r.into_inner())
+                    }
+                })
+                .await?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Every atom of type `ty`, shard by shard, up to `limit`.
+    pub async fn scan_type(
+        &self,
+        ty: &'static AtomType,
+        limit: usize,
+    ) -> Result<Vec<AtomRecord>, Error> {
+        let routing = self.routing();
+        let mut out = Vec::new();
+        for shard in routing.ring()?.members() {
+            let addr = routing.address(shard.id)?.to_string();
+            let mut after = Vec::new();
+            loop {
+                let page = self
+                    .shard(&addr)?
+                    .scan_type(pb::ScanTypeRequest {
+                        epoch: routing.topology.epoch.0,
+                        r#type: ty.name.to_string(),
+                        after: after.clone(),
+                        limit: 1000,
+                    })
+                    .await
+                    .map_err(|st| Error::rpc(&addr, &st))?
+                    .into_inner();
+                for v in page.atoms {
+                    out.push(AtomRecord::try_from(v)?);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+                match (page.more, out.last()) {
+                    (true, Some(last)) => after = last.handle.to_bytes().to_vec(),
+                    _ => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The cluster's status, from the coordinator.
+    pub async fn status(&self) -> Result<pb::ClusterStatusResponse, Error> {
+        Ok(self
+            .coord
+            .clone()
+            .cluster_status(pb::ClusterStatusRequest {})
+            .await
+            .map_err(|st| unreachable_or_rpc(&self.coordinator, &st))?
+            .into_inner())
+    }
+}
+
+fn unreachable_or_rpc(addr: &str, st: &tonic::Status) -> Error {
+    if st.code() == tonic::Code::Unavailable {
+        unreachable(addr, st)
+    } else {
+        Error::rpc(addr, st)
+    }
+}

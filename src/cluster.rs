@@ -1,0 +1,270 @@
+//! A local cluster of child processes on loopback: what `lockstep up` runs
+//! and what the integration tests start. Readiness is a line on the child's
+//! stdout plus the coordinator's status, never a fixed sleep.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::Error;
+use crate::client::Client;
+
+/// The line a server prints on stdout once its socket is bound, followed by
+/// the address.
+pub const LISTENING: &str = "listening on ";
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct LocalSpec {
+    /// The `lockstep` binary.
+    pub exe: PathBuf,
+    pub shards: usize,
+    pub data_dir: PathBuf,
+    /// Coordinator port on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    pub ready_timeout: Duration,
+    /// Extra flags for every shard.
+    pub shard_args: Vec<String>,
+    /// Extra flags for the coordinator.
+    pub coordinator_args: Vec<String>,
+}
+
+/// A running local cluster. Children are killed if this is dropped without
+/// [`LocalCluster::shutdown`].
+pub struct LocalCluster {
+    spec: LocalSpec,
+    coordinator: Child,
+    coordinator_addr: String,
+    shards: Vec<Child>,
+}
+
+/// Spawns `exe args`, with stderr to `log`, and waits for its listening line.
+pub async fn spawn_server(
+    exe: &Path,
+    args: &[String],
+    log: &Path,
+    timeout: Duration,
+) -> Result<(Child, String), Error> {
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| Error::io(log, e))?;
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| Error::io(exe, e))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = tokio::time::timeout(timeout, lines.next_line()).await;
+    let addr = match first {
+        Ok(Ok(Some(line))) => match line.split_once(LISTENING) {
+            Some((_, addr)) => addr.trim().to_string(),
+            None => return Err(Error::Cluster(format!("unexpected first line {line:?}"))),
+        },
+        Ok(_) => {
+            let status = child.wait().await.ok();
+            return Err(Error::Cluster(format!(
+                "{} {} exited before listening ({status:?}); log: {}",
+                exe.display(),
+                args.join(" "),
+                tail(log)
+            )));
+        }
+        Err(_) => {
+            return Err(Error::Cluster(format!(
+                "no listening line within {timeout:?} from {}; log: {}",
+                args.join(" "),
+                tail(log)
+            )));
+        }
+    };
+    // Keep draining stdout into the log so the child never blocks on a full
+    // pipe.
+    let log = log.to_path_buf();
+    tokio::spawn(async move {
+        let Ok(mut f) = tokio::fs::OpenOptions::new().append(true).open(&log).await else {
+            return;
+        };
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = f.write_all(format!("{line}\n").as_bytes()).await;
+        }
+    });
+    Ok((child, addr))
+}
+
+/// The last lines of a log file, for error messages.
+pub fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(5)..].join(" | ")
+}
+
+/// Sends SIGTERM, waits up to `grace`, then kills.
+pub async fn stop_child(child: &mut Child, grace: Duration) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) with a pid we spawned and still own.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGTERM);
+        }
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        let _ = child.kill().await;
+    }
+}
+
+impl LocalCluster {
+    /// Starts a coordinator and the shards, and waits until every shard is
+    /// registered and Up.
+    pub async fn start(spec: LocalSpec) -> Result<LocalCluster, Error> {
+        let logs = spec.data_dir.join("logs");
+        std::fs::create_dir_all(&logs).map_err(|e| Error::io(&logs, e))?;
+        let mut args = vec![
+            "coordinator".to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", spec.port),
+            "--data-dir".into(),
+            spec.data_dir.join("coordinator").display().to_string(),
+        ];
+        args.extend(spec.coordinator_args.iter().cloned());
+        let (coordinator, coordinator_addr) = spawn_server(
+            &spec.exe,
+            &args,
+            &logs.join("coordinator.log"),
+            spec.ready_timeout,
+        )
+        .await?;
+        let mut cluster = LocalCluster {
+            spec,
+            coordinator,
+            coordinator_addr,
+            shards: Vec::new(),
+        };
+        for i in 0..cluster.spec.shards {
+            let child = cluster.spawn_shard(i).await?;
+            cluster.shards.push(child);
+        }
+        cluster.wait_ready().await?;
+        Ok(cluster)
+    }
+
+    /// The data folder of shard `i`.
+    pub fn shard_dir(&self, i: usize) -> PathBuf {
+        self.spec.data_dir.join(format!("shard-{i}"))
+    }
+
+    async fn spawn_shard(&self, i: usize) -> Result<Child, Error> {
+        let mut args = vec![
+            "--coordinator".to_string(),
+            self.coordinator_addr.clone(),
+            "shard".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            self.shard_dir(i).display().to_string(),
+        ];
+        args.extend(self.spec.shard_args.iter().cloned());
+        let log = self
+            .spec
+            .data_dir
+            .join("logs")
+            .join(format!("shard-{i}.log"));
+        let (child, _) = spawn_server(&self.spec.exe, &args, &log, self.spec.ready_timeout).await?;
+        Ok(child)
+    }
+
+    /// Polls the coordinator until `spec.shards` shards are Up, or fails at
+    /// the deadline naming what it saw.
+    pub async fn wait_ready(&mut self) -> Result<(), Error> {
+        let deadline = Instant::now() + self.spec.ready_timeout;
+        let mut last = String::from("no status yet");
+        loop {
+            for (i, c) in self.shards.iter_mut().enumerate() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    return Err(Error::Cluster(format!(
+                        "shard-{i} exited ({status}); log: {}",
+                        tail(
+                            &self
+                                .spec
+                                .data_dir
+                                .join("logs")
+                                .join(format!("shard-{i}.log"))
+                        )
+                    )));
+                }
+            }
+            if let Ok(client) = Client::connect(&self.coordinator_addr).await
+                && let Ok(st) = client.status().await
+            {
+                let up = st
+                    .shards
+                    .iter()
+                    .filter(|s| {
+                        s.shard
+                            .as_ref()
+                            .is_some_and(|e| e.liveness == lockstep_proto::pb::Liveness::Up as i32)
+                    })
+                    .count();
+                if up >= self.spec.shards {
+                    return Ok(());
+                }
+                last = format!("{up} of {} shards Up", self.spec.shards);
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Cluster(format!(
+                    "cluster not ready after {:?}: {last}",
+                    self.spec.ready_timeout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Kills shard `i` with SIGKILL, as a crash would, and reaps it.
+    pub async fn kill_shard(&mut self, i: usize) -> Result<(), Error> {
+        let c = &mut self.shards[i];
+        c.start_kill()
+            .map_err(|e| Error::Cluster(format!("kill shard-{i}: {e}")))?;
+        c.wait()
+            .await
+            .map_err(|e| Error::Cluster(format!("reap shard-{i}: {e}")))?;
+        Ok(())
+    }
+
+    /// Starts shard `i` again on its data folder (after a kill or exit).
+    pub async fn restart_shard(&mut self, i: usize) -> Result<(), Error> {
+        let child = self.spawn_shard(i).await?;
+        self.shards[i] = child;
+        Ok(())
+    }
+
+    pub fn coordinator_addr(&self) -> &str {
+        &self.coordinator_addr
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.spec.data_dir
+    }
+
+    /// Process ids of the shards, in order.
+    pub fn shard_pids(&self) -> Vec<Option<u32>> {
+        self.shards.iter().map(Child::id).collect()
+    }
+
+    /// Stops every shard, then the coordinator: SIGTERM, then a kill after
+    /// ten seconds.
+    pub async fn shutdown(mut self) {
+        let grace = Duration::from_secs(10);
+        for c in &mut self.shards {
+            stop_child(c, grace).await;
+        }
+        stop_child(&mut self.coordinator, grace).await;
+    }
+}

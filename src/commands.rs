@@ -1,0 +1,357 @@
+//! What each CLI command does, printing for a person (or JSON).
+
+use std::future::Future;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use lockstep_proto::model::AtomRecord;
+use lockstep_proto::pb;
+use lockstep_proto::{Atom, AtomType, Handle, Liveness};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::Error;
+use crate::cli::{
+    Cli, Command, DeleteArgs, GetArgs, LoadArgs, ScanArgs, StatusArgs, UpArgs,
+    recorded_coordinator_file, resolve_coordinator,
+};
+use crate::client::{Client, PutStats};
+use crate::cluster::{LISTENING, LocalCluster, LocalSpec};
+use crate::input;
+
+/// Resolves when the process gets Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+async fn bind(addr: &str, role: &str) -> Result<TcpListener, Error> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Config(format!("cannot listen on {addr}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::Config(format!("no local address: {e}")))?;
+    // The readiness line `lockstep up` and the tests wait for.
+    println!("lockstep {role} {LISTENING}{bound}");
+    Ok(listener)
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<(), Error> {
+    let flag = cli.coordinator.as_deref();
+    match cli.command {
+        Command::Coordinator(args) => {
+            let config = args.config()?;
+            let listener = bind(&config.listen, "coordinator").await?;
+            Ok(lockstep_coordinator::run(listener, config, shutdown_signal()).await?)
+        }
+        Command::Shard(args) => {
+            let config = args.config(flag)?;
+            let listener = bind(&config.listen, "shard").await?;
+            Ok(lockstep_shard::run(listener, config, shutdown_signal()).await?)
+        }
+        Command::Up(args) => up(args).await,
+        Command::Load(args) => load(&connect(flag).await?, args).await,
+        Command::Get(args) => get(&connect(flag).await?, args).await,
+        Command::Delete(args) => delete(&connect(flag).await?, args).await,
+        Command::Scan(args) => scan(&connect(flag).await?, args).await,
+        Command::Status(args) => status(&connect(flag).await?, args).await,
+    }
+}
+
+async fn connect(flag: Option<&str>) -> Result<Client, Error> {
+    Client::connect(&resolve_coordinator(flag)).await
+}
+
+async fn up(args: UpArgs) -> Result<(), Error> {
+    let exe = std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?;
+    let cluster = LocalCluster::start(LocalSpec {
+        exe,
+        shards: args.shards,
+        data_dir: args.data_dir.clone(),
+        port: args.port,
+        ready_timeout: Duration::from_secs(args.ready_timeout),
+        shard_args: Vec::new(),
+        coordinator_args: Vec::new(),
+    })
+    .await?;
+    let addr = cluster.coordinator_addr().to_string();
+    record(&addr, cluster.data_dir());
+    let client = Client::connect(&addr).await?;
+    println!("coordinator  {addr}");
+    for s in client.routing().topology.shards.iter() {
+        println!("{:<12} {}", s.id.to_string(), s.address);
+    }
+    println!("data         {}", cluster.data_dir().display());
+    println!("ready: {} shards up; Ctrl-C to stop", args.shards);
+    shutdown_signal().await;
+    println!("stopping…");
+    cluster.shutdown().await;
+    println!("stopped");
+    Ok(())
+}
+
+/// Records the coordinator address for later commands; failure to record
+/// only costs the default, so it is not an error.
+fn record(addr: &str, data_dir: &Path) {
+    let _ = std::fs::write(data_dir.join("coordinator.addr"), addr);
+    if let Some(f) = recorded_coordinator_file() {
+        if let Some(dir) = f.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(f, addr);
+    }
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template(&format!(
+            "{what} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    pb
+}
+
+/// Loads atoms in batches, several in flight; prints a final summary line.
+pub async fn load(client: &Client, args: LoadArgs) -> Result<(), Error> {
+    let atoms: Vec<Atom> = match (&args.file, args.generate) {
+        (_, Some(n)) => input::generate::generate(n, args.seed),
+        (Some(f), None) => input::read_file(f)?,
+        (None, None) => unreachable!("clap requires a file or --generate"),
+    };
+    let started = Instant::now();
+    let total = atoms.len();
+    let progress = bar(total as u64, "loading");
+    let mut stats = PutStats::default();
+    let mut acked = 0usize;
+    let batch = args.batch.max(1);
+    let mut stream = futures::stream::iter(atoms.chunks(batch))
+        .map(|chunk| async move { client.put(chunk).await.map(|s| (chunk.len(), s)) })
+        .buffer_unordered(args.concurrency.max(1));
+    while let Some(res) = stream.next().await {
+        match res {
+            Ok((n, s)) => {
+                acked += n;
+                stats += s;
+                progress.inc(n as u64);
+            }
+            Err(e) => {
+                progress.abandon();
+                return Err(Error::Cluster(format!(
+                    "load stopped after {acked} of {total} atoms were acknowledged: {e}"
+                )));
+            }
+        }
+    }
+    progress.finish_and_clear();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "loaded {total} atoms ({} new, {} records written incl. targets, {} incoming entries) in {secs:.2}s: {:.0} atoms/s",
+        stats.created,
+        stats.atoms,
+        stats.incoming,
+        total as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}
+
+/// Renders an atom as Atomese, fetching its outgoing atoms level by level.
+pub fn render<'a>(
+    client: &'a Client,
+    rec: &'a AtomRecord,
+    depth: usize,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<String, Error>> + 'a>> {
+    Box::pin(async move {
+        let tv = if rec.tv == Default::default() {
+            String::new()
+        } else {
+            format!(" (stv {} {})", rec.tv.strength, rec.tv.confidence)
+        };
+        if rec.ty.is_node() {
+            return Ok(format!("({}{tv} {:?})", rec.ty.name, rec.name));
+        }
+        if depth == 0 {
+            return Ok(format!("({}{tv} …)", rec.ty.name));
+        }
+        let mut parts = vec![format!("({}{tv}", rec.ty.name)];
+        for (h, child) in rec.outgoing.iter().zip(client.get(&rec.outgoing).await?) {
+            parts.push(match child {
+                Some(c) => render(client, &c, depth - 1).await?,
+                None => format!("<missing {h}>"),
+            });
+        }
+        Ok(parts.join(" ") + ")")
+    })
+}
+
+async fn get(client: &Client, args: GetArgs) -> Result<(), Error> {
+    let handle = match (&args.handle, &args.node) {
+        (Some(h), _) => h.parse::<Handle>()?,
+        (None, Some(v)) => {
+            let ty = AtomType::by_name(&v[0])?;
+            lockstep_proto::FlatAtom::new(ty, v[1].clone(), Vec::new())?.handle
+        }
+        (None, None) => unreachable!("clap requires a handle or --node"),
+    };
+    let rec = client
+        .get(&[handle])
+        .await?
+        .pop()
+        .flatten()
+        .ok_or_else(|| Error::Cluster(format!("atom {handle} not found")))?;
+    let incoming = client.incoming(handle).await?;
+    let text = render(client, &rec, 8).await?;
+    if args.json {
+        let v = json!({
+            "handle": handle.to_string(),
+            "type": rec.ty.name,
+            "name": rec.name,
+            "outgoing": rec.outgoing.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            "atomese": text,
+            "tv": {"strength": rec.tv.strength, "confidence": rec.tv.confidence},
+            "av": {"sti": rec.av.sti, "lti": rec.av.lti},
+            "values": rec.values,
+            "incoming": incoming.iter().map(|r| json!({
+                "link": r.link.to_string(), "type": r.link_type.name,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{v:#}");
+        return Ok(());
+    }
+    println!("handle    {handle}");
+    println!("atom      {text}");
+    println!(
+        "tv        strength={} confidence={}",
+        rec.tv.strength, rec.tv.confidence
+    );
+    println!("av        sti={} lti={}", rec.av.sti, rec.av.lti);
+    for (k, v) in &rec.values {
+        println!("value     {k} = {v:?}");
+    }
+    println!("incoming  {} link(s)", incoming.len());
+    for r in incoming.iter().take(20) {
+        println!("  {}  {}", r.link, r.link_type.name);
+    }
+    if incoming.len() > 20 {
+        println!("  … {} more", incoming.len() - 20);
+    }
+    Ok(())
+}
+
+async fn delete(client: &Client, args: DeleteArgs) -> Result<(), Error> {
+    let h: Handle = args.handle.parse()?;
+    let n = client.delete(h, args.recursive).await?;
+    println!("deleted {n} atom(s)");
+    Ok(())
+}
+
+async fn scan(client: &Client, args: ScanArgs) -> Result<(), Error> {
+    let ty = AtomType::by_name(&args.r#type)?;
+    for rec in client.scan_type(ty, args.limit).await? {
+        println!("{}  {}", rec.handle, render(client, &rec, 2).await?);
+    }
+    Ok(())
+}
+
+fn state_name(e: &pb::ShardEntry) -> String {
+    let live: Liveness = pb::Liveness::try_from(e.liveness)
+        .unwrap_or(pb::Liveness::Unspecified)
+        .into();
+    if e.in_ring {
+        live.to_string()
+    } else {
+        format!("Joining/{live}")
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", UNITS[i])
+}
+
+async fn status(client: &Client, args: StatusArgs) -> Result<(), Error> {
+    let st = client.status().await?;
+    let topo = st.topology.clone().unwrap_or_default();
+    if args.json {
+        let v = json!({
+            "cluster_id": topo.cluster_id,
+            "epoch": topo.epoch,
+            "total_atoms": st.total_atoms,
+            "total_live_bytes": st.total_live_bytes,
+            "balance": st.balance,
+            "has_data": st.has_data,
+            "shards": st.shards.iter().map(|s| {
+                let e = s.shard.clone().unwrap_or_default();
+                let m = s.metrics.clone().unwrap_or_default();
+                json!({
+                    "id": e.id, "address": e.address, "state": state_name(&e),
+                    "in_ring": e.in_ring, "weight": e.weight,
+                    "atoms": m.atoms, "incoming": m.incoming, "live_bytes": m.live_bytes,
+                    "rss_bytes": m.rss_bytes, "type_counts": m.type_counts,
+                    "ms_since_heartbeat": (s.ms_since_heartbeat != u64::MAX).then_some(s.ms_since_heartbeat),
+                })
+            }).collect::<Vec<_>>(),
+        });
+        println!("{v:#}");
+        return Ok(());
+    }
+    println!(
+        "cluster {}  epoch {}  shards {}  atoms {}  live {}  balance {:.3}",
+        topo.cluster_id,
+        topo.epoch,
+        st.shards.len(),
+        st.total_atoms,
+        human_bytes(st.total_live_bytes),
+        st.balance
+    );
+    println!(
+        "{:<6} {:<14} {:<22} {:>10} {:>10} {:>11} {:>11} {:>9}",
+        "ID", "STATE", "ADDRESS", "ATOMS", "INCOMING", "LIVE", "RSS", "LAST HB"
+    );
+    for s in &st.shards {
+        let e = s.shard.clone().unwrap_or_default();
+        let m = s.metrics.clone().unwrap_or_default();
+        let hb = if s.ms_since_heartbeat == u64::MAX {
+            "never".to_string()
+        } else {
+            format!("{}ms", s.ms_since_heartbeat)
+        };
+        println!(
+            "{:<6} {:<14} {:<22} {:>10} {:>10} {:>11} {:>11} {:>9}",
+            e.id,
+            state_name(&e),
+            e.address,
+            m.atoms,
+            m.incoming,
+            human_bytes(m.live_bytes),
+            human_bytes(m.rss_bytes),
+            hb
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! The client library's error enum: one readable line per failure.
+
+use std::path::PathBuf;
+
+use lockstep_proto::ProtoError;
+
+/// Everything the client library and CLI commands can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("coordinator {addr} unreachable: {reason}")]
+    Unreachable { addr: String, reason: String },
+    #[error("{addr}: {message} ({code:?})")]
+    Rpc {
+        addr: String,
+        code: tonic::Code,
+        message: String,
+    },
+    #[error("the cluster has no shards in its ring yet")]
+    NoShards,
+    #[error("gave up after {attempts} attempts: {last}")]
+    RetriesExhausted { attempts: u32, last: String },
+    #[error("{}:{line}:{col}: {message}", file.display())]
+    Parse {
+        file: PathBuf,
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    #[error("invalid atom: {0}")]
+    Invalid(#[from] ProtoError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("local cluster: {0}")]
+    Cluster(String),
+    #[error("shard: {0}")]
+    Shard(#[from] lockstep_shard::Error),
+    #[error("coordinator: {0}")]
+    Coordinator(#[from] lockstep_coordinator::Error),
+}
+
+impl Error {
+    /// Whether the operation may succeed if tried again.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Error::Rpc { code, .. } => matches!(
+                code,
+                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+            ),
+            Error::Unreachable { .. } | Error::NoShards => true,
+            _ => false,
+        }
+    }
+
+    pub(crate) fn rpc(addr: &str, st: &tonic::Status) -> Error {
+        Error::Rpc {
+            addr: addr.to_string(),
+            code: st.code(),
+            message: st.message().to_string(),
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

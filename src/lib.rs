@@ -1,0 +1,25 @@
+//! Lockstep's client library and command line.
+//!
+//! # Layout
+//! - [`client`]: [`Client`], which caches the topology and routes batches
+//!   straight to the owning shards.
+//! - [`input`]: Atomese and JSON Lines parsers, and the seeded generator.
+//! - [`cluster`]: a local cluster of child processes (`lockstep up`, tests).
+//! - [`cli`]: flags and the layered configuration they produce.
+//! - [`commands`]: what each command does.
+//!
+//! The servers live in the `lockstep-coordinator` and `lockstep-shard`
+//! crates, the ring in `lockstep-hashing`, the wire format and atom model in
+//! `lockstep-proto`.
+
+pub mod cli;
+pub mod client;
+pub mod cluster;
+pub mod commands;
+pub mod input;
+
+mod error;
+
+pub use client::{Client, ClientOptions, PutStats};
+pub use error::Error;
+pub use lockstep_proto as proto;

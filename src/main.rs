@@ -1,0 +1,34 @@
+//! The `lockstep` binary: parse flags, set up logging, run the command, and
+//! print any failure as one line.
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = lockstep::cli::Cli::parse();
+    let server = matches!(
+        cli.command,
+        lockstep::cli::Command::Coordinator(_)
+            | lockstep::cli::Command::Shard(_)
+            | lockstep::cli::Command::Up(_)
+    );
+    let default = if server { "info" } else { "warn" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = real_main(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main(cli: lockstep::cli::Cli) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(lockstep::commands::run(cli))?;
+    Ok(())
+}

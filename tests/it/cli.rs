@@ -1,0 +1,98 @@
+//! `lockstep up`: starts a cluster, stops it cleanly on SIGTERM, and keeps
+//! the data across restarts.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use lockstep::proto::{Atom, AtomType};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::util::{exe, wait_for_total};
+
+/// Starts `lockstep up` and reads its output until "ready:", returning the
+/// coordinator address it printed.
+async fn up(data: &std::path::Path, home: &std::path::Path) -> (Child, String) {
+    let mut child = Command::new(exe())
+        .args(["up", "--shards", "2", "--port", "0", "--data-dir"])
+        .arg(data)
+        .env("LOCKSTEP_HOME", home)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr = None;
+    let read = async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(a) = line.strip_prefix("coordinator") {
+                addr = Some(a.trim().to_string());
+            }
+            if line.starts_with("ready:") {
+                return;
+            }
+        }
+        panic!("lockstep up exited before it was ready");
+    };
+    tokio::time::timeout(Duration::from_secs(90), read)
+        .await
+        .expect("lockstep up becomes ready");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr.expect("up printed the coordinator address"))
+}
+
+async fn terminate(mut child: Child) {
+    let pid = child.id().unwrap() as libc::pid_t;
+    // SAFETY: a pid we spawned and have not reaped.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("lockstep up exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_stops_cleanly_and_restarts_on_the_same_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (child, addr) = up(&data, home.path()).await;
+
+    // `up` recorded its address: a command without --coordinator finds it.
+    let recorded = std::fs::read_to_string(home.path().join("coordinator")).unwrap();
+    assert_eq!(recorded.trim(), addr);
+
+    let c = AtomType::by_name("ConceptNode").unwrap();
+    let atoms: Vec<Atom> = (0..500)
+        .map(|i| Atom::node(c, format!("p{i}")).unwrap())
+        .collect();
+    {
+        let client = lockstep::Client::connect(&addr).await.unwrap();
+        client.put(&atoms).await.unwrap();
+    }
+    terminate(child).await;
+
+    let (child, addr) = up(&data, home.path()).await;
+    let client = lockstep::Client::connect(&addr).await.unwrap();
+    let handles: Vec<_> = atoms.iter().map(Atom::handle).collect();
+    let got = client.get(&handles).await.unwrap();
+    assert!(got.iter().all(Option::is_some), "data survived the restart");
+    let st = wait_for_total(&client, 500).await;
+    assert_eq!(st.shards.len(), 2, "the same two shards came back");
+
+    let out = tokio::process::Command::new(exe())
+        .args(["status"])
+        .env("LOCKSTEP_HOME", home.path())
+        .env_remove("LOCKSTEP_COORDINATOR")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    terminate(child).await;
+}

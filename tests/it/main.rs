@@ -1,0 +1,9 @@
+//! Integration tests: real coordinator and shard processes on loopback,
+//! real RocksDB in temporary folders. One test binary, one fixtures module.
+
+mod bad_input;
+mod cli;
+mod cluster;
+mod durability;
+mod epoch;
+mod util;

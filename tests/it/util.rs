@@ -1,0 +1,136 @@
+//! Fixtures: start a local cluster of real processes, wait on conditions
+//! with deadlines, run the CLI.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use lockstep::cluster::{LocalCluster, LocalSpec};
+use lockstep::{Client, proto::pb};
+use tempfile::TempDir;
+
+/// The `lockstep` binary cargo built for these tests.
+pub fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_lockstep"))
+}
+
+/// Liveness thresholds short enough for tests, long enough for a loaded
+/// 2-core machine.
+pub fn coordinator_args() -> Vec<String> {
+    [
+        "--heartbeat-interval-ms",
+        "100",
+        "--suspect-after-ms",
+        "1000",
+        "--down-after-ms",
+        "3000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+pub fn shard_args() -> Vec<String> {
+    vec!["--heartbeat-interval-ms".into(), "100".into()]
+}
+
+/// A local cluster in a temporary folder, removed on drop.
+pub struct TestCluster {
+    pub cluster: LocalCluster,
+    pub dir: TempDir,
+}
+
+impl TestCluster {
+    pub async fn start(shards: usize) -> TestCluster {
+        TestCluster::start_with(shards, Vec::new()).await
+    }
+
+    pub async fn start_with(shards: usize, extra_shard_args: Vec<String>) -> TestCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut shard_args = shard_args();
+        shard_args.extend(extra_shard_args);
+        let cluster = LocalCluster::start(LocalSpec {
+            exe: exe(),
+            shards,
+            data_dir: dir.path().to_path_buf(),
+            port: 0,
+            ready_timeout: Duration::from_secs(60),
+            shard_args,
+            coordinator_args: coordinator_args(),
+        })
+        .await
+        .expect("local cluster starts");
+        TestCluster { cluster, dir }
+    }
+
+    pub fn addr(&self) -> String {
+        self.cluster.coordinator_addr().to_string()
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.addr())
+            .await
+            .expect("client connects")
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics at the deadline saying
+/// what it waited for and what it saw last.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = match check().await {
+            Ok(v) => return v,
+            Err(seen) => seen,
+        };
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}; last seen: {seen}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the shards' heartbeats report `total` atoms in all.
+pub async fn wait_for_total(client: &Client, total: u64) -> pb::ClusterStatusResponse {
+    wait_for(
+        &format!("status to report {total} atoms"),
+        Duration::from_secs(30),
+        || async {
+            let st = client.status().await.map_err(|e| e.to_string())?;
+            let sum: u64 = st
+                .shards
+                .iter()
+                .map(|s| s.metrics.as_ref().map_or(0, |m| m.atoms))
+                .sum();
+            if sum == total && st.total_atoms == total {
+                Ok(st)
+            } else {
+                Err(format!("sum {sum}, total {}", st.total_atoms))
+            }
+        },
+    )
+    .await
+}
+
+/// Runs the CLI to completion, bounded in time.
+pub async fn lockstep(args: &[&str]) -> std::process::Output {
+    let home = tempfile::tempdir().expect("temp dir");
+    let fut = tokio::process::Command::new(exe())
+        .args(args)
+        .env("LOCKSTEP_HOME", home.path())
+        .env_remove("LOCKSTEP_COORDINATOR")
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(120), fut)
+        .await
+        .unwrap_or_else(|_| panic!("lockstep {args:?} did not finish within 120s"))
+        .expect("lockstep runs")
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
