@@ -46,6 +46,84 @@ pub enum Command {
     Scan(ScanArgs),
     /// Show the cluster's shards, their state and counts.
     Status(StatusArgs),
+    /// Run a tick workload (ingest, attention, tfidf) across the shards.
+    Run(RunArgs),
+    /// List running and finished jobs.
+    Jobs,
+    /// Start 3 local shards, load ~100k atoms, run attention for 20 ticks.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// ingest, attention or tfidf.
+    pub workload: String,
+    /// Number of ticks.
+    #[arg(long, default_value_t = 10)]
+    pub ticks: u64,
+    /// attention: damping d.
+    #[arg(long)]
+    pub damping: Option<f64>,
+    /// attention: comma-separated link types that are edges (default: all).
+    #[arg(long)]
+    pub link_types: Option<String>,
+    /// attention, tfidf: size of the top-k lists.
+    #[arg(long)]
+    pub top: Option<usize>,
+    /// ingest: generate this many atoms.
+    #[arg(long)]
+    pub generate: Option<usize>,
+    /// ingest: read atoms from this file (a path every shard can read).
+    #[arg(long)]
+    pub file: Option<String>,
+    /// ingest: seed for --generate.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// ingest: top-level atoms per tick.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// tfidf: folder of documents (a path every shard can read).
+    #[arg(long)]
+    pub docs: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RunArgs {
+    /// The job's parameters, as the coordinator takes them.
+    pub fn params(&self) -> std::collections::HashMap<String, String> {
+        let mut p = std::collections::HashMap::new();
+        let mut put = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                p.insert(k.to_string(), v);
+            }
+        };
+        put("damping", self.damping.map(|v| v.to_string()));
+        put("link-types", self.link_types.clone());
+        put("top", self.top.map(|v| v.to_string()));
+        put("generate", self.generate.map(|v| v.to_string()));
+        put("file", self.file.clone());
+        put("seed", self.seed.map(|v| v.to_string()));
+        put("batch", self.batch.map(|v| v.to_string()));
+        put("docs", self.docs.clone());
+        p
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Folder for the demo cluster's data; kept afterwards.
+    #[arg(long, default_value = "lockstep-demo")]
+    pub data_dir: PathBuf,
+    /// Atoms to generate.
+    #[arg(long, default_value_t = 100_000)]
+    pub atoms: usize,
+    /// Attention ticks.
+    #[arg(long, default_value_t = 20)]
+    pub ticks: u64,
+    #[arg(long, default_value_t = 3)]
+    pub shards: usize,
 }
 
 #[derive(Args, Debug)]
@@ -74,6 +152,12 @@ pub struct CoordinatorArgs {
     /// Largest batch clients are told to send [default: 10000].
     #[arg(long, env = "LOCKSTEP_MAX_BATCH")]
     pub max_batch: Option<u32>,
+    /// Every tick phase must finish on every shard within this [default: 60000].
+    #[arg(long, env = "LOCKSTEP_PHASE_DEADLINE_MS")]
+    pub phase_deadline_ms: Option<u64>,
+    /// How long a job waits for a missing shard before failing [default: 60000].
+    #[arg(long, env = "LOCKSTEP_RECOVERY_WAIT_MS")]
+    pub recovery_wait_ms: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -105,6 +189,9 @@ pub struct ShardArgs {
     /// RocksDB block cache in MiB [default: 64].
     #[arg(long, env = "LOCKSTEP_BLOCK_CACHE_MB")]
     pub block_cache_mb: Option<u64>,
+    /// Fault injection: delay every tick phase but commit by this much.
+    #[arg(long, env = "LOCKSTEP_FAULT_PHASE_DELAY_MS", hide = true)]
+    pub fault_phase_delay_ms: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -208,6 +295,8 @@ impl CoordinatorArgs {
         set(&mut c.suspect_after_ms, &self.suspect_after_ms);
         set(&mut c.down_after_ms, &self.down_after_ms);
         set(&mut c.max_batch, &self.max_batch);
+        set(&mut c.phase_deadline_ms, &self.phase_deadline_ms);
+        set(&mut c.recovery_wait_ms, &self.recovery_wait_ms);
         Ok(c.validate()?)
     }
 }
@@ -229,6 +318,7 @@ impl ShardArgs {
         set(&mut c.max_batch, &self.max_batch);
         set(&mut c.sync_writes, &self.sync_writes);
         set(&mut c.block_cache_mb, &self.block_cache_mb);
+        set(&mut c.fault_phase_delay_ms, &self.fault_phase_delay_ms);
         Ok(c.validate()?)
     }
 }

@@ -343,52 +343,17 @@ impl Client {
     /// Adds atoms (and, through nesting, their targets), with their incoming
     /// sets. See the module docs for the cross-shard guarantees.
     pub async fn put(&self, atoms: &[Atom]) -> Result<PutStats, Error> {
-        let mut flat = Vec::new();
-        for a in atoms {
-            a.flatten_into(&mut flat);
-        }
-        self.put_flat(flat).await
+        self.put_flat(lockstep_proto::model::flatten_batch(atoms))
+            .await
     }
 
-    /// Adds flattened atoms, each with its depth (0 for nodes, 1 + the
-    /// deepest target for links).
-    pub async fn put_flat(&self, flat: Vec<(FlatAtom, usize)>) -> Result<PutStats, Error> {
-        // Merge repeats of one atom: later values win, as they would if sent
-        // one after the other.
-        let mut index: HashMap<Handle, usize> = HashMap::with_capacity(flat.len());
-        let mut unique: Vec<(FlatAtom, usize)> = Vec::with_capacity(flat.len());
-        for (a, depth) in flat {
-            match index.get(&a.handle) {
-                Some(&i) => {
-                    let u = &mut unique[i].0;
-                    if a.tv.is_some() {
-                        u.tv = a.tv;
-                    }
-                    if a.av.is_some() {
-                        u.av = a.av;
-                    }
-                    u.values.extend(a.values);
-                }
-                None => {
-                    index.insert(a.handle, unique.len());
-                    unique.push((a, depth));
-                }
-            }
-        }
+    /// Adds distinct flattened atoms, each with its depth, as
+    /// [`lockstep_proto::model::flatten_batch`] makes them.
+    pub async fn put_flat(&self, unique: Vec<(FlatAtom, usize)>) -> Result<PutStats, Error> {
         let max_depth = unique.iter().map(|(_, d)| *d).max().unwrap_or(0);
         let mut rounds: Vec<Vec<Item>> = (0..=max_depth).map(|_| Vec::new()).collect();
         for (a, depth) in unique {
-            let mut targets = a.outgoing.clone();
-            targets.sort_unstable();
-            targets.dedup();
-            for t in targets {
-                rounds[depth].push(Item::Incoming(IncomingRef {
-                    target: t,
-                    link: a.handle,
-                    link_type: a.ty,
-                    outgoing: a.outgoing.clone(),
-                }));
-            }
+            rounds[depth].extend(a.incoming_refs().into_iter().map(Item::Incoming));
             rounds[depth].push(Item::Atom(a));
         }
         let mut stats = PutStats::default();
@@ -576,22 +541,8 @@ impl Client {
         for view in resp.deleted {
             n += 1;
             let rec = AtomRecord::try_from(view)?;
-            let mut targets = rec.outgoing.clone();
-            targets.sort_unstable();
-            targets.dedup();
-            let refs: Vec<Item> = targets
-                .into_iter()
-                .map(|t| {
-                    Item::Incoming(IncomingRef {
-                        target: t,
-                        link: rec.handle,
-                        link_type: rec.ty,
-                        outgoing: rec.outgoing.clone(),
-                    })
-                })
-                .collect();
-            for r in &refs {
-                let Item::Incoming(r) = r else { continue };
+            let link = FlatAtom::new(rec.ty, rec.name.clone(), rec.outgoing.clone())?;
+            for r in &link.incoming_refs() {
                 let entry: pb::IncomingWrite = r.into();
                 self.on_owner(r.target, |mut c, epoch| {
                     let entry = entry.clone();
@@ -646,6 +597,44 @@ impl Client {
             }
         }
         Ok(out)
+    }
+
+    /// Submits a job; its events arrive on the returned stream.
+    pub async fn submit_job(
+        &self,
+        spec: pb::JobSpec,
+    ) -> Result<tonic::Streaming<pb::JobEvent>, Error> {
+        Ok(self
+            .coord
+            .clone()
+            .submit_job(spec)
+            .await
+            .map_err(|st| unreachable_or_rpc(&self.coordinator, &st))?
+            .into_inner())
+    }
+
+    /// Asks a running job to stop; returns the last committed tick.
+    pub async fn cancel_job(&self, job_id: u64) -> Result<u64, Error> {
+        Ok(self
+            .coord
+            .clone()
+            .cancel_job(pb::CancelJobRequest { job_id })
+            .await
+            .map_err(|st| unreachable_or_rpc(&self.coordinator, &st))?
+            .into_inner()
+            .committed_tick)
+    }
+
+    /// Running and finished jobs.
+    pub async fn jobs(&self) -> Result<Vec<pb::JobSummary>, Error> {
+        Ok(self
+            .coord
+            .clone()
+            .list_jobs(pb::ListJobsRequest {})
+            .await
+            .map_err(|st| unreachable_or_rpc(&self.coordinator, &st))?
+            .into_inner()
+            .jobs)
     }
 
     /// The cluster's status, from the coordinator.

@@ -238,6 +238,23 @@ impl LocalCluster {
         Ok(())
     }
 
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Shards that have exited since the last call, with their status.
+    pub fn exited(&mut self) -> Vec<(usize, std::process::ExitStatus)> {
+        let mut out = Vec::new();
+        for (i, c) in self.shards.iter_mut().enumerate() {
+            if c.id().is_some()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                out.push((i, status));
+            }
+        }
+        out
+    }
+
     /// Starts shard `i` again on its data folder (after a kill or exit).
     pub async fn restart_shard(&mut self, i: usize) -> Result<(), Error> {
         let child = self.spawn_shard(i).await?;

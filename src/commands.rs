@@ -14,12 +14,12 @@ use tokio::net::TcpListener;
 
 use crate::Error;
 use crate::cli::{
-    Cli, Command, DeleteArgs, GetArgs, LoadArgs, ScanArgs, StatusArgs, UpArgs,
+    Cli, Command, DeleteArgs, DemoArgs, GetArgs, LoadArgs, RunArgs, ScanArgs, StatusArgs, UpArgs,
     recorded_coordinator_file, resolve_coordinator,
 };
 use crate::client::{Client, PutStats};
 use crate::cluster::{LISTENING, LocalCluster, LocalSpec};
-use crate::input;
+use lockstep_proto::input;
 
 /// Resolves when the process gets Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
@@ -72,6 +72,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Delete(args) => delete(&connect(flag).await?, args).await,
         Command::Scan(args) => scan(&connect(flag).await?, args).await,
         Command::Status(args) => status(&connect(flag).await?, args).await,
+        Command::Run(args) => run_command(&connect(flag).await?, args).await,
+        Command::Jobs => jobs(&connect(flag).await?).await,
+        Command::Demo(args) => demo(args).await,
     }
 }
 
@@ -81,7 +84,7 @@ async fn connect(flag: Option<&str>) -> Result<Client, Error> {
 
 async fn up(args: UpArgs) -> Result<(), Error> {
     let exe = std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?;
-    let cluster = LocalCluster::start(LocalSpec {
+    let mut cluster = LocalCluster::start(LocalSpec {
         exe,
         shards: args.shards,
         data_dir: args.data_dir.clone(),
@@ -100,7 +103,7 @@ async fn up(args: UpArgs) -> Result<(), Error> {
     }
     println!("data         {}", cluster.data_dir().display());
     println!("ready: {} shards up; Ctrl-C to stop", args.shards);
-    shutdown_signal().await;
+    supervise(&mut cluster).await;
     println!("stopping…");
     cluster.shutdown().await;
     println!("stopped");
@@ -352,6 +355,271 @@ async fn status(client: &Client, args: StatusArgs) -> Result<(), Error> {
             human_bytes(m.rss_bytes),
             hb
         );
+    }
+    Ok(())
+}
+
+/// Waits for Ctrl-C or SIGTERM, restarting any shard that exits meanwhile,
+/// with a backoff that doubles up to 10 s per shard.
+async fn supervise(cluster: &mut LocalCluster) {
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let n = cluster.shard_count();
+    let mut backoff = vec![Duration::from_millis(250); n];
+    let mut due: Vec<Option<Instant>> = vec![None; n];
+    loop {
+        tokio::select! {
+            _ = &mut signal => return,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        for (i, status) in cluster.exited() {
+            println!(
+                "shard-{i} exited ({status}); restarting in {:?}",
+                backoff[i]
+            );
+            due[i] = Some(Instant::now() + backoff[i]);
+        }
+        for i in 0..n {
+            if due[i].is_some_and(|t| Instant::now() >= t) {
+                due[i] = None;
+                match cluster.restart_shard(i).await {
+                    Ok(()) => {
+                        println!("shard-{i} restarted");
+                        backoff[i] = Duration::from_millis(250);
+                    }
+                    Err(e) => {
+                        backoff[i] = (backoff[i] * 2).min(Duration::from_secs(10));
+                        println!(
+                            "shard-{i} restart failed: {e}; retrying in {:?}",
+                            backoff[i]
+                        );
+                        due[i] = Some(Instant::now() + backoff[i]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a finished job reported.
+pub struct JobOutcome {
+    pub job_id: u64,
+    pub ticks: Vec<pb::JobEvent>,
+    pub last: pb::JobEvent,
+}
+
+/// Submits a job and follows it to the end, with a progress bar. Ctrl-C
+/// cancels it. A failed or cancelled job is an error carrying its message.
+pub async fn follow_job(
+    client: &Client,
+    spec: pb::JobSpec,
+    progress: bool,
+) -> Result<JobOutcome, Error> {
+    let total = spec.ticks;
+    let mut stream = client.submit_job(spec).await?;
+    let bar = if progress {
+        bar(total, "ticks")
+    } else {
+        ProgressBar::hidden()
+    };
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut ticks = Vec::new();
+    let mut job_id = 0;
+    let mut cancelling = false;
+    loop {
+        let msg = tokio::select! {
+            m = stream.message() => m,
+            _ = &mut signal, if !cancelling && job_id != 0 => {
+                cancelling = true;
+                bar.println("cancelling…");
+                let _ = client.cancel_job(job_id).await;
+                continue;
+            }
+        };
+        let ev = match msg {
+            Ok(Some(ev)) => ev,
+            Ok(None) => return Err(Error::Cluster("the job's event stream ended early".into())),
+            Err(st) => return Err(Error::rpc(client.coordinator(), &st)),
+        };
+        job_id = ev.job_id;
+        match ev.kind.as_str() {
+            "phase" => bar.set_message(format!("tick {} {}", ev.tick, ev.phase)),
+            "tick" => {
+                bar.inc(1);
+                ticks.push(ev);
+            }
+            "aborted" => bar.println(format!("job {}: {}", ev.job_id, ev.message)),
+            "finished" => {
+                bar.finish_and_clear();
+                return Ok(JobOutcome {
+                    job_id,
+                    ticks,
+                    last: ev,
+                });
+            }
+            "failed" | "cancelled" => {
+                bar.abandon();
+                return Err(Error::Job {
+                    job_id,
+                    message: ev.message,
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+fn aggregates_json(a: &lockstep_proto::aggregate::Aggregates) -> serde_json::Value {
+    json!({
+        "sums": a.fixed_sums.keys().map(|k| (k.clone(), json!(a.fixed(k)))).chain(
+            a.int_sums.iter().map(|(k, v)| (k.clone(), json!(v)))).collect::<serde_json::Map<_, _>>(),
+        "counts": a.counts,
+        "topk": a.topk.iter().map(|(k, t)| (k.clone(), json!(t.entries.iter().map(|e| json!({
+            "score": e.score, "key": e.key, "label": e.label,
+        })).collect::<Vec<_>>()))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+/// Prints per-tick timings and the final top-k lists.
+pub fn print_outcome(o: &JobOutcome, json_out: bool) {
+    use lockstep_proto::aggregate::Aggregates;
+    let last: Aggregates = o.last.aggregates.clone().unwrap_or_default().into();
+    if json_out {
+        let v = json!({
+            "job": o.job_id,
+            "committed_tick": o.last.committed_tick,
+            "ticks": o.ticks.iter().map(|t| {
+                let a: Aggregates = t.aggregates.clone().unwrap_or_default().into();
+                json!({"tick": t.tick, "attempt": t.attempt, "ms": t.duration_us as f64 / 1000.0,
+                       "aggregates": aggregates_json(&a)})
+            }).collect::<Vec<_>>(),
+            "result": aggregates_json(&last),
+        });
+        println!("{v:#}");
+        return;
+    }
+    println!(
+        "job {}: {} ticks, committed tick {}",
+        o.job_id,
+        o.ticks.len(),
+        o.last.committed_tick
+    );
+    println!("{:>6} {:>10}  aggregates", "TICK", "MS");
+    for t in &o.ticks {
+        let a: Aggregates = t.aggregates.clone().unwrap_or_default().into();
+        let mut parts: Vec<String> = a
+            .fixed_sums
+            .keys()
+            .map(|k| format!("{k}={:.12}", a.fixed(k)))
+            .collect();
+        parts.extend(a.int_sums.iter().map(|(k, v)| format!("{k}={v}")));
+        println!(
+            "{:>6} {:>10.1}  {}",
+            t.tick,
+            t.duration_us as f64 / 1000.0,
+            parts.join(" ")
+        );
+    }
+    for (name, top) in &last.topk {
+        println!();
+        println!("{name}:");
+        for (i, e) in top.entries.iter().enumerate() {
+            println!("{:>4}. {:<14.9} {}", i + 1, e.score, e.label);
+        }
+    }
+}
+
+async fn run_command(client: &Client, args: RunArgs) -> Result<(), Error> {
+    let spec = pb::JobSpec {
+        workload: args.workload.clone(),
+        ticks: args.ticks,
+        params: args.params(),
+    };
+    let outcome = follow_job(client, spec, !args.json).await?;
+    print_outcome(&outcome, args.json);
+    Ok(())
+}
+
+async fn jobs(client: &Client) -> Result<(), Error> {
+    println!(
+        "{:>5} {:<10} {:<10} {:>7} {:>10} {:>10}  MESSAGE",
+        "JOB", "WORKLOAD", "OUTCOME", "TICKS", "COMMITTED", "MS"
+    );
+    for j in client.jobs().await? {
+        let spec = j.spec.unwrap_or_default();
+        println!(
+            "{:>5} {:<10} {:<10} {:>7} {:>10} {:>10}  {}",
+            j.job_id,
+            spec.workload,
+            j.outcome,
+            format!("{}/{}", j.ticks_done, spec.ticks),
+            j.committed_tick,
+            j.duration_ms,
+            j.message
+        );
+    }
+    Ok(())
+}
+
+async fn demo(args: DemoArgs) -> Result<(), Error> {
+    let exe = std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?;
+    println!(
+        "starting {} shards in {}",
+        args.shards,
+        args.data_dir.display()
+    );
+    let cluster = LocalCluster::start(LocalSpec {
+        exe,
+        shards: args.shards,
+        data_dir: args.data_dir.clone(),
+        port: 0,
+        ready_timeout: Duration::from_secs(120),
+        shard_args: Vec::new(),
+        coordinator_args: Vec::new(),
+    })
+    .await?;
+    let result = demo_body(&cluster, &args).await;
+    cluster.shutdown().await;
+    result?;
+    println!();
+    println!("data kept in {}", args.data_dir.display());
+    Ok(())
+}
+
+async fn demo_body(cluster: &LocalCluster, args: &DemoArgs) -> Result<(), Error> {
+    let client = Client::connect(cluster.coordinator_addr()).await?;
+    load(
+        &client,
+        LoadArgs {
+            file: None,
+            generate: Some(args.atoms),
+            seed: 42,
+            batch: 2_000,
+            concurrency: 4,
+        },
+    )
+    .await?;
+    println!("running attention for {} ticks", args.ticks);
+    let spec = pb::JobSpec {
+        workload: "attention".into(),
+        ticks: args.ticks,
+        params: [("top".to_string(), "10".to_string())]
+            .into_iter()
+            .collect(),
+    };
+    let outcome = follow_job(&client, spec, true).await?;
+    print_outcome(&outcome, false);
+    let ms: Vec<f64> = outcome
+        .ticks
+        .iter()
+        .map(|t| t.duration_us as f64 / 1000.0)
+        .collect();
+    let mut sorted = ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    if let Some(median) = sorted.get(sorted.len() / 2) {
+        println!();
+        println!("median tick {median:.1} ms over {} ticks", ms.len());
     }
     Ok(())
 }

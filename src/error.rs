@@ -19,13 +19,8 @@ pub enum Error {
     NoShards,
     #[error("gave up after {attempts} attempts: {last}")]
     RetriesExhausted { attempts: u32, last: String },
-    #[error("{}:{line}:{col}: {message}", file.display())]
-    Parse {
-        file: PathBuf,
-        line: usize,
-        col: usize,
-        message: String,
-    },
+    #[error(transparent)]
+    File(#[from] lockstep_proto::input::FileError),
     #[error("invalid atom: {0}")]
     Invalid(#[from] ProtoError),
     #[error("{}: {source}", path.display())]
@@ -35,6 +30,8 @@ pub enum Error {
     },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("job {job_id}: {message}")]
+    Job { job_id: u64, message: String },
     #[error("local cluster: {0}")]
     Cluster(String),
     #[error("shard: {0}")]

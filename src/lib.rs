@@ -3,7 +3,6 @@
 //! # Layout
 //! - [`client`]: [`Client`], which caches the topology and routes batches
 //!   straight to the owning shards.
-//! - [`input`]: Atomese and JSON Lines parsers, and the seeded generator.
 //! - [`cluster`]: a local cluster of child processes (`lockstep up`, tests).
 //! - [`cli`]: flags and the layered configuration they produce.
 //! - [`commands`]: what each command does.
@@ -16,10 +15,10 @@ pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod commands;
-pub mod input;
 
 mod error;
 
 pub use client::{Client, ClientOptions, PutStats};
 pub use error::Error;
 pub use lockstep_proto as proto;
+pub use lockstep_proto::input;

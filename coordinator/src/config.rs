@@ -12,6 +12,8 @@ pub const DEFAULT_HEARTBEAT_MS: u64 = 500;
 pub const DEFAULT_SUSPECT_AFTER_MS: u64 = 2_000;
 pub const DEFAULT_DOWN_AFTER_MS: u64 = 5_000;
 pub const DEFAULT_MAX_BATCH: u32 = 10_000;
+pub const DEFAULT_PHASE_DEADLINE_MS: u64 = 60_000;
+pub const DEFAULT_RECOVERY_WAIT_MS: u64 = 60_000;
 
 /// How the coordinator runs. Every field has a documented default (see the
 /// README's configuration reference).
@@ -32,6 +34,10 @@ pub struct CoordinatorConfig {
     pub down_after_ms: u64,
     /// The batch size clients are told to stay under.
     pub max_batch: u32,
+    /// Every tick phase must finish on every shard within this.
+    pub phase_deadline_ms: u64,
+    /// How long a job waits for a missing shard before it fails.
+    pub recovery_wait_ms: u64,
 }
 
 impl Default for CoordinatorConfig {
@@ -44,6 +50,8 @@ impl Default for CoordinatorConfig {
             suspect_after_ms: DEFAULT_SUSPECT_AFTER_MS,
             down_after_ms: DEFAULT_DOWN_AFTER_MS,
             max_batch: DEFAULT_MAX_BATCH,
+            phase_deadline_ms: DEFAULT_PHASE_DEADLINE_MS,
+            recovery_wait_ms: DEFAULT_RECOVERY_WAIT_MS,
         }
     }
 }
@@ -76,7 +84,17 @@ impl CoordinatorConfig {
         if self.max_batch == 0 {
             return Err(Error::Config("max_batch must be > 0".into()));
         }
+        if self.phase_deadline_ms == 0 {
+            return Err(Error::Config("phase_deadline_ms must be > 0".into()));
+        }
         Ok(self)
+    }
+
+    pub fn job_settings(&self) -> crate::jobs::JobSettings {
+        crate::jobs::JobSettings {
+            phase_deadline: Duration::from_millis(self.phase_deadline_ms),
+            recovery_wait: Duration::from_millis(self.recovery_wait_ms),
+        }
     }
 
     pub fn thresholds(&self) -> crate::registry::Thresholds {

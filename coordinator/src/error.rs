@@ -10,6 +10,10 @@ pub enum Error {
     WrongCluster { sent: String, ours: String },
     #[error("{0} is not registered with this coordinator")]
     UnknownShard(ShardId),
+    #[error("busy: job {0} is running")]
+    Busy(u64),
+    #[error("no job {0}")]
+    UnknownJob(u64),
     #[error("invalid request: {0}")]
     Invalid(String),
     #[error("invalid configuration: {0}")]
@@ -34,7 +38,8 @@ impl From<Error> for Status {
         let msg = e.to_string();
         match e {
             Error::WrongCluster { .. } => Status::failed_precondition(msg),
-            Error::UnknownShard(_) => Status::not_found(msg),
+            Error::UnknownShard(_) | Error::UnknownJob(_) => Status::not_found(msg),
+            Error::Busy(_) => Status::resource_exhausted(msg),
             Error::Invalid(_) => Status::invalid_argument(msg),
             Error::Persist { .. } | Error::Io(_) => Status::unavailable(msg),
             Error::Config(_) | Error::Serve(_) => Status::internal(msg),

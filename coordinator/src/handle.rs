@@ -28,6 +28,7 @@ pub struct StatusView {
     pub topology: Topology,
     pub shards: Vec<ShardRecord>,
     pub has_data: bool,
+    pub committed_tick: u64,
 }
 
 fn persist_err(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -131,6 +132,16 @@ impl Registry {
         self.apply(|st| Ok(((), st.refresh_liveness(Instant::now()))))
     }
 
+    /// The last cluster tick decided committed.
+    pub fn committed_tick(&self) -> u64 {
+        self.state.lock().committed_tick()
+    }
+
+    /// Persists the commit decision for `tick` before returning.
+    pub fn decide_commit(&self, tick: u64) -> Result<(), Error> {
+        self.apply(|st| Ok(((), st.decide_commit(tick))))
+    }
+
     pub fn topology(&self) -> Topology {
         self.topology.borrow().clone()
     }
@@ -145,6 +156,7 @@ impl Registry {
             topology: st.topology(),
             shards: st.shards().cloned().collect(),
             has_data: st.has_data(),
+            committed_tick: st.committed_tick(),
         }
     }
 

@@ -5,6 +5,8 @@
 //! - [`registry`]: the registry as a pure state machine, tested without I/O.
 //! - [`handle`]: [`Registry`], the clonable handle that persists and
 //!   publishes.
+//! - [`jobs`]: the job driver: phases, barriers, aggregation, aborts and
+//!   the commit point.
 //! - [`service`]: the gRPC service.
 //! - [`config`]: the typed configuration.
 //!
@@ -12,6 +14,7 @@
 
 pub mod config;
 pub mod handle;
+pub mod jobs;
 pub mod registry;
 pub mod service;
 
@@ -77,9 +80,14 @@ pub async fn run(
         .await;
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(CoordinatorServer::new(service::CoordinatorService::new(
-            registry.clone(),
-        )))
+        .add_service(
+            CoordinatorServer::new(service::CoordinatorService::new(
+                registry.clone(),
+                jobs::Jobs::new(registry.clone(), config.job_settings()),
+            ))
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
 

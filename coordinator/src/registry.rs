@@ -38,6 +38,9 @@ pub struct Snapshot {
     /// joins as Joining instead of taking a share of the ring.
     pub has_data: bool,
     pub shards: Vec<PersistedShard>,
+    /// The last cluster tick decided committed.
+    #[serde(default)]
+    pub committed_tick: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -108,6 +111,7 @@ pub struct RegistryState {
     has_data: bool,
     shards: BTreeMap<ShardId, ShardRecord>,
     settings: Settings,
+    committed_tick: u64,
 }
 
 impl RegistryState {
@@ -120,6 +124,7 @@ impl RegistryState {
             has_data: false,
             shards: BTreeMap::new(),
             settings,
+            committed_tick: 0,
         }
     }
 
@@ -151,6 +156,7 @@ impl RegistryState {
             has_data: s.has_data,
             shards,
             settings,
+            committed_tick: s.committed_tick,
         }
     }
 
@@ -170,6 +176,23 @@ impl RegistryState {
                     in_ring: r.in_ring,
                 })
                 .collect(),
+            committed_tick: self.committed_tick,
+        }
+    }
+
+    pub fn committed_tick(&self) -> u64 {
+        self.committed_tick
+    }
+
+    /// Records the commit decision for `tick`.
+    pub fn decide_commit(&mut self, tick: u64) -> Effects {
+        if tick <= self.committed_tick {
+            return Effects::default();
+        }
+        self.committed_tick = tick;
+        Effects {
+            persist: true,
+            publish: false,
         }
     }
 

@@ -11,18 +11,22 @@ use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
 use crate::handle::Registry;
+use crate::jobs::Jobs;
 use crate::registry::Registration;
 
 /// The Coordinator service.
 pub struct CoordinatorService {
     registry: Registry,
+    jobs: Jobs,
 }
 
 impl CoordinatorService {
-    pub fn new(registry: Registry) -> Self {
-        CoordinatorService { registry }
+    pub fn new(registry: Registry, jobs: Jobs) -> Self {
+        CoordinatorService { registry, jobs }
     }
 }
+
+type JobStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Send>>;
 
 type TopologyStream = Pin<Box<dyn Stream<Item = Result<pb::Topology, Status>> + Send>>;
 
@@ -120,6 +124,36 @@ impl Coordinator for CoordinatorService {
             total_live_bytes: view.shards.iter().map(|r| r.metrics.live_bytes).sum(),
             balance,
             has_data: view.has_data,
+            committed_tick: view.committed_tick,
+        }))
+    }
+
+    type SubmitJobStream = JobStream;
+
+    async fn submit_job(
+        &self,
+        req: Request<pb::JobSpec>,
+    ) -> Result<Response<Self::SubmitJobStream>, Status> {
+        let (_, rx) = self.jobs.submit(req.into_inner())?;
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn cancel_job(
+        &self,
+        req: Request<pb::CancelJobRequest>,
+    ) -> Result<Response<pb::CancelJobResponse>, Status> {
+        let committed_tick = self.jobs.cancel(req.into_inner().job_id)?;
+        Ok(Response::new(pb::CancelJobResponse { committed_tick }))
+    }
+
+    async fn list_jobs(
+        &self,
+        _req: Request<pb::ListJobsRequest>,
+    ) -> Result<Response<pb::ListJobsResponse>, Status> {
+        Ok(Response::new(pb::ListJobsResponse {
+            jobs: self.jobs.list(),
         }))
     }
 }

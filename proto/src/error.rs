@@ -41,6 +41,8 @@ pub enum ProtoError {
     TargetNotInLink { target: String },
     #[error("missing field {0}")]
     Missing(&'static str),
+    #[error("{0}")]
+    BadParam(String),
     #[error("corrupt stored record: {0}")]
     Corrupt(String),
 }

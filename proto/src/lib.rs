@@ -6,14 +6,21 @@
 //! - [`model`]: the domain types: [`Handle`], atom types, [`Atom`], truth and
 //!   attention values, [`Tick`].
 //! - [`convert`]: every proto<->domain conversion, one file per type.
+//! - [`aggregate`]: mergeable aggregates with fixed-point sums.
+//! - [`workload`]: the built-in workloads' names, phases and parameters,
+//!   shared by coordinator and shards.
+//! - [`input`]: Atomese and JSON Lines parsers and the seeded generator.
 //! - [`wire_error`]: how typed errors (wrong epoch, not owner) travel inside a
 //!   gRPC `Status`, shared by servers and clients.
 //!
 //! The ids `ShardId` and `Epoch` come from the ring crate and are re-exported.
 
+pub mod aggregate;
 pub mod convert;
+pub mod input;
 pub mod model;
 pub mod wire_error;
+pub mod workload;
 
 mod error;
 

@@ -436,6 +436,57 @@ impl IncomingRef {
     }
 }
 
+/// Flattens a batch of nested atoms into distinct flat atoms with their
+/// depth (0 for nodes, 1 + the deepest target for links), targets first.
+/// Repeats of one atom are merged: later values win, as they would if sent
+/// one after the other.
+pub fn flatten_batch(atoms: &[Atom]) -> Vec<(FlatAtom, usize)> {
+    let mut flat = Vec::new();
+    for a in atoms {
+        a.flatten_into(&mut flat);
+    }
+    let mut index: std::collections::HashMap<Handle, usize> =
+        std::collections::HashMap::with_capacity(flat.len());
+    let mut unique: Vec<(FlatAtom, usize)> = Vec::with_capacity(flat.len());
+    for (a, depth) in flat {
+        match index.get(&a.handle) {
+            Some(&i) => {
+                let u = &mut unique[i].0;
+                if a.tv.is_some() {
+                    u.tv = a.tv;
+                }
+                if a.av.is_some() {
+                    u.av = a.av;
+                }
+                u.values.extend(a.values);
+            }
+            None => {
+                index.insert(a.handle, unique.len());
+                unique.push((a, depth));
+            }
+        }
+    }
+    unique
+}
+
+impl FlatAtom {
+    /// The incoming-set entries this link adds: one per distinct target.
+    pub fn incoming_refs(&self) -> Vec<IncomingRef> {
+        let mut targets = self.outgoing.clone();
+        targets.sort_unstable();
+        targets.dedup();
+        targets
+            .into_iter()
+            .map(|t| IncomingRef {
+                target: t,
+                link: self.handle,
+                link_type: self.ty,
+                outgoing: self.outgoing.clone(),
+            })
+            .collect()
+    }
+}
+
 /// An atom as stored and read back: every value present.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AtomRecord {

@@ -7,12 +7,14 @@
 //!   handle` -> empty, the by-type index.
 //! - `incoming`: `target ++ link` -> `StoredIncoming`, one key per member so
 //!   that an incoming set never becomes one growing value.
-//! - `meta`: `shard_id`, `cluster_id`, `count/<type id>`, `incoming_count`.
+//! - `meta`: `shard_id`, `cluster_id`, `count/<type id>`, `incoming_count`,
+//!   `last_tick`, and `prepared` (a tick's writes between prepare and commit).
 
 use std::collections::{BTreeMap, HashMap};
 
 use lockstep_proto::convert::{decode_incoming, decode_stored, encode_incoming, encode_stored};
 use lockstep_proto::model::AtomRecord;
+use lockstep_proto::pb;
 use lockstep_proto::{AtomType, FlatAtom, Handle, IncomingRef, ShardId};
 use parking_lot::Mutex;
 
@@ -25,6 +27,41 @@ const META_SHARD_ID: &[u8] = b"shard_id";
 const META_CLUSTER_ID: &[u8] = b"cluster_id";
 const META_COUNT_PREFIX: &[u8] = b"count/";
 const META_INCOMING_COUNT: &[u8] = b"incoming_count";
+const META_LAST_TICK: &[u8] = b"last_tick";
+const META_PREPARED: &[u8] = b"prepared";
+
+fn cf_id(cf: Cf) -> u32 {
+    match cf {
+        Cf::Atoms => 0,
+        Cf::Incoming => 1,
+        Cf::Meta => 2,
+    }
+}
+
+fn cf_from_id(id: u32) -> Result<Cf, Error> {
+    match id {
+        0 => Ok(Cf::Atoms),
+        1 => Ok(Cf::Incoming),
+        2 => Ok(Cf::Meta),
+        _ => Err(Error::Storage(format!("corrupt prepared op family {id}"))),
+    }
+}
+
+fn load_counts<S: KvStore>(kv: &S) -> Result<Counts, Error> {
+    let mut counts = Counts::default();
+    for (k, v) in kv.scan(Cf::Meta, META_COUNT_PREFIX, None, usize::MAX)? {
+        let id = u16::from_be_bytes(
+            k[META_COUNT_PREFIX.len()..]
+                .try_into()
+                .map_err(|_| Error::Storage("corrupt count key".into()))?,
+        );
+        counts.by_type.insert(id, decode_u64(&v)?);
+    }
+    if let Some(v) = kv.get(Cf::Meta, META_INCOMING_COUNT)? {
+        counts.incoming = decode_u64(&v)?;
+    }
+    Ok(counts)
+}
 
 fn atom_key(h: Handle) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
@@ -99,18 +136,7 @@ pub struct AtomStore<S> {
 impl<S: KvStore> AtomStore<S> {
     /// Wraps a store, loading its counters.
     pub fn open(kv: S) -> Result<AtomStore<S>, Error> {
-        let mut counts = Counts::default();
-        for (k, v) in kv.scan(Cf::Meta, META_COUNT_PREFIX, None, usize::MAX)? {
-            let id = u16::from_be_bytes(
-                k[META_COUNT_PREFIX.len()..]
-                    .try_into()
-                    .map_err(|_| Error::Storage("corrupt count key".into()))?,
-            );
-            counts.by_type.insert(id, decode_u64(&v)?);
-        }
-        if let Some(v) = kv.get(Cf::Meta, META_INCOMING_COUNT)? {
-            counts.incoming = decode_u64(&v)?;
-        }
+        let counts = load_counts(&kv)?;
         Ok(AtomStore {
             kv,
             counts: Mutex::new(counts),
@@ -166,8 +192,30 @@ impl<S: KvStore> AtomStore<S> {
     /// existing atom keeps every value the write does not carry.
     pub fn put(&self, atoms: &[FlatAtom], incoming: &[IncomingRef]) -> Result<PutOutcome, Error> {
         let mut counts = self.counts.lock();
-        let keys: Vec<Vec<u8>> = atoms.iter().map(|a| atom_key(a.handle)).collect();
+        let (ops, next, out) = self.plan(&counts, atoms, incoming, &[])?;
+        if !ops.is_empty() {
+            self.kv.write(ops)?;
+        }
+        *counts = next;
+        Ok(out)
+    }
+
+    /// The ops that apply `atoms`, `incoming` and the STI updates in `sti`
+    /// to the current state, with the counters they lead to.
+    fn plan(
+        &self,
+        counts: &Counts,
+        atoms: &[FlatAtom],
+        incoming: &[IncomingRef],
+        sti: &[(Handle, f64)],
+    ) -> Result<(Vec<WriteOp>, Counts, PutOutcome), Error> {
+        let keys: Vec<Vec<u8>> = atoms
+            .iter()
+            .map(|a| atom_key(a.handle))
+            .chain(sti.iter().map(|(h, _)| atom_key(*h)))
+            .collect();
         let existing = self.kv.multi_get(Cf::Atoms, &keys)?;
+        let (existing, sti_existing) = existing.split_at(atoms.len());
 
         // The batch may name one atom twice: merge in order, in memory.
         let mut pending: HashMap<Handle, (AtomRecord, bool, bool)> = HashMap::new();
@@ -178,7 +226,7 @@ impl<S: KvStore> AtomStore<S> {
                 None => {
                     let entry = match old {
                         Some(bytes) => {
-                            let mut rec = decode_stored(a.handle, &bytes)?;
+                            let mut rec = decode_stored(a.handle, bytes)?;
                             let changed = rec.merge(a);
                             (rec, false, changed)
                         }
@@ -187,6 +235,23 @@ impl<S: KvStore> AtomStore<S> {
                     pending.insert(a.handle, entry);
                     order.push(a.handle);
                 }
+            }
+        }
+        for ((h, x), old) in sti.iter().zip(sti_existing) {
+            let entry = match pending.get_mut(h) {
+                Some(e) => e,
+                None => {
+                    // An STI update for an atom that is not stored is
+                    // dropped: ticks only update atoms they read.
+                    let Some(bytes) = old else { continue };
+                    pending.insert(*h, (decode_stored(*h, bytes)?, false, false));
+                    order.push(*h);
+                    pending.get_mut(h).expect("just inserted")
+                }
+            };
+            if entry.0.av.sti.to_bits() != x.to_bits() {
+                entry.0.av.sti = *x;
+                entry.2 = true;
             }
         }
 
@@ -220,12 +285,122 @@ impl<S: KvStore> AtomStore<S> {
                 out.incoming += 1;
             }
         }
-        self.push_count_ops(&counts, &next, &mut ops);
-        if !ops.is_empty() {
-            self.kv.write(ops)?;
+        self.push_count_ops(counts, &next, &mut ops);
+        Ok((ops, next, out))
+    }
+
+    /// The last tick committed on this shard (0 before any).
+    pub fn last_tick(&self) -> Result<u64, Error> {
+        match self.kv.get(Cf::Meta, META_LAST_TICK)? {
+            Some(v) => decode_u64(&v),
+            None => Ok(0),
         }
-        *counts = next;
+    }
+
+    /// The tick of the prepared batch, if one is waiting.
+    pub fn prepared_tick(&self) -> Result<Option<u64>, Error> {
+        Ok(self.read_prepared()?.map(|p| p.tick))
+    }
+
+    fn read_prepared(&self) -> Result<Option<pb::PreparedBatch>, Error> {
+        use prost::Message;
+        match self.kv.get(Cf::Meta, META_PREPARED)? {
+            None => Ok(None),
+            Some(b) => pb::PreparedBatch::decode(b.as_slice())
+                .map(Some)
+                .map_err(|e| Error::Storage(format!("corrupt prepared batch: {e}"))),
+        }
+    }
+
+    /// Phase one of a tick's commit: plans the tick's writes against the
+    /// current state and stores them, durably but invisibly, as the
+    /// prepared batch for `tick`.
+    pub fn prepare(
+        &self,
+        tick: u64,
+        atoms: &[FlatAtom],
+        incoming: &[IncomingRef],
+        sti: &[(Handle, f64)],
+    ) -> Result<PutOutcome, Error> {
+        use prost::Message;
+        let counts = self.counts.lock();
+        let (mut ops, _, out) = self.plan(&counts, atoms, incoming, sti)?;
+        ops.push(WriteOp::Put(
+            Cf::Meta,
+            META_LAST_TICK.to_vec(),
+            tick.to_le_bytes().to_vec(),
+        ));
+        let batch = pb::PreparedBatch {
+            tick,
+            ops: ops
+                .into_iter()
+                .map(|op| match op {
+                    WriteOp::Put(cf, key, value) => pb::PreparedOp {
+                        cf: cf_id(cf),
+                        key,
+                        value,
+                        delete: false,
+                    },
+                    WriteOp::Delete(cf, key) => pb::PreparedOp {
+                        cf: cf_id(cf),
+                        key,
+                        value: Vec::new(),
+                        delete: true,
+                    },
+                })
+                .collect(),
+        };
+        self.kv.write(vec![WriteOp::Put(
+            Cf::Meta,
+            META_PREPARED.to_vec(),
+            batch.encode_to_vec(),
+        )])?;
         Ok(out)
+    }
+
+    /// Phase two: applies the prepared batch of `tick` in one write that also
+    /// records `tick` as the last committed. Idempotent: a tick already
+    /// committed is a no-op.
+    pub fn commit(&self, tick: u64) -> Result<(), Error> {
+        let mut counts = self.counts.lock();
+        if self.last_tick()? >= tick {
+            return Ok(());
+        }
+        let batch = self
+            .read_prepared()?
+            .filter(|b| b.tick == tick)
+            .ok_or_else(|| Error::Storage(format!("no prepared batch for tick {tick}")))?;
+        let mut ops = Vec::with_capacity(batch.ops.len() + 1);
+        for op in batch.ops {
+            let cf = cf_from_id(op.cf)?;
+            ops.push(if op.delete {
+                WriteOp::Delete(cf, op.key)
+            } else {
+                WriteOp::Put(cf, op.key, op.value)
+            });
+        }
+        ops.push(WriteOp::Delete(Cf::Meta, META_PREPARED.to_vec()));
+        self.kv.write(ops)?;
+        *counts = load_counts(&self.kv)?;
+        Ok(())
+    }
+
+    /// Drops a prepared batch that was never committed.
+    pub fn discard_prepared(&self) -> Result<(), Error> {
+        let _guard = self.counts.lock();
+        self.kv
+            .write(vec![WriteOp::Delete(Cf::Meta, META_PREPARED.to_vec())])
+    }
+
+    /// Brings a prepared batch in line with the coordinator's decision: a
+    /// batch for a tick at or before `committed` is applied, a later one is
+    /// dropped.
+    pub fn resolve_prepared(&self, committed: u64) -> Result<(), Error> {
+        match self.prepared_tick()? {
+            Some(t) if t <= committed => self.commit(t),
+            Some(_) => self.discard_prepared(),
+            None => Ok(()),
+        }
     }
 
     fn push_count_ops(&self, old: &Counts, new: &Counts, ops: &mut Vec<WriteOp>) {
@@ -446,6 +621,38 @@ mod tests {
 
         let reopened = AtomStore::open(kv).unwrap();
         assert_eq!(reopened.counts(), s.counts());
+    }
+
+    #[test]
+    fn a_tick_is_invisible_until_commit_and_commit_is_idempotent() {
+        let s = AtomStore::open(MemStore::default()).unwrap();
+        let a = concept("a");
+        s.put(std::slice::from_ref(&a), &[]).unwrap();
+        s.prepare(1, &[concept("b")], &[], &[(a.handle, 0.25)])
+            .unwrap();
+        assert_eq!(s.get(&[concept("b").handle]).unwrap()[0], None);
+        assert_eq!(s.last_tick().unwrap(), 0);
+        assert_eq!(s.prepared_tick().unwrap(), Some(1));
+        s.commit(1).unwrap();
+        s.commit(1).unwrap();
+        assert_eq!(s.last_tick().unwrap(), 1);
+        assert_eq!(
+            s.get(&[a.handle]).unwrap()[0].as_ref().unwrap().av.sti,
+            0.25
+        );
+        assert_eq!(s.counts().atoms(), 2);
+
+        // A prepared tick past the decision is dropped, not applied.
+        s.prepare(2, &[concept("c")], &[], &[]).unwrap();
+        s.resolve_prepared(1).unwrap();
+        assert_eq!(s.prepared_tick().unwrap(), None);
+        assert_eq!(s.last_tick().unwrap(), 1);
+        assert_eq!(s.get(&[concept("c").handle]).unwrap()[0], None);
+        // One at or before it is applied.
+        s.prepare(2, &[concept("c")], &[], &[]).unwrap();
+        s.resolve_prepared(2).unwrap();
+        assert_eq!(s.last_tick().unwrap(), 2);
+        assert_eq!(s.counts().atoms(), 3);
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub struct ShardConfig {
     pub block_cache_mb: u64,
     /// How long to keep retrying the first registration.
     pub register_timeout_ms: u64,
+    /// Fault injection for tests: sleep this long at the start of every
+    /// tick phase but commit. 0 (the default) disables it.
+    pub fault_phase_delay_ms: u64,
 }
 
 impl Default for ShardConfig {
@@ -58,6 +61,7 @@ impl Default for ShardConfig {
             sync_writes: false,
             block_cache_mb: DEFAULT_BLOCK_CACHE_MB,
             register_timeout_ms: DEFAULT_REGISTER_TIMEOUT_MS,
+            fault_phase_delay_ms: 0,
         }
     }
 }

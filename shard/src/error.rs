@@ -38,6 +38,8 @@ pub enum Error {
     Coordinator { addr: String, reason: String },
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("peer shard {addr} did not take messages: {reason}")]
+    Peer { addr: String, reason: String },
     #[error("shard is not registered yet")]
     NotReady,
     #[error("i/o error: {0}")]
@@ -55,6 +57,7 @@ impl Error {
                 | Error::NotOwner { .. }
                 | Error::NotReady
                 | Error::Coordinator { .. }
+                | Error::Peer { .. }
         )
     }
 }
@@ -68,7 +71,9 @@ impl From<Error> for Status {
             Error::EpochAhead { current, .. } => epoch_status(WireKind::EpochAhead, current, msg),
             Error::NotOwner { epoch, .. } => epoch_status(WireKind::NotOwner, epoch, msg),
             Error::HasIncoming(_) => Status::failed_precondition(msg),
-            Error::NotReady | Error::Coordinator { .. } => Status::unavailable(msg),
+            Error::NotReady | Error::Coordinator { .. } | Error::Peer { .. } => {
+                Status::unavailable(msg)
+            }
             Error::Locked { .. }
             | Error::WrongCluster { .. }
             | Error::Storage(_)

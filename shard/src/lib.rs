@@ -6,6 +6,8 @@
 //! - [`atoms`]: atom semantics over a key-value store.
 //! - [`routing`]: the shard's ring and the epoch/ownership checks.
 //! - [`service`]: the gRPC data service.
+//! - [`tick`]: the tick engine: phases, messages between shards, staged
+//!   writes and two-phase commit.
 //! - [`membership`]: registration, heartbeats and the topology watch.
 //! - [`config`]: the typed configuration.
 //!
@@ -18,6 +20,7 @@ pub mod membership;
 pub mod routing;
 pub mod service;
 pub mod store;
+pub mod tick;
 
 mod error;
 
@@ -97,14 +100,22 @@ pub async fn run(
     health
         .set_serving::<ShardServer<service::ShardService<RocksStore>>>()
         .await;
-    let svc = service::ShardService::new(
+    let view = RoutingView::new(reg.id, routing_rx);
+    let engine = Arc::new(tick::TickEngine::new(
         store.clone(),
-        RoutingView::new(reg.id, routing_rx),
-        config.max_batch,
-    );
+        view.clone(),
+        tick::Faults {
+            phase_delay: std::time::Duration::from_millis(config.fault_phase_delay_ms),
+        },
+    ));
+    let svc = service::ShardService::new(store.clone(), view, engine, config.max_batch);
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(ShardServer::new(svc).max_decoding_message_size(64 << 20))
+        .add_service(
+            ShardServer::new(svc)
+                .max_decoding_message_size(256 << 20)
+                .max_encoding_message_size(256 << 20),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await;
 

@@ -34,6 +34,7 @@ pub fn metrics<S: KvStore>(store: &AtomStore<S>, epoch: u64) -> pb::ShardMetrics
             .collect(),
         epoch,
         incoming: counts.incoming,
+        last_tick: store.last_tick().unwrap_or(0),
     }
 }
 

@@ -12,6 +12,7 @@ use crate::Error;
 use crate::atoms::AtomStore;
 use crate::routing::RoutingView;
 use crate::store::KvStore;
+use crate::tick::TickEngine;
 
 /// The largest page a scan or incoming-set read returns.
 const MAX_PAGE: usize = 10_000;
@@ -22,14 +23,21 @@ const DEFAULT_PAGE: usize = 1_000;
 pub struct ShardService<S> {
     store: Arc<AtomStore<S>>,
     routing: RoutingView,
+    engine: Arc<TickEngine<S>>,
     max_batch: usize,
 }
 
 impl<S: KvStore> ShardService<S> {
-    pub fn new(store: Arc<AtomStore<S>>, routing: RoutingView, max_batch: usize) -> Self {
+    pub fn new(
+        store: Arc<AtomStore<S>>,
+        routing: RoutingView,
+        engine: Arc<TickEngine<S>>,
+        max_batch: usize,
+    ) -> Self {
         ShardService {
             store,
             routing,
+            engine,
             max_batch,
         }
     }
@@ -202,5 +210,30 @@ impl<S: KvStore> Shard for ShardService<S> {
             atoms: recs.iter().map(Into::into).collect(),
             more,
         }))
+    }
+
+    async fn start_phase(
+        &self,
+        req: Request<pb::StartPhaseRequest>,
+    ) -> Result<Response<pb::PhaseDone>, Status> {
+        Ok(Response::new(
+            self.engine.start_phase(req.into_inner()).await?,
+        ))
+    }
+
+    async fn abort_tick(
+        &self,
+        req: Request<pb::AbortTickRequest>,
+    ) -> Result<Response<pb::AbortTickResponse>, Status> {
+        self.engine.abort(req.into_inner()).await?;
+        Ok(Response::new(pb::AbortTickResponse {}))
+    }
+
+    async fn deliver(
+        &self,
+        req: Request<pb::DeliverRequest>,
+    ) -> Result<Response<pb::DeliverResponse>, Status> {
+        self.engine.deliver(req.into_inner()).await?;
+        Ok(Response::new(pb::DeliverResponse {}))
     }
 }

@@ -6,4 +6,6 @@ mod cli;
 mod cluster;
 mod durability;
 mod epoch;
+mod oracle;
+mod ticks;
 mod util;

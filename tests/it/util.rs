@@ -46,9 +46,19 @@ impl TestCluster {
     }
 
     pub async fn start_with(shards: usize, extra_shard_args: Vec<String>) -> TestCluster {
+        TestCluster::start_full(shards, extra_shard_args, Vec::new()).await
+    }
+
+    pub async fn start_full(
+        shards: usize,
+        extra_shard_args: Vec<String>,
+        extra_coordinator_args: Vec<String>,
+    ) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut shard_args = shard_args();
         shard_args.extend(extra_shard_args);
+        let mut coord_args = coordinator_args();
+        coord_args.extend(extra_coordinator_args);
         let cluster = LocalCluster::start(LocalSpec {
             exe: exe(),
             shards,
@@ -56,7 +66,7 @@ impl TestCluster {
             port: 0,
             ready_timeout: Duration::from_secs(60),
             shard_args,
-            coordinator_args: coordinator_args(),
+            coordinator_args: coord_args,
         })
         .await
         .expect("local cluster starts");

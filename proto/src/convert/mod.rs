@@ -2,6 +2,7 @@
 //! `From`/`TryFrom` impls and a few free functions. Decoding validates: a
 //! value that converts is a value the domain accepts.
 
+mod aggregate;
 mod atom;
 mod topology;
 

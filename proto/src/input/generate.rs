@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use lockstep_proto::{Atom, AtomType, TruthValue};
+use crate::{Atom, AtomType, TruthValue};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

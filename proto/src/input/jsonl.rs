@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use lockstep_proto::{Atom, AtomType, AttentionValue, TruthValue};
+use crate::{Atom, AtomType, AttentionValue, TruthValue};
 use serde::Deserialize;
 
 use super::ParseError;
@@ -54,16 +54,16 @@ struct JsonAtom {
 }
 
 impl JsonAtom {
-    fn into_atom(self) -> Result<Atom, lockstep_proto::ProtoError> {
+    fn into_atom(self) -> Result<Atom, crate::ProtoError> {
         let ty = AtomType::by_name(&self.ty)?;
         let mut atom = if ty.is_node() {
             if self.outgoing.is_some() {
-                return Err(lockstep_proto::ProtoError::OutgoingOnNode { ty: ty.name });
+                return Err(crate::ProtoError::OutgoingOnNode { ty: ty.name });
             }
             Atom::node(ty, self.name.unwrap_or_default())?
         } else {
             if self.name.is_some() {
-                return Err(lockstep_proto::ProtoError::NameOnLink { ty: ty.name });
+                return Err(crate::ProtoError::NameOnLink { ty: ty.name });
             }
             let out = self
                 .outgoing

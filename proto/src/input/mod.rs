@@ -8,23 +8,37 @@ pub mod scm;
 
 use std::path::Path;
 
-use lockstep_proto::Atom;
+use crate::Atom;
 
-use crate::Error;
+/// Why a file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{}:{}: {}", path.display(), error.line, error.col, error.message)]
+    Parse {
+        path: std::path::PathBuf,
+        error: ParseError,
+    },
+}
 
 /// Reads every atom in `path`: `.scm` as Atomese, anything else as JSON
 /// Lines.
-pub fn read_file(path: &Path) -> Result<Vec<Atom>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+pub fn read_file(path: &Path) -> Result<Vec<Atom>, FileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| FileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let parsed = match path.extension().and_then(|e| e.to_str()) {
         Some("scm") => scm::parse(&text),
         _ => jsonl::parse(&text),
     };
-    parsed.map_err(|e| Error::Parse {
-        file: path.to_path_buf(),
-        line: e.line,
-        col: e.col,
-        message: e.message,
+    parsed.map_err(|error| FileError::Parse {
+        path: path.to_path_buf(),
+        error,
     })
 }
 

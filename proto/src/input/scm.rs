@@ -3,7 +3,7 @@
 //! `(stv s c)` truth values and `(av sti lti)` attention values, with `;`
 //! comments.
 
-use lockstep_proto::{Atom, AtomType, AttentionValue, TruthValue};
+use crate::{Atom, AtomType, AttentionValue, TruthValue};
 
 use super::ParseError;
 
@@ -245,8 +245,7 @@ impl Parser {
                 }
             }
         }
-        let at =
-            |e: lockstep_proto::ProtoError| ParseError::new(head.line, head.col, e.to_string());
+        let at = |e: crate::ProtoError| ParseError::new(head.line, head.col, e.to_string());
         let mut atom = if ty.is_node() {
             if !outgoing.is_empty() {
                 return Err(ParseError::new(

@@ -1,0 +1,501 @@
+//! Jobs: one workload run over all shards, tick by tick, phase by phase.
+//!
+//! For each phase the driver sends StartPhase to every ring shard at once,
+//! waits for every PhaseDone (each within the phase deadline), and merges
+//! the partial aggregates; the merge so far in the tick is the globals of the
+//! next phase. A tick's last two phases are prepare and commit: between them
+//! the driver persists "tick T committed", which is the commit point.
+//!
+//! A shard that fails a phase before the commit point aborts the tick: every
+//! shard drops what the attempt staged, the driver waits (up to the recovery
+//! wait) for the missing shard to answer again, reruns the workload's setup
+//! and retries the tick with the next attempt number. After the commit point
+//! the tick is not retried; the commit is re-sent until every shard has it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use lockstep_proto::aggregate::Aggregates;
+use lockstep_proto::pb::{self, shard_client::ShardClient};
+use lockstep_proto::workload::{COMMIT, Workload};
+use lockstep_proto::{Liveness, ShardId};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+use tonic::Status;
+use tonic::transport::Channel;
+use tracing::{info, warn};
+
+use crate::Error;
+use crate::handle::Registry;
+
+/// How jobs are driven.
+#[derive(Clone, Copy, Debug)]
+pub struct JobSettings {
+    /// Every phase must finish on every shard within this.
+    pub phase_deadline: Duration,
+    /// How long a job waits for a missing shard before it fails.
+    pub recovery_wait: Duration,
+}
+
+struct Running {
+    id: u64,
+    cancel: watch::Sender<bool>,
+}
+
+struct Inner {
+    next_id: u64,
+    running: Option<Running>,
+    history: Vec<pb::JobSummary>,
+}
+
+/// The job manager: a small clonable handle.
+#[derive(Clone)]
+pub struct Jobs {
+    registry: Registry,
+    settings: JobSettings,
+    inner: Arc<Mutex<Inner>>,
+}
+
+pub type EventStream = mpsc::Receiver<Result<pb::JobEvent, Status>>;
+
+impl Jobs {
+    pub fn new(registry: Registry, settings: JobSettings) -> Jobs {
+        Jobs {
+            registry,
+            settings,
+            inner: Arc::new(Mutex::new(Inner {
+                next_id: 1,
+                running: None,
+                history: Vec::new(),
+            })),
+        }
+    }
+
+    /// Starts a job; its events arrive on the returned stream.
+    pub fn submit(&self, spec: pb::JobSpec) -> Result<(u64, EventStream), Error> {
+        let workload = Workload::parse(&spec.workload, &spec.params)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        if spec.ticks == 0 {
+            return Err(Error::Invalid("ticks must be at least 1".into()));
+        }
+        let mut inner = self.inner.lock();
+        if let Some(r) = &inner.running {
+            return Err(Error::Busy(r.id));
+        }
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let (cancel, cancel_rx) = watch::channel(false);
+        inner.running = Some(Running { id, cancel });
+        inner.history.push(pb::JobSummary {
+            job_id: id,
+            spec: Some(spec.clone()),
+            outcome: "running".into(),
+            ..Default::default()
+        });
+        let (tx, rx) = mpsc::channel(1024);
+        let driver = Driver {
+            jobs: self.clone(),
+            id,
+            spec,
+            workload,
+            tx,
+            cancel: cancel_rx,
+            clients: HashMap::new(),
+            started: Instant::now(),
+            ticks_done: 0,
+        };
+        tokio::spawn(driver.run());
+        Ok((id, rx))
+    }
+
+    /// Asks job `id` to stop at the next phase boundary.
+    pub fn cancel(&self, id: u64) -> Result<u64, Error> {
+        let inner = self.inner.lock();
+        match &inner.running {
+            Some(r) if r.id == id => {
+                let _ = r.cancel.send(true);
+                Ok(self.registry.committed_tick())
+            }
+            _ if inner.history.iter().any(|j| j.job_id == id) => {
+                Err(Error::Invalid(format!("job {id} is not running")))
+            }
+            _ => Err(Error::UnknownJob(id)),
+        }
+    }
+
+    pub fn list(&self) -> Vec<pb::JobSummary> {
+        self.inner.lock().history.clone()
+    }
+
+    fn finish(&self, id: u64, outcome: &str, ticks_done: u64, message: String, took: Duration) {
+        let committed = self.registry.committed_tick();
+        let mut inner = self.inner.lock();
+        if let Some(j) = inner.history.iter_mut().find(|j| j.job_id == id) {
+            j.outcome = outcome.to_string();
+            j.ticks_done = ticks_done;
+            j.committed_tick = committed;
+            j.message = message;
+            j.duration_ms = took.as_millis() as u64;
+        }
+        if inner.running.as_ref().is_some_and(|r| r.id == id) {
+            inner.running = None;
+        }
+    }
+}
+
+/// A phase that did not complete on some shard.
+struct PhaseFailure {
+    shard: ShardId,
+    reason: String,
+}
+
+enum Stop {
+    Failed(String),
+    Cancelled,
+}
+
+struct Driver {
+    jobs: Jobs,
+    id: u64,
+    spec: pb::JobSpec,
+    workload: Workload,
+    tx: mpsc::Sender<Result<pb::JobEvent, Status>>,
+    cancel: watch::Receiver<bool>,
+    clients: HashMap<String, ShardClient<Channel>>,
+    started: Instant,
+    ticks_done: u64,
+}
+
+impl Driver {
+    async fn emit(&self, mut ev: pb::JobEvent) {
+        ev.job_id = self.id;
+        ev.ticks = self.spec.ticks;
+        ev.committed_tick = self.jobs.registry.committed_tick();
+        // A client that went away does not stop the job.
+        let _ = self.tx.send(Ok(ev)).await;
+    }
+
+    async fn run(mut self) {
+        info!(job = self.id, workload = %self.spec.workload, ticks = self.spec.ticks, "job started");
+        self.emit(pb::JobEvent {
+            kind: "started".into(),
+            ..Default::default()
+        })
+        .await;
+        let (kind, message, aggs) = match self.drive().await {
+            Ok(aggs) => ("finished", String::new(), Some(aggs)),
+            Err(Stop::Cancelled) => (
+                "cancelled",
+                format!(
+                    "cancelled; the store stays at committed tick {}",
+                    self.jobs.registry.committed_tick()
+                ),
+                None,
+            ),
+            Err(Stop::Failed(m)) => ("failed", m, None),
+        };
+        info!(job = self.id, outcome = kind, %message, "job ended");
+        self.jobs.finish(
+            self.id,
+            kind,
+            self.ticks_done,
+            message.clone(),
+            self.started.elapsed(),
+        );
+        self.emit(pb::JobEvent {
+            kind: kind.into(),
+            message,
+            aggregates: aggs.as_ref().map(Into::into),
+            tick: self.ticks_done,
+            duration_us: self.started.elapsed().as_micros() as u64,
+            ..Default::default()
+        })
+        .await;
+    }
+
+    fn cancelled(&self) -> bool {
+        *self.cancel.borrow()
+    }
+
+    async fn drive(&mut self) -> Result<Aggregates, Stop> {
+        let mut need_setup = true;
+        let mut last = Aggregates::default();
+        for tick in 1..=self.spec.ticks {
+            let mut attempt = 0u32;
+            loop {
+                if self.cancelled() {
+                    return Err(Stop::Cancelled);
+                }
+                let tick_started = Instant::now();
+                let cluster_tick = self.jobs.registry.committed_tick() + 1;
+                match self
+                    .run_tick(tick, attempt, cluster_tick, &mut need_setup)
+                    .await
+                {
+                    Ok(aggs) => {
+                        self.ticks_done = tick;
+                        self.emit(pb::JobEvent {
+                            kind: "tick".into(),
+                            tick,
+                            attempt,
+                            duration_us: tick_started.elapsed().as_micros() as u64,
+                            aggregates: Some((&aggs).into()),
+                            ..Default::default()
+                        })
+                        .await;
+                        last = aggs;
+                        break;
+                    }
+                    Err(Err(stop)) => return Err(stop),
+                    Err(Ok(f)) => {
+                        let message = format!(
+                            "tick {tick} attempt {attempt} aborted: {} missing ({})",
+                            f.shard, f.reason
+                        );
+                        warn!(job = self.id, "{message}");
+                        self.abort_all(tick, attempt).await;
+                        self.emit(pb::JobEvent {
+                            kind: "aborted".into(),
+                            tick,
+                            attempt,
+                            message,
+                            ..Default::default()
+                        })
+                        .await;
+                        self.wait_recovery(f.shard).await?;
+                        need_setup = true;
+                        attempt += 1;
+                    }
+                }
+            }
+        }
+        Ok(last)
+    }
+
+    /// One attempt at one tick. `Err(Ok(_))` is a failure before the commit
+    /// point (abort and retry); `Err(Err(_))` ends the job.
+    async fn run_tick(
+        &mut self,
+        tick: u64,
+        attempt: u32,
+        cluster_tick: u64,
+        need_setup: &mut bool,
+    ) -> Result<Aggregates, Result<PhaseFailure, Stop>> {
+        if *need_setup {
+            let mut globals = Aggregates::default();
+            for phase in self.workload.setup_phases() {
+                let partial = self
+                    .run_phase(phase, tick, attempt, cluster_tick, &globals)
+                    .await
+                    .map_err(Ok)?;
+                globals.merge(partial);
+            }
+            *need_setup = false;
+        }
+        let mut globals = Aggregates::default();
+        for phase in self.workload.tick_phases(tick) {
+            if *phase == COMMIT {
+                // The commit point: once this is on disk the tick is
+                // committed, whatever happens to the shards next.
+                self.jobs
+                    .registry
+                    .decide_commit(cluster_tick)
+                    .map_err(|e| Err(Stop::Failed(format!("cannot record the commit: {e}"))))?;
+                self.commit_everywhere(tick, attempt, cluster_tick).await?;
+                return Ok(globals);
+            }
+            if self.cancelled() {
+                return Err(Err(Stop::Cancelled));
+            }
+            let partial = self
+                .run_phase(phase, tick, attempt, cluster_tick, &globals)
+                .await
+                .map_err(Ok)?;
+            globals.merge(partial);
+        }
+        Ok(globals)
+    }
+
+    /// Sends commit until every ring shard has applied it.
+    async fn commit_everywhere(
+        &mut self,
+        tick: u64,
+        attempt: u32,
+        cluster_tick: u64,
+    ) -> Result<(), Result<PhaseFailure, Stop>> {
+        loop {
+            match self
+                .run_phase(COMMIT, tick, attempt, cluster_tick, &Aggregates::default())
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(f) => {
+                    warn!(job = self.id, shard = %f.shard, "commit not yet applied everywhere; waiting for the shard");
+                    self.wait_recovery(f.shard).await.map_err(Err)?;
+                }
+            }
+        }
+    }
+
+    fn client(&mut self, addr: &str) -> ShardClient<Channel> {
+        if let Some(c) = self.clients.get(addr) {
+            return c.clone();
+        }
+        let ch = Channel::from_shared(format!("http://{addr}"))
+            .expect("registered addresses are valid")
+            .connect_timeout(Duration::from_secs(2))
+            .connect_lazy();
+        let c = ShardClient::new(ch)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20);
+        self.clients.insert(addr.to_string(), c.clone());
+        c
+    }
+
+    fn ring_shards(&self) -> Vec<lockstep_proto::ShardEntry> {
+        self.jobs
+            .registry
+            .topology()
+            .shards
+            .into_iter()
+            .filter(|s| s.in_ring)
+            .collect()
+    }
+
+    async fn run_phase(
+        &mut self,
+        phase: &str,
+        tick: u64,
+        attempt: u32,
+        cluster_tick: u64,
+        globals: &Aggregates,
+    ) -> Result<Aggregates, PhaseFailure> {
+        let started = Instant::now();
+        let shards = self.ring_shards();
+        if let Some(s) = shards.iter().find(|s| s.liveness == Liveness::Down) {
+            return Err(PhaseFailure {
+                shard: s.id,
+                reason: "it is Down".into(),
+            });
+        }
+        let req = pb::StartPhaseRequest {
+            job: Some(pb::JobContext {
+                job_id: self.id,
+                spec: Some(self.spec.clone()),
+            }),
+            tick,
+            attempt,
+            phase: phase.to_string(),
+            globals: Some(globals.into()),
+            cluster_tick,
+            committed_tick: self.jobs.registry.committed_tick(),
+        };
+        let deadline = self.jobs.settings.phase_deadline;
+        let calls: Vec<_> = shards
+            .iter()
+            .map(|s| {
+                let mut c = self.client(&s.address);
+                let req = req.clone();
+                let id = s.id;
+                async move {
+                    let r = tokio::time::timeout(deadline, c.start_phase(req)).await;
+                    (id, r)
+                }
+            })
+            .collect();
+        let mut merged = Aggregates::default();
+        let mut failure = None;
+        for (id, r) in join_all(calls).await {
+            match r {
+                Ok(Ok(done)) => merged.merge(done.into_inner().partial.unwrap_or_default().into()),
+                Ok(Err(st)) => {
+                    failure.get_or_insert(PhaseFailure {
+                        shard: id,
+                        reason: format!("{phase}: {}", st.message()),
+                    });
+                }
+                Err(_) => {
+                    failure.get_or_insert(PhaseFailure {
+                        shard: id,
+                        reason: format!("{phase}: no answer within {deadline:?}"),
+                    });
+                }
+            }
+        }
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        if phase != COMMIT {
+            self.emit(pb::JobEvent {
+                kind: "phase".into(),
+                tick,
+                attempt,
+                phase: phase.to_string(),
+                duration_us: started.elapsed().as_micros() as u64,
+                aggregates: Some((&merged).into()),
+                ..Default::default()
+            })
+            .await;
+        }
+        Ok(merged)
+    }
+
+    /// Tells every reachable shard to drop the attempt.
+    async fn abort_all(&mut self, tick: u64, attempt: u32) {
+        let req = pb::AbortTickRequest {
+            job_id: self.id,
+            tick,
+            attempt,
+        };
+        let calls: Vec<_> = self
+            .ring_shards()
+            .iter()
+            .map(|s| {
+                let mut c = self.client(&s.address);
+                async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), c.abort_tick(req)).await;
+                }
+            })
+            .collect();
+        join_all(calls).await;
+    }
+
+    /// Waits until every ring shard answers again, or fails the job naming
+    /// the shard after the recovery wait.
+    async fn wait_recovery(&mut self, missing: ShardId) -> Result<(), Stop> {
+        let deadline = Instant::now() + self.jobs.settings.recovery_wait;
+        loop {
+            if self.cancelled() {
+                return Err(Stop::Cancelled);
+            }
+            let mut all = true;
+            for s in self.ring_shards() {
+                let mut c = self.client(&s.address);
+                let probe = pb::AbortTickRequest {
+                    job_id: 0,
+                    tick: 0,
+                    attempt: 0,
+                };
+                let ok = s.liveness != Liveness::Down
+                    && matches!(
+                        tokio::time::timeout(Duration::from_secs(1), c.abort_tick(probe)).await,
+                        Ok(Ok(_))
+                    );
+                all &= ok;
+            }
+            if all {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Stop::Failed(format!(
+                    "{missing} did not come back within {:?}; the store stays at committed tick {}",
+                    self.jobs.settings.recovery_wait,
+                    self.jobs.registry.committed_tick()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

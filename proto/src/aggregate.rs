@@ -1,0 +1,217 @@
+//! Mergeable aggregates: what shards report per phase and the coordinator
+//! merges into globals. Every merge is order-independent, so the merged value
+//! does not depend on how many shards there are or in which order they
+//! answered.
+//!
+//! Sums that feed back into arithmetic are fixed-point: an `i128` counting
+//! 2^-64, so addition is exact and associative. Converting a value in
+//! [0, 2^63) to fixed point loses at most 2^-65 absolute.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+/// 2^64 as f64: one unit of [`to_fixed`].
+pub const FIXED_ONE: f64 = 18_446_744_073_709_551_616.0;
+
+/// `x` in fixed point (round to nearest).
+pub fn to_fixed(x: f64) -> i128 {
+    (x * FIXED_ONE).round() as i128
+}
+
+/// The f64 nearest a fixed-point value.
+pub fn from_fixed(v: i128) -> f64 {
+    v as f64 / FIXED_ONE
+}
+
+/// One top-k entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopEntry {
+    pub score: f64,
+    /// The tie-breaker: equal scores are ordered by key ascending.
+    pub key: String,
+    /// What to print for the entry.
+    pub label: String,
+}
+
+/// The k highest-scoring entries.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct TopK {
+    pub k: usize,
+    pub entries: Vec<TopEntry>,
+}
+
+fn rank(a: &TopEntry, b: &TopEntry) -> Ordering {
+    b.score.total_cmp(&a.score).then_with(|| a.key.cmp(&b.key))
+}
+
+impl TopK {
+    /// The top `k` of `candidates`.
+    pub fn from_candidates(k: usize, mut candidates: Vec<TopEntry>) -> TopK {
+        if candidates.len() > k && k > 0 {
+            candidates.select_nth_unstable_by(k - 1, rank);
+            candidates.truncate(k);
+        }
+        candidates.sort_by(rank);
+        candidates.truncate(k);
+        TopK {
+            k,
+            entries: candidates,
+        }
+    }
+
+    fn merge(&mut self, other: TopK) {
+        let k = self.k.max(other.k);
+        let mut all = std::mem::take(&mut self.entries);
+        all.extend(other.entries);
+        // The same key from two reports (a retried phase) counts once.
+        all.sort_by(rank);
+        all.dedup_by(|a, b| a.key == b.key);
+        *self = TopK::from_candidates(k, all);
+    }
+}
+
+/// Named aggregates of each kind.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Aggregates {
+    pub fixed_sums: BTreeMap<String, i128>,
+    pub int_sums: BTreeMap<String, i64>,
+    pub mins: BTreeMap<String, f64>,
+    pub maxs: BTreeMap<String, f64>,
+    pub counts: BTreeMap<String, BTreeMap<String, u64>>,
+    pub topk: BTreeMap<String, TopK>,
+}
+
+impl Aggregates {
+    pub fn add_fixed(&mut self, name: &str, v: i128) {
+        *self.fixed_sums.entry(name.to_string()).or_default() += v;
+    }
+
+    pub fn add_int(&mut self, name: &str, v: i64) {
+        *self.int_sums.entry(name.to_string()).or_default() += v;
+    }
+
+    pub fn min(&mut self, name: &str, v: f64) {
+        let e = self.mins.entry(name.to_string()).or_insert(v);
+        *e = e.min(v);
+    }
+
+    pub fn max(&mut self, name: &str, v: f64) {
+        let e = self.maxs.entry(name.to_string()).or_insert(v);
+        *e = e.max(v);
+    }
+
+    pub fn count(&mut self, name: &str, key: &str, n: u64) {
+        *self
+            .counts
+            .entry(name.to_string())
+            .or_default()
+            .entry(key.to_string())
+            .or_default() += n;
+    }
+
+    pub fn set_top(&mut self, name: &str, top: TopK) {
+        match self.topk.get_mut(name) {
+            Some(t) => t.merge(top),
+            None => {
+                self.topk.insert(name.to_string(), top);
+            }
+        }
+    }
+
+    /// A fixed-point sum as f64 (0 when absent).
+    pub fn fixed(&self, name: &str) -> f64 {
+        from_fixed(self.fixed_sums.get(name).copied().unwrap_or(0))
+    }
+
+    /// An integer sum (0 when absent).
+    pub fn int(&self, name: &str) -> i64 {
+        self.int_sums.get(name).copied().unwrap_or(0)
+    }
+
+    /// Merges `other` in. Commutative and associative.
+    pub fn merge(&mut self, other: Aggregates) {
+        for (k, v) in other.fixed_sums {
+            *self.fixed_sums.entry(k).or_default() += v;
+        }
+        for (k, v) in other.int_sums {
+            *self.int_sums.entry(k).or_default() += v;
+        }
+        for (k, v) in other.mins {
+            self.min(&k, v);
+        }
+        for (k, v) in other.maxs {
+            self.max(&k, v);
+        }
+        for (name, map) in other.counts {
+            let mine = self.counts.entry(name).or_default();
+            for (k, n) in map {
+                *mine.entry(k).or_default() += n;
+            }
+        }
+        for (k, t) in other.topk {
+            self.set_top(&k, t);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(i: u32) -> Aggregates {
+        let mut a = Aggregates::default();
+        a.add_fixed("x", to_fixed(0.1 * i as f64));
+        a.add_int("n", i as i64);
+        a.min("lo", i as f64);
+        a.max("hi", i as f64);
+        a.count("df", &format!("t{}", i % 3), 1);
+        a.set_top(
+            "top",
+            TopK::from_candidates(
+                2,
+                vec![
+                    TopEntry {
+                        score: (i % 2) as f64,
+                        key: format!("k{i}"),
+                        label: String::new(),
+                    },
+                    TopEntry {
+                        score: 5.0,
+                        key: format!("z{i}"),
+                        label: String::new(),
+                    },
+                ],
+            ),
+        );
+        a
+    }
+
+    #[test]
+    fn merge_is_order_independent() {
+        let mut fwd = Aggregates::default();
+        for i in 0..7 {
+            fwd.merge(part(i));
+        }
+        let mut rev = Aggregates::default();
+        for i in (0..7).rev() {
+            rev.merge(part(i));
+        }
+        assert_eq!(fwd, rev);
+        assert_eq!(fwd.int("n"), 21);
+        assert_eq!(fwd.mins["lo"], 0.0);
+        assert_eq!(fwd.counts["df"]["t0"], 3);
+        let keys: Vec<&str> = fwd.topk["top"]
+            .entries
+            .iter()
+            .map(|e| e.key.as_str())
+            .collect();
+        assert_eq!(keys, vec!["z0", "z1"], "ties broken by key");
+    }
+
+    #[test]
+    fn fixed_point_round_trips_closely() {
+        for x in [0.0, 1e-9, 0.123456789, 1.0, 12345.678] {
+            assert!((from_fixed(to_fixed(x)) - x).abs() <= 1e-18 * x.max(1.0));
+        }
+    }
+}

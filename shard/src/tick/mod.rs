@@ -1,0 +1,398 @@
+//! The tick engine on a shard: executes the phases the coordinator starts,
+//! exchanges messages with other shards, stages a tick's writes, and commits
+//! them in two phases.
+//!
+//! - Phases of one job run one at a time ([`TickEngine::start_phase`] holds
+//!   the state lock); messages from other shards arrive concurrently into the
+//!   inbox and are read by the *next* phase.
+//! - Every message and phase is fenced by (job, tick, attempt): anything
+//!   from an aborted attempt is dropped.
+//! - A phase answers only after every message it sent was acknowledged.
+
+mod attention;
+mod ingest;
+mod tfidf;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use lockstep_proto::aggregate::Aggregates;
+use lockstep_proto::pb::{self, shard_client::ShardClient};
+use lockstep_proto::workload::{COMMIT, PREPARE, Workload};
+use lockstep_proto::{FlatAtom, Handle, IncomingRef};
+use parking_lot::Mutex;
+use tonic::transport::Channel;
+use tracing::debug;
+
+use crate::Error;
+use crate::atoms::AtomStore;
+use crate::routing::RoutingView;
+use crate::store::KvStore;
+
+/// (job, tick, attempt): what every phase and message is fenced by.
+type Fence = (u64, u64, u32);
+
+/// Writes staged by a tick, applied at its commit.
+#[derive(Default)]
+pub struct Staged {
+    pub atoms: Vec<FlatAtom>,
+    pub incoming: Vec<IncomingRef>,
+    pub sti: Vec<(Handle, f64)>,
+}
+
+/// Per-workload state kept in memory for the job.
+enum WorkState {
+    Ingest(ingest::State),
+    Attention(attention::State),
+    Tfidf(tfidf::State),
+}
+
+struct JobState {
+    job_id: u64,
+    workload: Workload,
+    work: WorkState,
+    fence: Fence,
+    staged: Staged,
+}
+
+/// What a phase hands back: its partial aggregates and the messages to send,
+/// each keyed by the handle whose owner must receive it.
+#[derive(Default)]
+pub struct PhaseOutput {
+    pub partial: Aggregates,
+    pub outbox: Vec<(Handle, Vec<u8>)>,
+}
+
+/// Everything a workload phase may read.
+pub struct PhaseInput<'a, S> {
+    pub store: &'a AtomStore<S>,
+    pub routing: &'a RoutingView,
+    pub tick: u64,
+    pub globals: &'a Aggregates,
+    pub inbox: Vec<pb::ShardMessage>,
+}
+
+impl<S: KvStore> PhaseInput<'_, S> {
+    /// Whether this shard owns `h` at the current epoch.
+    pub fn owns(&self, h: Handle) -> bool {
+        let r = self.routing.current();
+        r.ring
+            .as_ref()
+            .is_some_and(|ring| ring.owner(h.ring_position()) == self.routing.me())
+    }
+}
+
+/// Fault injection for tests, named and explicit: a delay at the start of
+/// every phase but commit, so that a test can kill a shard mid-phase.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Faults {
+    pub phase_delay: Duration,
+}
+
+/// The shard's tick engine.
+pub struct TickEngine<S> {
+    store: Arc<AtomStore<S>>,
+    routing: RoutingView,
+    state: tokio::sync::Mutex<Option<JobState>>,
+    inbox: Mutex<HashMap<(Fence, String), Vec<pb::ShardMessage>>>,
+    peers: Mutex<HashMap<String, ShardClient<Channel>>>,
+    faults: Faults,
+}
+
+impl<S: KvStore> TickEngine<S> {
+    pub fn new(store: Arc<AtomStore<S>>, routing: RoutingView, faults: Faults) -> Self {
+        TickEngine {
+            store,
+            routing,
+            state: tokio::sync::Mutex::new(None),
+            inbox: Mutex::new(HashMap::new()),
+            peers: Mutex::new(HashMap::new()),
+            faults,
+        }
+    }
+
+    fn peer(&self, addr: &str) -> Result<ShardClient<Channel>, Error> {
+        let mut peers = self.peers.lock();
+        if let Some(c) = peers.get(addr) {
+            return Ok(c.clone());
+        }
+        let ch = Channel::from_shared(format!("http://{addr}"))
+            .map_err(|e| Error::Config(format!("bad peer address {addr:?}: {e}")))?
+            .connect_timeout(Duration::from_secs(2))
+            .connect_lazy();
+        let c = ShardClient::new(ch)
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20);
+        peers.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Runs one phase and reports its partial aggregates.
+    pub async fn start_phase(&self, req: pb::StartPhaseRequest) -> Result<pb::PhaseDone, Error> {
+        let started = Instant::now();
+        let job = req.job.ok_or(lockstep_proto::ProtoError::Missing("job"))?;
+        let spec = job
+            .spec
+            .ok_or(lockstep_proto::ProtoError::Missing("job.spec"))?;
+        let fence: Fence = (job.job_id, req.tick, req.attempt);
+        let mut guard = self.state.lock().await;
+
+        // First, honour the coordinator's commit decision for any batch this
+        // shard prepared before (e.g. before it crashed).
+        let store = self.store.clone();
+        let committed = req.committed_tick;
+        blocking(move || store.resolve_prepared(committed)).await?;
+
+        if guard.as_ref().is_none_or(|s| s.job_id != job.job_id) {
+            let workload = Workload::parse(&spec.workload, &spec.params)?;
+            let work = match &workload {
+                Workload::Ingest(p) => WorkState::Ingest(ingest::State::new(p.clone())),
+                Workload::Attention(p) => WorkState::Attention(attention::State::new(p.clone())),
+                Workload::Tfidf(p) => WorkState::Tfidf(tfidf::State::new(p.clone())),
+            };
+            self.inbox.lock().retain(|(f, _), _| f.0 == job.job_id);
+            *guard = Some(JobState {
+                job_id: job.job_id,
+                workload,
+                work,
+                fence,
+                staged: Staged::default(),
+            });
+        }
+        let st = guard.as_mut().expect("set above");
+        if st.fence != fence {
+            // A new tick or a new attempt: whatever was staged belongs to an
+            // attempt that is over.
+            st.fence = fence;
+            st.staged = Staged::default();
+            self.inbox
+                .lock()
+                .retain(|(f, _), _| f.0 != fence.0 || (f.1, f.2) >= (fence.1, fence.2));
+        }
+        if req.phase != COMMIT && !self.faults.phase_delay.is_zero() {
+            tokio::time::sleep(self.faults.phase_delay).await;
+        }
+
+        let globals: Aggregates = req.globals.unwrap_or_default().into();
+        let phases: Vec<&str> = st
+            .workload
+            .setup_phases()
+            .iter()
+            .chain(st.workload.tick_phases(req.tick))
+            .copied()
+            .collect();
+        let prev = phases
+            .iter()
+            .position(|p| *p == req.phase)
+            .and_then(|i| i.checked_sub(1))
+            .map(|i| phases[i].to_string());
+        let inbox = prev
+            .map(|p| self.inbox.lock().remove(&(fence, p)).unwrap_or_default())
+            .unwrap_or_default();
+
+        let output = match req.phase.as_str() {
+            PREPARE => {
+                let staged = std::mem::take(&mut st.staged);
+                let store = self.store.clone();
+                let tick = req.cluster_tick;
+                let out = blocking(move || {
+                    store.prepare(tick, &staged.atoms, &staged.incoming, &staged.sti)
+                })
+                .await?;
+                let mut partial = Aggregates::default();
+                partial.add_int("created", out.created as i64);
+                partial.add_int("updated", out.updated as i64);
+                PhaseOutput {
+                    partial,
+                    outbox: Vec::new(),
+                }
+            }
+            COMMIT => {
+                let store = self.store.clone();
+                let tick = req.cluster_tick;
+                blocking(move || store.commit(tick)).await?;
+                if let WorkState::Attention(a) = &mut st.work {
+                    a.committed();
+                }
+                PhaseOutput::default()
+            }
+            phase => {
+                let input = PhaseInput {
+                    store: &self.store,
+                    routing: &self.routing,
+                    tick: req.tick,
+                    globals: &globals,
+                    inbox,
+                };
+                match &mut st.work {
+                    WorkState::Ingest(w) => w.run(phase, &input, &mut st.staged)?,
+                    WorkState::Attention(w) => w.run(phase, &input, &mut st.staged)?,
+                    WorkState::Tfidf(w) => w.run(phase, &input, &mut st.staged)?,
+                }
+            }
+        };
+        let sent = output.outbox.len() as u64;
+        self.send(fence, &req.phase, output.outbox).await?;
+        Ok(pb::PhaseDone {
+            partial: Some((&output.partial).into()),
+            messages_sent: sent,
+            duration_us: started.elapsed().as_micros() as u64,
+        })
+    }
+
+    /// Sends messages to their owners, batched per shard, and waits for
+    /// every acknowledgement. Messages for this shard skip the network.
+    async fn send(
+        &self,
+        fence: Fence,
+        phase: &str,
+        outbox: Vec<(Handle, Vec<u8>)>,
+    ) -> Result<(), Error> {
+        if outbox.is_empty() {
+            return Ok(());
+        }
+        let routing = self.routing.current();
+        let ring = routing.ring.as_ref().ok_or(Error::NotReady)?;
+        let mut by_shard: HashMap<lockstep_proto::ShardId, Vec<pb::ShardMessage>> = HashMap::new();
+        for (key, data) in outbox {
+            by_shard
+                .entry(ring.owner(key.ring_position()))
+                .or_default()
+                .push(pb::ShardMessage {
+                    key: key.to_bytes().to_vec(),
+                    data,
+                });
+        }
+        let mut calls = Vec::new();
+        for (shard, messages) in by_shard {
+            if shard == self.routing.me() {
+                self.accept(fence, phase, messages);
+                continue;
+            }
+            let addr = routing
+                .topology
+                .shard(shard)
+                .map(|s| s.address.clone())
+                .ok_or(Error::NotReady)?;
+            let mut peer = self.peer(&addr)?;
+            let req = pb::DeliverRequest {
+                job_id: fence.0,
+                tick: fence.1,
+                attempt: fence.2,
+                phase: phase.to_string(),
+                messages,
+            };
+            calls.push(async move {
+                peer.deliver(req).await.map_err(|st| Error::Peer {
+                    addr,
+                    reason: st.message().to_string(),
+                })
+            });
+        }
+        for r in join_all(calls).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    fn accept(&self, fence: Fence, phase: &str, messages: Vec<pb::ShardMessage>) {
+        self.inbox
+            .lock()
+            .entry((fence, phase.to_string()))
+            .or_default()
+            .extend(messages);
+    }
+
+    /// Takes messages from another shard, unless they belong to an attempt
+    /// this shard already knows is over.
+    pub async fn deliver(&self, req: pb::DeliverRequest) -> Result<(), Error> {
+        let fence: Fence = (req.job_id, req.tick, req.attempt);
+        if let Ok(guard) = self.state.try_lock()
+            && let Some(st) = guard.as_ref()
+            && st.job_id == fence.0
+            && (fence.1, fence.2) < (st.fence.1, st.fence.2)
+        {
+            debug!(?fence, current = ?st.fence, "dropping messages from an old attempt");
+            return Ok(());
+        }
+        self.accept(fence, &req.phase, req.messages);
+        Ok(())
+    }
+
+    /// Drops whatever the attempt staged, prepared or received.
+    pub async fn abort(&self, req: pb::AbortTickRequest) -> Result<(), Error> {
+        let mut guard = self.state.lock().await;
+        if let Some(st) = guard.as_mut()
+            && st.job_id == req.job_id
+        {
+            st.staged = Staged::default();
+            if let WorkState::Attention(a) = &mut st.work {
+                a.aborted();
+            }
+        }
+        self.inbox
+            .lock()
+            .retain(|(f, _), _| !(f.0 == req.job_id && f.1 == req.tick && f.2 <= req.attempt));
+        let store = self.store.clone();
+        // A prepared batch is only ever left behind by an aborted attempt:
+        // the coordinator aborts only before its commit decision.
+        blocking(move || {
+            let last = store.last_tick()?;
+            match store.prepared_tick()? {
+                Some(t) if t > last => store.discard_prepared(),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Storage(format!("blocking task failed: {e}")))?
+}
+
+/// Every node on this shard, in handle order.
+pub fn local_nodes<S: KvStore>(
+    store: &AtomStore<S>,
+) -> Result<Vec<lockstep_proto::model::AtomRecord>, Error> {
+    let mut out = Vec::new();
+    for ty in lockstep_proto::model::ATOM_TYPES
+        .iter()
+        .filter(|t| t.is_node())
+    {
+        let mut after = None;
+        loop {
+            let (page, more) = store.scan_type(ty, after, 10_000)?;
+            after = page.last().map(|r| r.handle);
+            out.extend(page);
+            if !more {
+                break;
+            }
+        }
+    }
+    out.sort_by_key(|r| r.handle);
+    Ok(out)
+}
+
+/// The whole incoming set of `h` on this shard.
+pub fn all_incoming<S: KvStore>(
+    store: &AtomStore<S>,
+    h: Handle,
+) -> Result<Vec<IncomingRef>, Error> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let (page, more) = store.incoming(h, after, 10_000)?;
+        after = page.last().map(|r| r.link);
+        out.extend(page);
+        if !more {
+            return Ok(out);
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The tick engine against real processes: workloads on 1, 2 and 3 shards
+//! equal the single-process oracle, results are bit-identical across shard
+//! counts, and jobs survive kill -9 of a shard.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use lockstep::Client;
+use lockstep::input::generate::generate;
+use lockstep::proto::aggregate::Aggregates;
+use lockstep::proto::model::flatten_batch;
+use lockstep::proto::{Atom, Handle, pb};
+
+use crate::oracle;
+use crate::util::{TestCluster, lockstep, text, wait_for_total};
+
+const GRAPH_ATOMS: usize = 3_000;
+const GRAPH_SEED: u64 = 5;
+const ATTENTION_TICKS: u64 = 6;
+
+fn spec(workload: &str, ticks: u64, params: &[(&str, &str)]) -> pb::JobSpec {
+    pb::JobSpec {
+        workload: workload.into(),
+        ticks,
+        params: params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// Follows a job's events to the end; returns them all.
+async fn run_to_end(client: &Client, spec: pb::JobSpec) -> Vec<pb::JobEvent> {
+    let mut stream = client.submit_job(spec).await.expect("job accepted");
+    let mut events = Vec::new();
+    let follow = async {
+        while let Some(ev) = stream.message().await.expect("event stream") {
+            let done = matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled");
+            events.push(ev);
+            if done {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(300), follow)
+        .await
+        .expect("job ends within 300s");
+    events
+}
+
+fn aggs(ev: &pb::JobEvent) -> Aggregates {
+    ev.aggregates.clone().unwrap_or_default().into()
+}
+
+/// Every node's STI as stored, by handle.
+async fn stored_sti(client: &Client, atoms: &[Atom]) -> HashMap<Handle, f64> {
+    let nodes: Vec<Handle> = flatten_batch(atoms)
+        .into_iter()
+        .filter(|(a, _)| a.ty.is_node())
+        .map(|(a, _)| a.handle)
+        .collect();
+    let got = client.get(&nodes).await.unwrap();
+    nodes
+        .iter()
+        .zip(got)
+        .map(|(h, r)| (*h, r.expect("node stored").av.sti))
+        .collect()
+}
+
+fn check_against_oracle(got: &HashMap<Handle, f64>, want: &HashMap<Handle, f64>) {
+    assert_eq!(got.len(), want.len());
+    for (h, w) in want {
+        assert!(
+            oracle::close(got[h], *w, 1e-12),
+            "vertex {h}: {} vs oracle {w}",
+            got[h]
+        );
+    }
+}
+
+async fn attention_on(shards: usize) -> (HashMap<Handle, f64>, Vec<pb::JobEvent>) {
+    let tc = TestCluster::start(shards).await;
+    let client = tc.client().await;
+    let atoms = generate(GRAPH_ATOMS, GRAPH_SEED);
+    client.put(&atoms).await.unwrap();
+    let events = run_to_end(&client, spec("attention", ATTENTION_TICKS, &[("top", "5")])).await;
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, "finished", "{}", last.message);
+    let sti = stored_sti(&client, &atoms).await;
+    tc.cluster.shutdown().await;
+    (sti, events)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attention_matches_the_oracle_and_is_bit_identical_on_1_2_and_3_shards() {
+    let atoms = generate(GRAPH_ATOMS, GRAPH_SEED);
+    let want = oracle::attention(&atoms, 0.85, ATTENTION_TICKS);
+    let mut results = Vec::new();
+    for shards in [1, 2, 3] {
+        let (sti, events) = attention_on(shards).await;
+        check_against_oracle(&sti, &want);
+        let ticks: Vec<&pb::JobEvent> = events.iter().filter(|e| e.kind == "tick").collect();
+        assert_eq!(ticks.len() as u64, ATTENTION_TICKS);
+        for t in &ticks {
+            let a = aggs(t);
+            assert!(
+                (a.fixed("total_sti") - 1.0).abs() < 1e-9,
+                "total STI {}",
+                a.fixed("total_sti")
+            );
+        }
+        // The job's top-k is the oracle's top-k.
+        let top = &aggs(events.last().unwrap()).topk["top"].entries;
+        let mut best: Vec<(Handle, f64)> = want.iter().map(|(h, x)| (*h, *x)).collect();
+        best.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let keys: Vec<String> = top.iter().map(|e| e.key.clone()).collect();
+        let want_keys: Vec<String> = best.iter().take(5).map(|(h, _)| h.to_string()).collect();
+        assert_eq!(keys, want_keys);
+        results.push(sti);
+    }
+    for h in want.keys() {
+        let bits: Vec<u64> = results.iter().map(|r| r[h].to_bits()).collect();
+        assert!(
+            bits.windows(2).all(|w| w[0] == w[1]),
+            "vertex {h} differs across shard counts"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_ticks_match_the_oracle_on_1_2_and_3_shards() {
+    let (n, batch, ticks) = (2_000usize, 450usize, 5u64);
+    let atoms = generate(n, 3);
+    let want = oracle::ingest(&atoms, batch, ticks);
+    let distinct = flatten_batch(&atoms).len() as u64;
+    for shards in [1, 2, 3] {
+        let tc = TestCluster::start(shards).await;
+        let client = tc.client().await;
+        let events = run_to_end(
+            &client,
+            spec(
+                "ingest",
+                ticks,
+                &[("generate", "2000"), ("seed", "3"), ("batch", "450")],
+            ),
+        )
+        .await;
+        assert_eq!(events.last().unwrap().kind, "finished");
+        let per_tick: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == "tick")
+            .map(|e| {
+                aggs(e)
+                    .counts
+                    .get("atoms_by_type")
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(per_tick, want, "{shards} shards");
+        let handles: Vec<Handle> = flatten_batch(&atoms)
+            .iter()
+            .map(|(a, _)| a.handle)
+            .collect();
+        assert!(
+            client
+                .get(&handles)
+                .await
+                .unwrap()
+                .iter()
+                .all(Option::is_some)
+        );
+        let st = wait_for_total(&client, distinct).await;
+        assert_eq!(st.committed_tick, ticks);
+        tc.cluster.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tfidf_matches_the_oracle_on_1_2_and_3_shards() {
+    let docs = tempfile::tempdir().unwrap();
+    let texts = [
+        ("a.txt", "The cat sat on the mat. The cat was happy."),
+        ("b.txt", "A dog ate the cat's food; the dog is a good dog."),
+        (
+            "sub/c.txt",
+            "Dogs and cats, cats and dogs: 42 of them, x 7.",
+        ),
+        ("d.md", "Mat, mat, MAT! A mat for the dog and the cat."),
+        ("e.txt", "Nothing in common here except zebra zebra quagga."),
+    ];
+    for (p, t) in texts {
+        let path = docs.path().join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, t).unwrap();
+    }
+    let (want_top, want_df) = oracle::tfidf(docs.path(), 8);
+    for shards in [1, 2, 3] {
+        let tc = TestCluster::start(shards).await;
+        let client = tc.client().await;
+        let dir = docs.path().to_str().unwrap();
+        let events = run_to_end(&client, spec("tfidf", 2, &[("docs", dir), ("top", "8")])).await;
+        let last = events.last().unwrap();
+        assert_eq!(last.kind, "finished", "{}", last.message);
+        let a = aggs(last);
+        let got: Vec<(String, String, f64)> = a.topk["top"]
+            .entries
+            .iter()
+            .map(|e| {
+                let (d, t) = e.key.split_once('\u{0}').unwrap();
+                (d.to_string(), t.to_string(), e.score)
+            })
+            .collect();
+        assert_eq!(got.len(), want_top.len());
+        for (g, w) in got.iter().zip(&want_top) {
+            assert_eq!((&g.0, &g.1), (&w.0, &w.1), "{shards} shards");
+            assert!(oracle::close(g.2, w.2, 1e-12), "{g:?} vs {w:?}");
+        }
+        let df: std::collections::BTreeMap<String, u64> = a
+            .counts
+            .get("df")
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        assert_eq!(df, want_df, "{shards} shards");
+        tc.cluster.shutdown().await;
+    }
+}
+
+/// Starts a job, kills shard 1 when tick 2 is done (mid-phase of tick 3,
+/// thanks to the phase delay), restarts it, and returns the events.
+async fn kill_mid_job(
+    tc: &mut TestCluster,
+    client: &Client,
+    spec: pb::JobSpec,
+) -> Vec<pb::JobEvent> {
+    let mut stream = client.submit_job(spec).await.unwrap();
+    let mut events = Vec::new();
+    let mut killed = false;
+    let follow = async {
+        while let Some(ev) = stream.message().await.unwrap() {
+            if ev.kind == "tick" && ev.tick == 2 && !killed {
+                tc.cluster.kill_shard(1).await.unwrap();
+                killed = true;
+            }
+            if ev.kind == "aborted" {
+                tc.cluster.restart_shard(1).await.unwrap();
+            }
+            let done = matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled");
+            events.push(ev);
+            if done {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(300), follow)
+        .await
+        .expect("job ends within 300s");
+    events
+}
+
+fn delay() -> Vec<String> {
+    vec!["--fault-phase-delay-ms".into(), "300".into()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attention_survives_kill_9_of_a_shard_and_equals_the_oracle() {
+    let mut tc = TestCluster::start_with(3, delay()).await;
+    let client = tc.client().await;
+    let atoms = generate(GRAPH_ATOMS, GRAPH_SEED);
+    client.put(&atoms).await.unwrap();
+    let events = kill_mid_job(&mut tc, &client, spec("attention", ATTENTION_TICKS, &[])).await;
+    let aborted: Vec<_> = events.iter().filter(|e| e.kind == "aborted").collect();
+    assert!(!aborted.is_empty(), "the kill aborted a tick");
+    assert!(
+        aborted[0].message.contains("shard-") && aborted[0].message.contains("missing"),
+        "{}",
+        aborted[0].message
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, "finished", "{}", last.message);
+    let ticks: Vec<u64> = events
+        .iter()
+        .filter(|e| e.kind == "tick")
+        .map(|e| e.tick)
+        .collect();
+    assert_eq!(ticks, (1..=ATTENTION_TICKS).collect::<Vec<_>>());
+    let want = oracle::attention(&atoms, 0.85, ATTENTION_TICKS);
+    check_against_oracle(&stored_sti(&client, &atoms).await, &want);
+    tc.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_survives_kill_9_of_a_shard_and_equals_the_oracle() {
+    let mut tc = TestCluster::start_with(3, delay()).await;
+    let client = tc.client().await;
+    let (n, batch, ticks) = (1_500usize, 300usize, 5u64);
+    let events = kill_mid_job(
+        &mut tc,
+        &client,
+        spec(
+            "ingest",
+            ticks,
+            &[("generate", "1500"), ("seed", "4"), ("batch", "300")],
+        ),
+    )
+    .await;
+    assert!(events.iter().any(|e| e.kind == "aborted"));
+    assert_eq!(events.last().unwrap().kind, "finished");
+    let atoms = generate(n, 4);
+    let want = oracle::ingest(&atoms, batch, ticks);
+    let per_tick: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "tick")
+        .map(|e| {
+            aggs(e)
+                .counts
+                .get("atoms_by_type")
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(per_tick, want);
+    let distinct = flatten_batch(&atoms).len() as u64;
+    wait_for_total(&client, distinct).await;
+    tc.cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_that_never_returns_fails_the_job_at_the_last_committed_tick() {
+    let mut tc =
+        TestCluster::start_full(2, delay(), vec!["--recovery-wait-ms".into(), "1500".into()]).await;
+    let client = tc.client().await;
+    client.put(&generate(500, 1)).await.unwrap();
+    let mut stream = client.submit_job(spec("attention", 10, &[])).await.unwrap();
+
+    // One job at a time.
+    let busy = client
+        .submit_job(spec("attention", 1, &[]))
+        .await
+        .unwrap_err();
+    assert!(
+        busy.to_string().contains("busy: job 1 is running"),
+        "{busy}"
+    );
+
+    let mut last = None;
+    while let Some(ev) = stream.message().await.unwrap() {
+        if ev.kind == "tick" && ev.tick == 2 {
+            tc.cluster.kill_shard(0).await.unwrap();
+        }
+        if matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled") {
+            last = Some(ev);
+            break;
+        }
+    }
+    let last = last.unwrap();
+    assert_eq!(last.kind, "failed");
+    assert!(
+        last.message.contains("did not come back") && last.message.contains("shard-1"),
+        "{}",
+        last.message
+    );
+    assert_eq!(last.committed_tick, 2, "{}", last.message);
+    assert!(
+        last.message.contains("committed tick 2"),
+        "{}",
+        last.message
+    );
+
+    let out = lockstep(&["--coordinator", &tc.addr(), "jobs"]).await;
+    let table = text(&out.stdout);
+    assert!(table.contains("failed"), "{table}");
+    tc.cluster.shutdown().await;
+}
