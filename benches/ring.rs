@@ -9,11 +9,10 @@
 //! directly; "ours+xxh3" also hashes the key first, for a like-for-like
 //! comparison with the baselines that hash.
 
-use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use lockstep_hashing::baselines::{PhagoRing, jump};
 use lockstep_hashing::{DEFAULT_VNODES, Member, Ring, ShardId};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -45,46 +44,6 @@ fn handle_pos(k: &[u8; 16]) -> u64 {
     u64::from_be_bytes(k[..8].try_into().expect("8 bytes"))
 }
 
-/// The phago-distributed ring, written from its description.
-struct PhagoRing {
-    map: BTreeMap<u64, u32>,
-}
-
-impl PhagoRing {
-    fn new(shards: u32) -> PhagoRing {
-        let mut map = BTreeMap::new();
-        for s in 0..shards {
-            for v in 0..150u32 {
-                let mut h = DefaultHasher::new();
-                format!("shard-{s}-vnode-{v}").hash(&mut h);
-                map.insert(h.finish(), s);
-            }
-        }
-        PhagoRing { map }
-    }
-
-    fn owner(&self, key: &[u8; 16]) -> u32 {
-        let mut h = DefaultHasher::new();
-        key.hash(&mut h);
-        let p = h.finish();
-        match self.map.range(p..).next() {
-            Some((_, s)) => *s,
-            None => *self.map.values().next().expect("non-empty"),
-        }
-    }
-}
-
-/// Jump consistent hash, Lamping & Veach 2014.
-fn jump(mut key: u64, buckets: u32) -> u32 {
-    let (mut b, mut j) = (-1i64, 0i64);
-    while j < buckets as i64 {
-        b = j;
-        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
-        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
-    }
-    b as u32
-}
-
 fn ring(shards: u32, vnodes: u32) -> Ring {
     let members: Vec<Member> = (1..=shards).map(|i| Member::new(ShardId(i), 1.0)).collect();
     Ring::new(&members, vnodes).expect("valid ring")
@@ -99,12 +58,12 @@ fn single(c: &mut Criterion) {
     for n in SHARDS {
         let mut g = c.benchmark_group(format!("lookup/shards={n}"));
         g.throughput(Throughput::Elements(SINGLE_KEYS as u64));
-        let phago = PhagoRing::new(n);
+        let phago = PhagoRing::new(0..n);
         g.bench_function("phago-btreemap-150", |b| {
             b.iter(|| {
                 let mut acc = 0u32;
                 for k in &ks {
-                    acc = acc.wrapping_add(phago.owner(black_box(k)));
+                    acc = acc.wrapping_add(phago.owner(black_box(k.as_slice())));
                 }
                 acc
             })
@@ -155,12 +114,12 @@ fn batch(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("batch-1M/shards={n}"));
         g.throughput(Throughput::Elements(BATCH_KEYS as u64));
         g.sample_size(10);
-        let phago = PhagoRing::new(n);
+        let phago = PhagoRing::new(0..n);
         g.bench_function("phago-btreemap-150", |b| {
             let mut out = Vec::with_capacity(BATCH_KEYS);
             b.iter(|| {
                 out.clear();
-                out.extend(ks.iter().map(|k| phago.owner(k)));
+                out.extend(ks.iter().map(|k| phago.owner(k.as_slice())));
                 out.len()
             })
         });

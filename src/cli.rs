@@ -52,6 +52,31 @@ pub enum Command {
     Jobs,
     /// Start 3 local shards, load ~100k atoms, run attention for 20 ticks.
     Demo(DemoArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Balance and key movement of the ring against phago-style and jump hash.
+    Ring(BenchRingArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchRingArgs {
+    /// Keys to place.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub keys: usize,
+    /// Virtual nodes per shard for Lockstep's ring.
+    #[arg(long, default_value_t = lockstep_hashing::DEFAULT_VNODES)]
+    pub vnodes: u32,
+    /// Cluster sizes.
+    #[arg(long, value_delimiter = ',', default_value = "16,64,256")]
+    pub shards: Vec<u32>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -75,6 +75,19 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Run(args) => run_command(&connect(flag).await?, args).await,
         Command::Jobs => jobs(&connect(flag).await?).await,
         Command::Demo(args) => demo(args).await,
+        Command::Bench(crate::cli::BenchCommand::Ring(args)) => {
+            let shards: Vec<u32> = args.shards.iter().copied().filter(|&n| n >= 2).collect();
+            let rows = crate::bench::ring_balance(args.keys, &shards, args.vnodes);
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("rows serialize")
+                );
+            } else {
+                crate::bench::print_balance(&rows);
+            }
+            Ok(())
+        }
     }
 }
 
@@ -102,6 +115,11 @@ async fn up(args: UpArgs) -> Result<(), Error> {
         println!("{:<12} {}", s.id.to_string(), s.address);
     }
     println!("data         {}", cluster.data_dir().display());
+    for (i, pid) in cluster.shard_pids().iter().enumerate() {
+        if let Some(pid) = pid {
+            println!("pid shard-{i} {pid}");
+        }
+    }
     println!("ready: {} shards up; Ctrl-C to stop", args.shards);
     supervise(&mut cluster).await;
     println!("stopping…");

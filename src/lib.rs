@@ -4,6 +4,7 @@
 //! - [`client`]: [`Client`], which caches the topology and routes batches
 //!   straight to the owning shards.
 //! - [`cluster`]: a local cluster of child processes (`lockstep up`, tests).
+//! - [`bench`]: `lockstep bench` measurements.
 //! - [`cli`]: flags and the layered configuration they produce.
 //! - [`commands`]: what each command does.
 //!
@@ -11,6 +12,7 @@
 //! crates, the ring in `lockstep-hashing`, the wire format and atom model in
 //! `lockstep-proto`.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod cluster;

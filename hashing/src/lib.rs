@@ -8,6 +8,7 @@
 //! - [`Ring`]: virtual nodes at xxh3 positions, owner and replica lookups,
 //!   and batch routing.
 //! - [`moved`]: the exact key ranges that change owner between two rings.
+//! - [`baselines`]: the phago-style ring and jump hash, for benchmarks.
 //!
 //! # Placement
 //! Shard `s` with weight `w` gets `round(vnodes * w)` virtual nodes (at least
@@ -23,6 +24,8 @@
 //! one index load and, on average, about one comparison. A bucket holding
 //! more than a few vnodes is binary searched, which bounds the worst case at
 //! O(log n). Lookups do not allocate.
+
+pub mod baselines;
 
 use std::fmt;
 

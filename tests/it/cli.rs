@@ -13,6 +13,19 @@ use crate::util::{exe, wait_for_total};
 /// Starts `lockstep up` and reads its output until "ready:", returning the
 /// coordinator address it printed.
 async fn up(data: &std::path::Path, home: &std::path::Path) -> (Child, String) {
+    let (child, addr, _, mut lines) = up_with_output(data, home).await;
+    // Keep reading so that `up` never writes into a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+type Lines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
+/// Like [`up`], also returning the shard pids it printed and its output.
+async fn up_with_output(
+    data: &std::path::Path,
+    home: &std::path::Path,
+) -> (Child, String, Vec<u32>, Lines) {
     let mut child = Command::new(exe())
         .args(["up", "--shards", "2", "--port", "0", "--data-dir"])
         .arg(data)
@@ -24,10 +37,14 @@ async fn up(data: &std::path::Path, home: &std::path::Path) -> (Child, String) {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut addr = None;
+    let mut pids = Vec::new();
     let read = async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(a) = line.strip_prefix("coordinator") {
                 addr = Some(a.trim().to_string());
+            }
+            if let Some(p) = line.strip_prefix("pid ") {
+                pids.push(p.split_whitespace().nth(1).unwrap().parse().unwrap());
             }
             if line.starts_with("ready:") {
                 return;
@@ -38,8 +55,12 @@ async fn up(data: &std::path::Path, home: &std::path::Path) -> (Child, String) {
     tokio::time::timeout(Duration::from_secs(90), read)
         .await
         .expect("lockstep up becomes ready");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr.expect("up printed the coordinator address"))
+    (
+        child,
+        addr.expect("up printed the coordinator address"),
+        pids,
+        lines,
+    )
 }
 
 async fn terminate(mut child: Child) {
@@ -58,7 +79,8 @@ async fn up_stops_cleanly_and_restarts_on_the_same_data() {
     let dir = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (child, addr) = up(&data, home.path()).await;
+    let (child, addr, _, mut lines) = up_with_output(&data, home.path()).await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     // `up` recorded its address: a command without --coordinator finds it.
     let recorded = std::fs::read_to_string(home.path().join("coordinator")).unwrap();
@@ -94,5 +116,47 @@ async fn up_stops_cleanly_and_restarts_on_the_same_data() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    terminate(child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_restarts_a_crashed_shard_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (child, addr, pids, mut lines) = up_with_output(&dir.path().join("d"), home.path()).await;
+    assert_eq!(pids.len(), 2);
+    // SAFETY: a pid of a child of the `up` process we started.
+    unsafe { libc::kill(pids[1] as libc::pid_t, libc::SIGKILL) };
+    let said = async {
+        let mut exited = false;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            exited |= line.starts_with("shard-1 exited");
+            if exited && line == "shard-1 restarted" {
+                return;
+            }
+        }
+        panic!("up exited without restarting shard-1");
+    };
+    tokio::time::timeout(Duration::from_secs(60), said)
+        .await
+        .expect("up reports the restart");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let client = lockstep::Client::connect(&addr).await.unwrap();
+    crate::util::wait_for("both shards Up again", Duration::from_secs(30), || async {
+        let st = client.status().await.map_err(|e| e.to_string())?;
+        let up = st
+            .shards
+            .iter()
+            .filter(|s| {
+                s.shard.as_ref().unwrap().liveness == lockstep::proto::pb::Liveness::Up as i32
+            })
+            .count();
+        if up == 2 {
+            Ok(())
+        } else {
+            Err(format!("{up} Up"))
+        }
+    })
+    .await;
     terminate(child).await;
 }

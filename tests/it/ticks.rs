@@ -374,3 +374,55 @@ async fn a_shard_that_never_returns_fails_the_job_at_the_last_committed_tick() {
     assert!(table.contains("failed"), "{table}");
     tc.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_job_leaves_the_store_at_its_last_committed_tick() {
+    let tc = TestCluster::start_with(2, delay()).await;
+    let client = tc.client().await;
+    client.put(&generate(500, 2)).await.unwrap();
+    let mut stream = client.submit_job(spec("attention", 50, &[])).await.unwrap();
+    let mut last = None;
+    while let Some(ev) = stream.message().await.unwrap() {
+        if ev.kind == "tick" && ev.tick == 1 {
+            assert_eq!(client.cancel_job(ev.job_id).await.unwrap(), 1);
+        }
+        if matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled") {
+            last = Some(ev);
+            break;
+        }
+    }
+    let last = last.unwrap();
+    assert_eq!(last.kind, "cancelled");
+    let committed = last.committed_tick;
+    assert!((1..50).contains(&committed));
+    assert!(
+        last.message
+            .contains(&format!("committed tick {committed}")),
+        "{}",
+        last.message
+    );
+    // Every shard sits at that tick, and a new job can start.
+    let st = client.status().await.unwrap();
+    assert_eq!(st.committed_tick, committed);
+    crate::util::wait_for(
+        "shards to report the committed tick",
+        Duration::from_secs(30),
+        || async {
+            let st = client.status().await.map_err(|e| e.to_string())?;
+            let ticks: Vec<u64> = st
+                .shards
+                .iter()
+                .map(|s| s.metrics.as_ref().map_or(0, |m| m.last_tick))
+                .collect();
+            if ticks.iter().all(|t| *t == committed) {
+                Ok(())
+            } else {
+                Err(format!("{ticks:?}"))
+            }
+        },
+    )
+    .await;
+    let events = run_to_end(&client, spec("attention", 1, &[])).await;
+    assert_eq!(events.last().unwrap().kind, "finished");
+    tc.cluster.shutdown().await;
+}

@@ -226,11 +226,13 @@ impl<S: KvStore> TickEngine<S> {
                     globals: &globals,
                     inbox,
                 };
-                match &mut st.work {
-                    WorkState::Ingest(w) => w.run(phase, &input, &mut st.staged)?,
-                    WorkState::Attention(w) => w.run(phase, &input, &mut st.staged)?,
-                    WorkState::Tfidf(w) => w.run(phase, &input, &mut st.staged)?,
-                }
+                // Phases read RocksDB and compute; keep them off the async
+                // workers' hot path so Deliver calls from peers still run.
+                tokio::task::block_in_place(|| match &mut st.work {
+                    WorkState::Ingest(w) => w.run(phase, &input, &mut st.staged),
+                    WorkState::Attention(w) => w.run(phase, &input, &mut st.staged),
+                    WorkState::Tfidf(w) => w.run(phase, &input, &mut st.staged),
+                })?
             }
         };
         let sent = output.outbox.len() as u64;
