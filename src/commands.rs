@@ -326,6 +326,7 @@ async fn status(client: &Client, args: StatusArgs) -> Result<(), Error> {
             "total_live_bytes": st.total_live_bytes,
             "balance": st.balance,
             "has_data": st.has_data,
+            "committed_tick": st.committed_tick,
             "shards": st.shards.iter().map(|s| {
                 let e = s.shard.clone().unwrap_or_default();
                 let m = s.metrics.clone().unwrap_or_default();
@@ -333,7 +334,7 @@ async fn status(client: &Client, args: StatusArgs) -> Result<(), Error> {
                     "id": e.id, "address": e.address, "state": state_name(&e),
                     "in_ring": e.in_ring, "weight": e.weight,
                     "atoms": m.atoms, "incoming": m.incoming, "live_bytes": m.live_bytes,
-                    "rss_bytes": m.rss_bytes, "type_counts": m.type_counts,
+                    "rss_bytes": m.rss_bytes, "type_counts": m.type_counts, "last_tick": m.last_tick,
                     "ms_since_heartbeat": (s.ms_since_heartbeat != u64::MAX).then_some(s.ms_since_heartbeat),
                 })
             }).collect::<Vec<_>>(),
@@ -342,13 +343,14 @@ async fn status(client: &Client, args: StatusArgs) -> Result<(), Error> {
         return Ok(());
     }
     println!(
-        "cluster {}  epoch {}  shards {}  atoms {}  live {}  balance {:.3}",
+        "cluster {}  epoch {}  shards {}  atoms {}  live {}  balance {:.3}  committed tick {}",
         topo.cluster_id,
         topo.epoch,
         st.shards.len(),
         st.total_atoms,
         human_bytes(st.total_live_bytes),
-        st.balance
+        st.balance,
+        st.committed_tick
     );
     println!(
         "{:<6} {:<14} {:<22} {:>10} {:>10} {:>11} {:>11} {:>9}",

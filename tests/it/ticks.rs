@@ -172,6 +172,12 @@ async fn ingest_ticks_match_the_oracle_on_1_2_and_3_shards() {
         );
         let st = wait_for_total(&client, distinct).await;
         assert_eq!(st.committed_tick, ticks);
+        let out = lockstep(&["--coordinator", &tc.addr(), "status"]).await;
+        let shown = text(&out.stdout);
+        assert!(
+            shown.contains(&format!("committed tick {ticks}")),
+            "{shown}"
+        );
         tc.cluster.shutdown().await;
     }
 }
