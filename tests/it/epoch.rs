@@ -42,16 +42,31 @@ async fn a_stale_client_refreshes_after_a_shard_joins_an_empty_cluster() {
     let stale = client.epoch();
 
     let mut extra = start_extra_shard(&tc, "late").await;
+    // Wait until the coordinator bumped the epoch *and* both shards report
+    // it in their heartbeats: a shard learns the new ring from its topology
+    // stream a moment after the coordinator.
     wait_for(
-        "the second shard to join the ring",
+        "the second shard to join the ring and both shards to see it",
         Duration::from_secs(30),
         || async {
             let st = client.status().await.map_err(|e| e.to_string())?;
-            let t = st.topology.unwrap();
-            if t.epoch > stale.0 && t.shards.iter().filter(|s| s.in_ring).count() == 2 {
+            let t = st.topology.clone().unwrap();
+            let seen: Vec<u64> = st
+                .shards
+                .iter()
+                .map(|s| s.metrics.as_ref().map_or(0, |m| m.epoch))
+                .collect();
+            if t.epoch > stale.0
+                && t.shards.iter().filter(|s| s.in_ring).count() == 2
+                && seen.iter().all(|e| *e == t.epoch)
+            {
                 Ok(())
             } else {
-                Err(format!("epoch {} with {} shards", t.epoch, t.shards.len()))
+                Err(format!(
+                    "epoch {} with {} shards; shards see {seen:?}",
+                    t.epoch,
+                    t.shards.len()
+                ))
             }
         },
     )
