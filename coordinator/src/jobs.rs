@@ -391,6 +391,7 @@ impl Driver {
             globals: Some(globals.into()),
             cluster_tick,
             committed_tick: self.jobs.registry.committed_tick(),
+            epoch: self.jobs.registry.topology().epoch.0,
         };
         let deadline = self.jobs.settings.phase_deadline;
         let calls: Vec<_> = shards

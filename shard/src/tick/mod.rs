@@ -28,7 +28,7 @@ use tracing::debug;
 
 use crate::Error;
 use crate::atoms::AtomStore;
-use crate::routing::RoutingView;
+use crate::routing::{Routing, RoutingView};
 use crate::store::KvStore;
 
 /// (job, tick, attempt): what every phase and message is fenced by.
@@ -68,7 +68,9 @@ pub struct PhaseOutput {
 /// Everything a workload phase may read.
 pub struct PhaseInput<'a, S> {
     pub store: &'a AtomStore<S>,
-    pub routing: &'a RoutingView,
+    /// The routing at the phase's epoch, taken once rather than per key.
+    pub routing: Arc<Routing>,
+    pub me: lockstep_proto::ShardId,
     pub tick: u64,
     pub globals: &'a Aggregates,
     pub inbox: Vec<pb::ShardMessage>,
@@ -77,10 +79,10 @@ pub struct PhaseInput<'a, S> {
 impl<S: KvStore> PhaseInput<'_, S> {
     /// Whether this shard owns `h` at the current epoch.
     pub fn owns(&self, h: Handle) -> bool {
-        let r = self.routing.current();
-        r.ring
+        self.routing
+            .ring
             .as_ref()
-            .is_some_and(|ring| ring.owner(h.ring_position()) == self.routing.me())
+            .is_some_and(|ring| ring.owner(h.ring_position()) == self.me)
     }
 }
 
@@ -137,6 +139,9 @@ impl<S: KvStore> TickEngine<S> {
             .spec
             .ok_or(lockstep_proto::ProtoError::Missing("job.spec"))?;
         let fence: Fence = (job.job_id, req.tick, req.attempt);
+        // Every shard runs the phase with the coordinator's ring: a shard
+        // that has not seen that epoch yet waits for it (or fails the phase).
+        let routing = self.routing.at(lockstep_proto::Epoch(req.epoch)).await?;
         let mut guard = self.state.lock().await;
 
         // First, honour the coordinator's commit decision for any batch this
@@ -221,7 +226,8 @@ impl<S: KvStore> TickEngine<S> {
             phase => {
                 let input = PhaseInput {
                     store: &self.store,
-                    routing: &self.routing,
+                    routing: routing.clone(),
+                    me: self.routing.me(),
                     tick: req.tick,
                     globals: &globals,
                     inbox,
@@ -236,7 +242,8 @@ impl<S: KvStore> TickEngine<S> {
             }
         };
         let sent = output.outbox.len() as u64;
-        self.send(fence, &req.phase, output.outbox).await?;
+        self.send(&routing, fence, &req.phase, output.outbox)
+            .await?;
         Ok(pb::PhaseDone {
             partial: Some((&output.partial).into()),
             messages_sent: sent,
@@ -248,6 +255,7 @@ impl<S: KvStore> TickEngine<S> {
     /// every acknowledgement. Messages for this shard skip the network.
     async fn send(
         &self,
+        routing: &Routing,
         fence: Fence,
         phase: &str,
         outbox: Vec<(Handle, Vec<u8>)>,
@@ -255,7 +263,6 @@ impl<S: KvStore> TickEngine<S> {
         if outbox.is_empty() {
             return Ok(());
         }
-        let routing = self.routing.current();
         let ring = routing.ring.as_ref().ok_or(Error::NotReady)?;
         let mut by_shard: HashMap<lockstep_proto::ShardId, Vec<pb::ShardMessage>> = HashMap::new();
         for (key, data) in outbox {
