@@ -4,6 +4,9 @@
 //!   `range(h..).next()` with wrap-around;
 //! - jump consistent hash (Lamping & Veach) over xxh3.
 //!
+//! "ours" is the ring clusters use: tokens allocated one join at a time
+//! (`alloc::grow`); "ours-hashed" is the hashed-vnode placement.
+//!
 //! Keys are 16 random bytes. Lockstep keys are atom handles, which are
 //! already xxh3-128 hashes, so "ours" routes on the handle's high 64 bits
 //! directly; "ours+xxh3" also hashes the key first, for a like-for-like
@@ -13,7 +16,7 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lockstep_hashing::baselines::{PhagoRing, jump};
-use lockstep_hashing::{DEFAULT_VNODES, Member, Ring, ShardId};
+use lockstep_hashing::{DEFAULT_VNODES, Member, Ring, ShardId, alloc};
 use xxhash_rust::xxh3::xxh3_64;
 
 const SHARDS: [u32; 4] = [4, 16, 64, 256];
@@ -44,9 +47,18 @@ fn handle_pos(k: &[u8; 16]) -> u64 {
     u64::from_be_bytes(k[..8].try_into().expect("8 bytes"))
 }
 
+fn members(shards: u32) -> Vec<Member> {
+    (1..=shards).map(|i| Member::new(ShardId(i), 1.0)).collect()
+}
+
+/// The ring a cluster builds: tokens allocated one join at a time.
 fn ring(shards: u32, vnodes: u32) -> Ring {
-    let members: Vec<Member> = (1..=shards).map(|i| Member::new(ShardId(i), 1.0)).collect();
-    Ring::new(&members, vnodes).expect("valid ring")
+    alloc::grow(members(shards), vnodes).0
+}
+
+/// Hashed vnode positions, the placement before allocation.
+fn hashed(shards: u32, vnodes: u32) -> Ring {
+    Ring::new(&members(shards), vnodes).expect("valid ring")
 }
 
 fn vnode_choices() -> [u32; 3] {
@@ -93,6 +105,16 @@ fn single(c: &mut Criterion) {
                 },
             );
         }
+        let h = hashed(n, DEFAULT_VNODES);
+        g.bench_function(format!("ours-hashed/vnodes={DEFAULT_VNODES}"), |b| {
+            b.iter(|| {
+                let mut acc = 0u32;
+                for k in &ks {
+                    acc = acc.wrapping_add(h.owner(handle_pos(black_box(k))).0);
+                }
+                acc
+            })
+        });
         let r = ring(n, DEFAULT_VNODES);
         g.bench_function(format!("ours+xxh3/vnodes={DEFAULT_VNODES}"), |b| {
             b.iter(|| {
@@ -136,6 +158,14 @@ fn batch(c: &mut Criterion) {
             let mut out = Vec::with_capacity(BATCH_KEYS);
             b.iter(|| {
                 r.owners_into(black_box(&positions), &mut out);
+                out.len()
+            })
+        });
+        let h = hashed(n, DEFAULT_VNODES);
+        g.bench_function(format!("ours-hashed/vnodes={DEFAULT_VNODES}"), |b| {
+            let mut out = Vec::with_capacity(BATCH_KEYS);
+            b.iter(|| {
+                h.owners_into(black_box(&positions), &mut out);
                 out.len()
             })
         });

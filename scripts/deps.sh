@@ -7,8 +7,17 @@ set -euo pipefail
 need=()
 command -v c++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 \
-  && ! ls /usr/lib/*/libclang*.so* >/dev/null 2>&1; then
+# libclang itself (libclang.so / libclang-N.so), not libclang-cpp, which
+# some images carry without it.
+have_libclang() {
+  local f
+  for f in /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+    /usr/lib/*/libclang.so* /usr/lib/*/libclang-[0-9]*.so*; do
+    [ -e "$f" ] && return 0
+  done
+  return 1
+}
+if ! have_libclang; then
   need+=(libclang-dev)
 fi
 if [ ${#need[@]} -eq 0 ]; then

@@ -1,11 +1,12 @@
 //! End-to-end and placement benchmarks behind `lockstep bench`.
 //!
 //! `ring`: how evenly each placement spreads keys and how many keys move
-//! when one shard is added or removed, for Lockstep's ring against the
-//! phago-style ring and jump hash, over the same keys in the same run.
+//! when one shard is added or removed, for Lockstep's allocated tokens (what
+//! clusters use) and hashed vnodes against the phago-style ring and jump
+//! hash, over the same keys in the same run.
 
 use lockstep_hashing::baselines::{PhagoRing, jump};
-use lockstep_hashing::{Member, Ring, ShardId, moved, moved_fraction};
+use lockstep_hashing::{Member, Ring, ShardId, alloc, moved, moved_fraction};
 use serde::Serialize;
 
 /// One placement at one cluster size.
@@ -64,6 +65,34 @@ pub fn ring_balance(keys: usize, sizes: &[u32], vnodes: u32) -> Vec<BalanceRow> 
     for &n in sizes {
         let (ideal_add, ideal_remove) = (1.0 / (n + 1) as f64, 1.0 / n as f64);
 
+        // Allocated tokens, grown one join at a time as a cluster does.
+        let members =
+            |k: u32| -> Vec<Member> { (1..=k).map(|i| Member::new(ShardId(i), 1.0)).collect() };
+        let (ring, tokens) = alloc::grow(members(n), vnodes);
+        let mut counts = vec![0u64; n as usize + 1];
+        for &p in &positions {
+            counts[ring.owner(p).0 as usize] += 1;
+        }
+        let (max_mean, min_mean) = spread(&counts[1..]);
+        let mut grown = tokens.clone();
+        grown.push((
+            ShardId(n + 1),
+            alloc::allocate(Some(&ring), Member::new(ShardId(n + 1), 1.0), vnodes),
+        ));
+        let added = Ring::from_tokens(&members(n + 1), &grown, vnodes).expect("valid ring");
+        let removed = Ring::from_tokens(&members(n - 1), &tokens[..n as usize - 1], vnodes)
+            .expect("valid ring");
+        rows.push(BalanceRow {
+            placement: format!("lockstep allocated ({vnodes} vnodes)"),
+            shards: n,
+            max_mean,
+            min_mean,
+            moved_add: moved_fraction(&moved(&ring, &added)),
+            moved_remove: moved_fraction(&moved(&ring, &removed)),
+            ideal_add,
+            ideal_remove,
+        });
+
         let ring = ring_of(n, vnodes);
         let mut counts = vec![0u64; n as usize + 1];
         for &p in &positions {
@@ -71,7 +100,7 @@ pub fn ring_balance(keys: usize, sizes: &[u32], vnodes: u32) -> Vec<BalanceRow> 
         }
         let (max_mean, min_mean) = spread(&counts[1..]);
         rows.push(BalanceRow {
-            placement: format!("lockstep ({vnodes} vnodes)"),
+            placement: format!("lockstep hashed ({vnodes} vnodes)"),
             shards: n,
             max_mean,
             min_mean,
@@ -163,12 +192,18 @@ mod tests {
     #[test]
     fn rows_are_sane() {
         let rows = ring_balance(20_000, &[4], 64);
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 4);
         for r in &rows {
             assert!(r.max_mean >= 1.0 && r.min_mean <= 1.0, "{r:?}");
             assert!(r.moved_add > 0.0 && r.moved_add < 0.6, "{r:?}");
         }
-        // Jump hash is the near-perfect baseline.
-        assert!(rows[2].max_mean < 1.1);
+        // Allocated tokens move exactly the new shard's share; jump hash is
+        // the near-perfect baseline.
+        assert!(
+            (rows[0].moved_add - rows[0].ideal_add).abs() < 1e-6,
+            "{:?}",
+            rows[0]
+        );
+        assert!(rows[3].max_mean < 1.1);
     }
 }

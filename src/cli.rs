@@ -46,10 +46,13 @@ pub enum Command {
     Scan(ScanArgs),
     /// Show the cluster's shards, their state and counts.
     Status(StatusArgs),
-    /// Run a tick workload (ingest, attention, tfidf) across the shards.
+    /// Run a tick workload (ingest, attention, tfidf, barrier) across the shards.
     Run(RunArgs),
     /// List running and finished jobs.
     Jobs,
+    /// Check that a coordinator or shard answers its gRPC health service as
+    /// serving; exit 0 if it does, 1 if not (container health checks).
+    Health(HealthArgs),
     /// Start 3 local shards, load ~100k atoms, run attention for 20 ticks.
     Demo(DemoArgs),
     /// Benchmarks.
@@ -61,6 +64,70 @@ pub enum Command {
 pub enum BenchCommand {
     /// Balance and key movement of the ring against phago-style and jump hash.
     Ring(BenchRingArgs),
+    /// Atoms/s through the full path against raw RocksDB WriteBatches.
+    Ingest(BenchIngestArgs),
+    /// Phase barrier time against a raw tonic fan-out to the same processes.
+    Ticks(BenchTicksArgs),
+    /// Attention tick time on 1..N shards against a single-process baseline
+    /// on the same graph, with peak RSS per shard.
+    Attention(BenchAttentionArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchAttentionArgs {
+    /// Cluster sizes (shard processes) to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub shards: Vec<usize>,
+    /// Node atoms in the seeded graph; links are 4 per node.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub nodes: usize,
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Attention ticks per run (the first includes setup and is reported
+    /// apart).
+    #[arg(long, default_value_t = 5)]
+    pub ticks: u64,
+    /// Pin shard i to core i (this process and the coordinator to core 0):
+    /// for scaling runs on machines with more cores than shards.
+    #[arg(long)]
+    pub pin_cores: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchIngestArgs {
+    /// Cluster sizes (shard processes) to measure.
+    #[arg(long, value_delimiter = ',', default_value = "2")]
+    pub shards: Vec<usize>,
+    /// Atoms to generate (seeded), as `lockstep load --generate`.
+    #[arg(long, default_value_t = 200_000)]
+    pub atoms: usize,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Atoms per client batch.
+    #[arg(long, default_value_t = 2_000)]
+    pub batch: usize,
+    /// Batches in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchTicksArgs {
+    /// Cluster sizes (shard processes) to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    pub shards: Vec<usize>,
+    /// Ticks of the barrier workload (8 empty phases each).
+    #[arg(long, default_value_t = 50)]
+    pub ticks: u64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -81,7 +148,7 @@ pub struct BenchRingArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// ingest, attention or tfidf.
+    /// ingest, attention, tfidf or barrier.
     pub workload: String,
     /// Number of ticks.
     #[arg(long, default_value_t = 10)]
@@ -134,6 +201,15 @@ impl RunArgs {
         put("docs", self.docs.clone());
         p
     }
+}
+
+#[derive(Args, Debug)]
+pub struct HealthArgs {
+    /// The server's address, host:port [default: the coordinator's].
+    pub address: Option<String>,
+    /// Give up after this long.
+    #[arg(long, default_value_t = 2_000)]
+    pub timeout_ms: u64,
 }
 
 #[derive(Args, Debug)]

@@ -126,6 +126,8 @@ fn channel(addr: &str, timeout: Duration) -> Result<Channel, Error> {
     Ok(Channel::from_shared(format!("http://{addr}"))
         .map_err(|e| Error::Config(format!("bad address {addr:?}: {e}")))?
         .connect_timeout(timeout)
+        .http2_keep_alive_interval(Duration::from_secs(2))
+        .keep_alive_timeout(Duration::from_secs(4))
         .connect_lazy())
 }
 

@@ -74,6 +74,13 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Status(args) => status(&connect(flag).await?, args).await,
         Command::Run(args) => run_command(&connect(flag).await?, args).await,
         Command::Jobs => jobs(&connect(flag).await?).await,
+        Command::Health(args) => {
+            let addr = match args.address {
+                Some(a) => a,
+                None => resolve_coordinator(flag),
+            };
+            health(&addr, Duration::from_millis(args.timeout_ms)).await
+        }
         Command::Demo(args) => demo(args).await,
         Command::Bench(crate::cli::BenchCommand::Ring(args)) => {
             let shards: Vec<u32> = args.shards.iter().copied().filter(|&n| n >= 2).collect();
@@ -85,6 +92,77 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 );
             } else {
                 crate::bench::print_balance(&rows);
+            }
+            Ok(())
+        }
+        Command::Bench(crate::cli::BenchCommand::Ingest(args)) => {
+            let exe = std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?;
+            let mut rows = Vec::new();
+            for &n in &args.shards {
+                rows.push(
+                    crate::bench_cluster::ingest(
+                        &exe,
+                        n,
+                        args.atoms,
+                        args.seed,
+                        args.batch,
+                        args.concurrency,
+                    )
+                    .await?,
+                );
+            }
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("rows serialize")
+                );
+            } else {
+                crate::bench_cluster::print_ingest(&rows);
+            }
+            Ok(())
+        }
+        Command::Bench(crate::cli::BenchCommand::Attention(args)) => {
+            let exe = std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?;
+            // generate() makes one node per five atoms, the rest binary links.
+            let atoms = input::generate::generate(args.nodes * 5, args.seed);
+            let baseline = crate::bench_cluster::Baseline::measure(&atoms, args.ticks);
+            let mut rows = Vec::new();
+            for &n in &args.shards {
+                rows.push(
+                    crate::bench_cluster::attention(
+                        &exe,
+                        n,
+                        &atoms,
+                        args.ticks,
+                        &baseline,
+                        args.pin_cores,
+                    )
+                    .await?,
+                );
+            }
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("rows serialize")
+                );
+            } else {
+                crate::bench_cluster::print_attention(&rows);
+            }
+            Ok(())
+        }
+        Command::Bench(crate::cli::BenchCommand::Ticks(args)) => {
+            let exe = std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?;
+            let mut rows = Vec::new();
+            for &n in &args.shards {
+                rows.push(crate::bench_cluster::ticks(&exe, n, args.ticks).await?);
+            }
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rows).expect("rows serialize")
+                );
+            } else {
+                crate::bench_cluster::print_ticks(&rows);
             }
             Ok(())
         }
@@ -642,4 +720,39 @@ async fn demo_body(cluster: &LocalCluster, args: &DemoArgs) -> Result<(), Error>
         println!("median tick {median:.1} ms over {} ticks", ms.len());
     }
     Ok(())
+}
+
+/// One gRPC health check of the server at `addr` (service ""), with a
+/// deadline: Ok when it answers SERVING.
+pub async fn health(addr: &str, timeout: Duration) -> Result<(), Error> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let unhealthy = |reason: String| Error::Unhealthy {
+        addr: addr.to_string(),
+        reason,
+    };
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .map_err(|e| Error::Config(format!("bad address {addr:?}: {e}")))?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect_lazy();
+    let req = HealthCheckRequest {
+        service: String::new(),
+    };
+    let resp = tokio::time::timeout(timeout, HealthClient::new(channel).check(req))
+        .await
+        .map_err(|_| unhealthy(format!("no answer within {timeout:?}")))?
+        .map_err(|st| unhealthy(st.message().to_string()))?;
+    let status = resp.into_inner().status;
+    if status == ServingStatus::Serving as i32 {
+        println!("{addr}: serving");
+        Ok(())
+    } else {
+        Err(unhealthy(format!(
+            "status {}",
+            ServingStatus::try_from(status)
+                .map(|s| s.as_str_name())
+                .unwrap_or("unknown")
+        )))
+    }
 }

@@ -15,6 +15,8 @@ pub enum Error {
         code: tonic::Code,
         message: String,
     },
+    #[error("{addr} is not healthy: {reason}")]
+    Unhealthy { addr: String, reason: String },
     #[error("the cluster has no shards in its ring yet")]
     NoShards,
     #[error("gave up after {attempts} attempts: {last}")]

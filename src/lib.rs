@@ -4,7 +4,9 @@
 //! - [`client`]: [`Client`], which caches the topology and routes batches
 //!   straight to the owning shards.
 //! - [`cluster`]: a local cluster of child processes (`lockstep up`, tests).
-//! - [`bench`]: `lockstep bench` measurements.
+//! - [`bench`]: `lockstep bench ring`, placement measurements.
+//! - [`bench_cluster`]: `lockstep bench ingest|ticks`, end-to-end
+//!   measurements against real processes.
 //! - [`cli`]: flags and the layered configuration they produce.
 //! - [`commands`]: what each command does.
 //!
@@ -13,6 +15,7 @@
 //! `lockstep-proto`.
 
 pub mod bench;
+pub mod bench_cluster;
 pub mod cli;
 pub mod client;
 pub mod cluster;

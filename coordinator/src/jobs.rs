@@ -19,12 +19,15 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use lockstep_proto::aggregate::Aggregates;
 use lockstep_proto::pb::{self, shard_client::ShardClient};
+use lockstep_proto::wire_error::peer_error;
 use lockstep_proto::workload::{COMMIT, Workload};
 use lockstep_proto::{Liveness, ShardId};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tonic::Status;
 use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use tracing::{info, warn};
 
 use crate::Error;
@@ -102,7 +105,7 @@ impl Jobs {
             workload,
             tx,
             cancel: cancel_rx,
-            clients: HashMap::new(),
+            channels: HashMap::new(),
             started: Instant::now(),
             ticks_done: 0,
         };
@@ -163,7 +166,7 @@ struct Driver {
     workload: Workload,
     tx: mpsc::Sender<Result<pb::JobEvent, Status>>,
     cancel: watch::Receiver<bool>,
-    clients: HashMap<String, ShardClient<Channel>>,
+    channels: HashMap<String, Channel>,
     started: Instant,
     ticks_done: u64,
 }
@@ -339,19 +342,39 @@ impl Driver {
         }
     }
 
+    fn channel(&mut self, addr: &str) -> Channel {
+        self.channels
+            .entry(addr.to_string())
+            .or_insert_with(|| {
+                Channel::from_shared(format!("http://{addr}"))
+                    .expect("registered addresses are valid")
+                    .connect_timeout(Duration::from_secs(2))
+                    // A shard cut off mid-phase is noticed in seconds.
+                    .http2_keep_alive_interval(Duration::from_secs(1))
+                    .keep_alive_timeout(Duration::from_secs(2))
+                    .keep_alive_while_idle(true)
+                    .connect_lazy()
+            })
+            .clone()
+    }
+
     fn client(&mut self, addr: &str) -> ShardClient<Channel> {
-        if let Some(c) = self.clients.get(addr) {
-            return c.clone();
-        }
-        let ch = Channel::from_shared(format!("http://{addr}"))
-            .expect("registered addresses are valid")
-            .connect_timeout(Duration::from_secs(2))
-            .connect_lazy();
-        let c = ShardClient::new(ch)
+        ShardClient::new(self.channel(addr))
             .max_decoding_message_size(256 << 20)
-            .max_encoding_message_size(256 << 20);
-        self.clients.insert(addr.to_string(), c.clone());
-        c
+            .max_encoding_message_size(256 << 20)
+    }
+
+    /// Whether the shard at `addr` answers its health check as serving. The
+    /// probe has no side effects, so it is safe after the commit decision.
+    async fn serving(&mut self, addr: &str) -> bool {
+        let mut health = HealthClient::new(self.channel(addr));
+        let req = HealthCheckRequest {
+            service: String::new(),
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), health.check(req)).await,
+            Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32
+        )
     }
 
     fn ring_shards(&self) -> Vec<lockstep_proto::ShardEntry> {
@@ -407,25 +430,37 @@ impl Driver {
             })
             .collect();
         let mut merged = Aggregates::default();
-        let mut failure = None;
+        // A shard that failed on its own is named before one that failed
+        // because a peer did not take its messages; that peer is then named.
+        let mut direct = None;
+        let mut via_peer = None;
         for (id, r) in join_all(calls).await {
             match r {
                 Ok(Ok(done)) => merged.merge(done.into_inner().partial.unwrap_or_default().into()),
-                Ok(Err(st)) => {
-                    failure.get_or_insert(PhaseFailure {
-                        shard: id,
-                        reason: format!("{phase}: {}", st.message()),
-                    });
-                }
+                Ok(Err(st)) => match peer_error(&st) {
+                    Some(addr) => {
+                        let blamed = shards.iter().find(|s| s.address == addr).map(|s| s.id);
+                        via_peer.get_or_insert(PhaseFailure {
+                            shard: blamed.unwrap_or(id),
+                            reason: format!("{phase}: {id}: {}", st.message()),
+                        });
+                    }
+                    None => {
+                        direct.get_or_insert(PhaseFailure {
+                            shard: id,
+                            reason: format!("{phase}: {}", st.message()),
+                        });
+                    }
+                },
                 Err(_) => {
-                    failure.get_or_insert(PhaseFailure {
+                    direct.get_or_insert(PhaseFailure {
                         shard: id,
                         reason: format!("{phase}: no answer within {deadline:?}"),
                     });
                 }
             }
         }
-        if let Some(f) = failure {
+        if let Some(f) = direct.or(via_peer) {
             return Err(f);
         }
         if phase != COMMIT {
@@ -473,17 +508,7 @@ impl Driver {
             }
             let mut all = true;
             for s in self.ring_shards() {
-                let mut c = self.client(&s.address);
-                let probe = pb::AbortTickRequest {
-                    job_id: 0,
-                    tick: 0,
-                    attempt: 0,
-                };
-                let ok = s.liveness != Liveness::Down
-                    && matches!(
-                        tokio::time::timeout(Duration::from_secs(1), c.abort_tick(probe)).await,
-                        Ok(Ok(_))
-                    );
+                let ok = s.liveness != Liveness::Down && self.serving(&s.address).await;
                 all &= ok;
             }
             if all {

@@ -19,6 +19,15 @@ pub struct Thresholds {
     pub down_after: Duration,
 }
 
+impl Thresholds {
+    /// The lease a shard is granted per acknowledged heartbeat: halfway
+    /// between Suspect and Down, so a cut-off shard has stopped serving
+    /// well before the coordinator declares it Down.
+    pub fn lease(&self) -> Duration {
+        self.suspect_after + (self.down_after.saturating_sub(self.suspect_after)) / 2
+    }
+}
+
 /// Settings the registry hands out in every topology.
 #[derive(Clone, Copy, Debug)]
 pub struct Settings {
@@ -49,6 +58,10 @@ pub struct PersistedShard {
     pub address: String,
     pub weight: f64,
     pub in_ring: bool,
+    /// Ring tokens allocated when the shard joined the ring; empty for a
+    /// registry written before allocation existed (hashed positions).
+    #[serde(default)]
+    pub tokens: Vec<u64>,
 }
 
 /// One registered shard.
@@ -58,6 +71,8 @@ pub struct ShardRecord {
     pub address: String,
     pub weight: f64,
     pub in_ring: bool,
+    /// Its ring tokens (see [`lockstep_hashing::alloc`]); fixed once given.
+    pub tokens: Vec<u64>,
     /// None until the first heartbeat after a coordinator start.
     pub last_seen: Option<Instant>,
     pub liveness: Liveness,
@@ -72,6 +87,7 @@ impl ShardRecord {
             weight: self.weight,
             in_ring: self.in_ring,
             liveness: self.liveness,
+            tokens: self.tokens.clone(),
         }
     }
 }
@@ -142,6 +158,7 @@ impl RegistryState {
                         address: p.address,
                         weight: p.weight,
                         in_ring: p.in_ring,
+                        tokens: p.tokens,
                         last_seen: None,
                         liveness: Liveness::Down,
                         metrics: pb::ShardMetrics::default(),
@@ -174,6 +191,7 @@ impl RegistryState {
                     address: r.address.clone(),
                     weight: r.weight,
                     in_ring: r.in_ring,
+                    tokens: r.tokens.clone(),
                 })
                 .collect(),
             committed_tick: self.committed_tick,
@@ -288,8 +306,19 @@ impl RegistryState {
                 let id = ShardId(self.next_id);
                 self.next_id += 1;
                 let in_ring = !self.has_data;
+                let mut tokens = Vec::new();
                 if in_ring {
                     self.epoch = self.epoch.next();
+                    // Split the ranges of the shards over their share, so
+                    // the ring stays balanced; a bad current ring (which
+                    // registration validation prevents) falls back to
+                    // hashed positions.
+                    let current = self.topology().ring().ok().flatten();
+                    tokens = lockstep_hashing::alloc::allocate(
+                        current.as_ref(),
+                        lockstep_hashing::Member::new(id, r.weight),
+                        self.settings.vnodes,
+                    );
                 }
                 self.shards.insert(
                     id,
@@ -298,6 +327,7 @@ impl RegistryState {
                         address: r.address,
                         weight: r.weight,
                         in_ring,
+                        tokens,
                         last_seen: Some(now),
                         liveness: Liveness::Up,
                         metrics: pb::ShardMetrics::default(),
@@ -397,6 +427,28 @@ mod tests {
         assert_eq!((a, b), (ShardId(1), ShardId(2)));
         assert_eq!(r.epoch(), Epoch(2));
         assert!(r.topology().shards.iter().all(|s| s.in_ring));
+    }
+
+    #[test]
+    fn joining_shards_get_allocated_tokens_and_an_even_ring() {
+        let mut r = RegistryState::new("c".into(), settings());
+        let now = Instant::now();
+        for i in 0..5 {
+            r.register(reg(None, "", &format!("h:{i}"), 0), now)
+                .unwrap();
+        }
+        let t = r.topology();
+        assert!(t.shards.iter().all(|s| !s.tokens.is_empty()));
+        for (id, share) in t.ring().unwrap().unwrap().ownership() {
+            assert!((share - 0.2).abs() < 1e-9, "{id}: {share}");
+        }
+        // The tokens are persisted, so a restarted coordinator routes the same.
+        let back = RegistryState::from_snapshot(r.snapshot(), settings());
+        let (a, b) = (
+            t.ring().unwrap().unwrap(),
+            back.topology().ring().unwrap().unwrap(),
+        );
+        assert!(a.tokens().eq(b.tokens()));
     }
 
     #[test]

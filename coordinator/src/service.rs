@@ -52,6 +52,7 @@ impl Coordinator for CoordinatorService {
             cluster_id: topology.cluster_id.clone(),
             topology: Some((&topology).into()),
             heartbeat_interval_ms: settings.heartbeat_interval_ms,
+            lease_ms: settings.thresholds.lease().as_millis() as u64,
         }))
     }
 
@@ -64,6 +65,7 @@ impl Coordinator for CoordinatorService {
             .heartbeat(ShardId(req.shard_id), req.metrics.unwrap_or_default())?;
         Ok(Response::new(pb::HeartbeatResponse {
             epoch: self.registry.topology().epoch.0,
+            lease_ms: self.registry.settings().thresholds.lease().as_millis() as u64,
         }))
     }
 

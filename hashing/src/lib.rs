@@ -8,10 +8,18 @@
 //! - [`Ring`]: virtual nodes at xxh3 positions, owner and replica lookups,
 //!   and batch routing.
 //! - [`moved`]: the exact key ranges that change owner between two rings.
+//! - [`alloc`]: balanced token allocation: where a joining shard's virtual
+//!   nodes go so that every shard owns its weight's share.
 //! - [`baselines`]: the phago-style ring and jump hash, for benchmarks.
 //!
 //! # Placement
-//! Shard `s` with weight `w` gets `round(vnodes * w)` virtual nodes (at least
+//! Clusters place virtual nodes with [`alloc::allocate`] and build the ring
+//! with [`Ring::from_tokens`]: each joining shard's tokens split the ranges
+//! of the shards that own more than their share, so shares stay within a
+//! hair of their weights and only the new shard gains keys.
+//!
+//! [`Ring::new`] is the hashed placement, kept for rings without allocated
+//! tokens and as a baseline: shard `s` with weight `w` gets `round(vnodes * w)` virtual nodes (at least
 //! one). Virtual node `i` of shard `s` sits at `xxh3_64(s as u32 LE ++ i as
 //! u32 LE)`. A key at position `p` belongs to the first virtual node clockwise
 //! at or after `p`, wrapping at `u64::MAX`. Positions depend only on the shard
@@ -20,11 +28,14 @@
 //! # Lookup
 //! Positions are kept in one sorted array with a parallel owner array. A
 //! prefix index maps the top `b` bits of a position to the first vnode at or
-//! after that prefix, where `2^b` is at least the vnode count, so a lookup is
-//! one index load and, on average, about one comparison. A bucket holding
-//! more than a few vnodes is binary searched, which bounds the worst case at
-//! O(log n). Lookups do not allocate.
+//! after that prefix, where `2^b` is about twice the vnode count. A lookup is
+//! one index load, then a branch-free count over a fixed number of vnodes
+//! (the fullest bucket's size, typically 5–8): random keys cost no branch
+//! mispredictions. A ring whose fullest bucket exceeds 16 vnodes is binary
+//! searched instead, which bounds the worst case at O(log n). Lookups do not
+//! allocate.
 
+pub mod alloc;
 pub mod baselines;
 
 use std::fmt;
@@ -120,8 +131,9 @@ pub fn vnodes_for(vnodes: u32, weight: f64) -> u32 {
     ((vnodes as f64 * weight).round() as u32).clamp(1, MAX_VNODES_PER_SHARD)
 }
 
-/// Buckets above this many vnodes are binary searched instead of scanned.
-const LINEAR_SCAN_MAX: usize = 8;
+/// Rings whose fullest index bucket holds more vnodes than this are binary
+/// searched instead of scanned.
+const SCAN_MAX: usize = 16;
 
 /// A consistent-hash ring with virtual nodes.
 #[derive(Clone, Debug)]
@@ -136,12 +148,54 @@ pub struct Ring {
     /// extra entry equal to `points.len()`.
     index: Vec<u32>,
     shift: u32,
+    /// `points` followed by `scan` copies of `u64::MAX`, so that a lookup can
+    /// compare a fixed number of vnodes from its bucket start without
+    /// bounds checks or data-dependent branches.
+    padded: Box<[u64]>,
+    /// Vnodes in the fullest bucket: the fixed scan length.
+    scan: usize,
 }
 
 impl Ring {
     /// Builds the ring for these members, `vnodes` virtual nodes per unit of
     /// weight.
     pub fn new(members: &[Member], vnodes: u32) -> Result<Ring, RingError> {
+        let sorted = Ring::check_members(members, vnodes)?;
+        let mut vn: Vec<(u64, ShardId)> = Vec::new();
+        for m in &sorted {
+            for i in 0..vnodes_for(vnodes, m.weight) {
+                vn.push((vnode_position(m.id, i), m.id));
+            }
+        }
+        Ok(Ring::build(sorted, vnodes, vn))
+    }
+
+    /// Builds the ring from explicit tokens (vnode positions) per member, as
+    /// [`alloc::allocate`] hands them out. A member with no tokens listed
+    /// gets hashed positions, as in [`Ring::new`]; a token listed twice goes
+    /// to the lower shard id.
+    pub fn from_tokens(
+        members: &[Member],
+        tokens: &[(ShardId, Vec<u64>)],
+        vnodes: u32,
+    ) -> Result<Ring, RingError> {
+        let sorted = Ring::check_members(members, vnodes)?;
+        let mut vn: Vec<(u64, ShardId)> = Vec::new();
+        for m in &sorted {
+            match tokens.iter().find(|(id, _)| *id == m.id) {
+                Some((_, t)) if !t.is_empty() => vn.extend(t.iter().map(|&p| (p, m.id))),
+                _ => {
+                    for i in 0..vnodes_for(vnodes, m.weight) {
+                        vn.push((vnode_position(m.id, i), m.id));
+                    }
+                }
+            }
+        }
+        Ok(Ring::build(sorted, vnodes, vn))
+    }
+
+    /// The members sorted by id, after checking ids, weights and `vnodes`.
+    fn check_members(members: &[Member], vnodes: u32) -> Result<Vec<Member>, RingError> {
         if members.is_empty() {
             return Err(RingError::Empty);
         }
@@ -155,7 +209,6 @@ impl Ring {
                 return Err(RingError::Duplicate(pair[0].id));
             }
         }
-        let mut vn: Vec<(u64, ShardId)> = Vec::new();
         for m in &sorted {
             if !m.weight.is_finite() || m.weight <= 0.0 {
                 return Err(RingError::BadWeight {
@@ -163,10 +216,11 @@ impl Ring {
                     weight: m.weight,
                 });
             }
-            for i in 0..vnodes_for(vnodes, m.weight) {
-                vn.push((vnode_position(m.id, i), m.id));
-            }
         }
+        Ok(sorted)
+    }
+
+    fn build(sorted: Vec<Member>, vnodes: u32, mut vn: Vec<(u64, ShardId)>) -> Ring {
         // Ties on position (astronomically rare) go to the lower shard id, so
         // every process breaks them the same way.
         vn.sort_unstable();
@@ -174,7 +228,37 @@ impl Ring {
         let points: Vec<u64> = vn.iter().map(|(p, _)| *p).collect();
         let owners: Vec<ShardId> = vn.iter().map(|(_, s)| *s).collect();
 
-        let bits = (points.len().next_power_of_two().trailing_zeros()).clamp(1, 24);
+        // About two buckets per vnode keeps the fullest bucket small; rings
+        // with clustered tokens get up to eight, until it holds at most 8.
+        let base = points.len().next_power_of_two().trailing_zeros();
+        let mut built = None;
+        for extra in 1..=3 {
+            let bits = (base + extra).clamp(1, 24);
+            let (index, scan) = Ring::index(&points, bits);
+            let done = scan <= 8 || extra == 3 || bits == 24;
+            built = Some((index, scan, 64 - bits));
+            if done {
+                break;
+            }
+        }
+        let (index, scan, shift) = built.expect("at least one try");
+        let mut padded = points.clone();
+        padded.resize(points.len() + scan.min(SCAN_MAX), u64::MAX);
+        Ring {
+            members: sorted,
+            vnodes,
+            points,
+            owners,
+            index,
+            shift,
+            padded: padded.into_boxed_slice(),
+            scan,
+        }
+    }
+
+    /// The prefix index with `2^bits` buckets over sorted `points`, and the
+    /// number of points in its fullest bucket.
+    fn index(points: &[u64], bits: u32) -> (Vec<u32>, usize) {
         let shift = 64 - bits;
         let buckets = 1usize << bits;
         let mut index = Vec::with_capacity(buckets + 1);
@@ -187,14 +271,17 @@ impl Ring {
             index.push(i as u32);
         }
         index.push(points.len() as u32);
-        Ok(Ring {
-            members: sorted,
-            vnodes,
-            points,
-            owners,
-            index,
-            shift,
-        })
+        let scan = index
+            .windows(2)
+            .map(|w| (w[1] - w[0]) as usize)
+            .max()
+            .unwrap_or(0);
+        (index, scan)
+    }
+
+    /// Every vnode as (position, owner), sorted by position.
+    pub fn tokens(&self) -> impl Iterator<Item = (u64, ShardId)> + '_ {
+        self.points.iter().copied().zip(self.owners.iter().copied())
     }
 
     /// The members, sorted by id.
@@ -226,17 +313,17 @@ impl Ring {
     #[inline]
     fn slot(&self, pos: u64) -> usize {
         let k = (pos >> self.shift) as usize;
-        // SAFETY-free fast path: both indices are in bounds by construction
-        // (`index` has `2^bits + 1` entries and `k < 2^bits`).
         let lo = self.index[k] as usize;
-        let hi = self.index[k + 1] as usize;
-        let i = if hi - lo <= LINEAR_SCAN_MAX {
-            let mut i = lo;
-            while i < hi && self.points[i] < pos {
-                i += 1;
-            }
-            i
+        let i = if self.scan <= SCAN_MAX {
+            // Count the bucket's vnodes below `pos`. Vnodes past the bucket
+            // (and the padding) are >= the next bucket's start > `pos`, so
+            // they never count: a fixed-length, branch-free count instead of
+            // a scan whose length a random key makes unpredictable.
+            self.padded[lo..lo + self.scan]
+                .iter()
+                .fold(lo, |i, &p| i + usize::from(p < pos))
         } else {
+            let hi = self.index[k + 1] as usize;
             lo + self.points[lo..hi].partition_point(|&p| p < pos)
         };
         if i == self.points.len() { 0 } else { i }
@@ -483,6 +570,25 @@ mod tests {
                     assert_eq!(ring.owner(q), owner_by_scan(&ring, q));
                 }
             }
+        }
+    }
+
+    #[test]
+    fn clustered_tokens_take_the_binary_search_path_and_agree_with_scan() {
+        // 40 tokens packed into one bucket, plus a spread-out second shard.
+        let packed: Vec<u64> = (0..40u64).map(|i| (1u64 << 40) + i * 3).collect();
+        let spread: Vec<u64> = (1..=8u64).map(|i| i << 60).collect();
+        let tokens = vec![(ShardId(1), packed.clone()), (ShardId(2), spread)];
+        let ring = Ring::from_tokens(&members(&[1, 2]), &tokens, 16).unwrap();
+        assert!(ring.scan > SCAN_MAX, "scan {}", ring.scan);
+        let mut s = 11u64;
+        let probes = (0..20_000).map(|_| splitmix(&mut s)).chain(
+            packed
+                .iter()
+                .flat_map(|&p| [p.wrapping_sub(1), p, p.wrapping_add(1)]),
+        );
+        for p in probes {
+            assert_eq!(ring.owner(p), owner_by_scan(&ring, p), "position {p}");
         }
     }
 

@@ -561,6 +561,9 @@ pub struct ShardEntry {
     /// False while the shard is Joining: registered but owning no keys.
     pub in_ring: bool,
     pub liveness: Liveness,
+    /// The shard's ring tokens, allocated by the coordinator when it joined
+    /// the ring; empty means hashed vnode positions.
+    pub tokens: Vec<u64>,
 }
 
 /// What clients and shards route by: the ring's epoch, its members and their
@@ -575,18 +578,17 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// The ring built from the shards in it, or `None` when none is.
+    /// The ring built from the shards in it (their allocated tokens), or
+    /// `None` when none is.
     pub fn ring(&self) -> Result<Option<Ring>, RingError> {
-        let members: Vec<Member> = self
-            .shards
-            .iter()
-            .filter(|s| s.in_ring)
-            .map(|s| Member::new(s.id, s.weight))
-            .collect();
-        if members.is_empty() {
+        let ring: Vec<&ShardEntry> = self.shards.iter().filter(|s| s.in_ring).collect();
+        if ring.is_empty() {
             return Ok(None);
         }
-        Ring::new(&members, self.vnodes).map(Some)
+        let members: Vec<Member> = ring.iter().map(|s| Member::new(s.id, s.weight)).collect();
+        let tokens: Vec<(ShardId, Vec<u64>)> =
+            ring.iter().map(|s| (s.id, s.tokens.clone())).collect();
+        Ring::from_tokens(&members, &tokens, self.vnodes).map(Some)
     }
 
     /// The entry for shard `id`.

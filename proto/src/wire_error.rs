@@ -11,6 +11,7 @@ use crate::Epoch;
 
 const KIND_KEY: &str = "lockstep-error";
 const EPOCH_KEY: &str = "lockstep-epoch";
+const PEER_KEY: &str = "lockstep-peer";
 
 /// The kinds of error a client reacts to by kind rather than by message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,9 +67,32 @@ pub fn epoch_error(status: &Status) -> Option<(WireKind, Epoch)> {
     Some((kind, Epoch(epoch)))
 }
 
+/// A status for a failure caused by another shard: a phase whose messages
+/// `peer` (its address) did not take. The coordinator blames the peer.
+pub fn peer_status(peer: &str, message: String) -> Status {
+    let mut st = Status::unavailable(message);
+    if let Ok(v) = peer.parse() {
+        st.metadata_mut().insert(PEER_KEY, v);
+    }
+    st
+}
+
+/// The peer a status blames, if any.
+pub fn peer_error(status: &Status) -> Option<String> {
+    Some(status.metadata().get(PEER_KEY)?.to_str().ok()?.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_errors_round_trip() {
+        let st = peer_status("10.0.0.2:7400", "peer failed".into());
+        assert_eq!(st.code(), Code::Unavailable);
+        assert_eq!(peer_error(&st).as_deref(), Some("10.0.0.2:7400"));
+        assert_eq!(peer_error(&Status::internal("x")), None);
+    }
 
     #[test]
     fn epoch_errors_round_trip() {

@@ -28,6 +28,9 @@ pub enum Workload {
     Ingest(IngestParams),
     Attention(AttentionParams),
     Tfidf(TfidfParams),
+    /// Eight empty phases per tick, then prepare and commit: measures the
+    /// cost of a phase barrier (`lockstep bench ticks`).
+    Barrier,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -81,9 +84,10 @@ impl Workload {
             "ingest" => &["generate", "file", "seed", "batch"],
             "attention" => &["damping", "link-types", "top"],
             "tfidf" => &["docs", "top"],
+            "barrier" => &[],
             other => {
                 return Err(bad(format!(
-                    "unknown workload {other:?}; the workloads are ingest, attention, tfidf"
+                    "unknown workload {other:?}; the workloads are ingest, attention, tfidf, barrier"
                 )));
             }
         };
@@ -91,6 +95,7 @@ impl Workload {
             return Err(bad(format!("{name} has no parameter {k:?}")));
         }
         match name {
+            "barrier" => Ok(Workload::Barrier),
             "ingest" => {
                 let generate = params
                     .get("generate")
@@ -149,7 +154,7 @@ impl Workload {
     pub fn setup_phases(&self) -> &'static [&'static str] {
         match self {
             Workload::Attention(_) => &["edges", "degrees"],
-            Workload::Ingest(_) | Workload::Tfidf(_) => &[],
+            Workload::Ingest(_) | Workload::Tfidf(_) | Workload::Barrier => &[],
         }
     }
 
@@ -160,9 +165,16 @@ impl Workload {
             Workload::Attention(_) => &["spread", "apply", PREPARE, COMMIT],
             Workload::Tfidf(_) if tick == 1 => &["tokenize", "stage", PREPARE, COMMIT],
             Workload::Tfidf(_) => &["df", "tf", "score", PREPARE, COMMIT],
+            Workload::Barrier => &BARRIER_PHASES,
         }
     }
 }
+
+/// The `barrier` workload's tick: empty phases, then the commit phases.
+pub const BARRIER_PHASES: [&str; 10] = [
+    "empty-1", "empty-2", "empty-3", "empty-4", "empty-5", "empty-6", "empty-7", "empty-8",
+    PREPARE, COMMIT,
+];
 
 /// Splits a document into tf-idf terms: ASCII letters lowercased, a token is
 /// a maximal run of `[a-z0-9]`, every other byte separates, and tokens

@@ -63,7 +63,8 @@ fn load_counts<S: KvStore>(kv: &S) -> Result<Counts, Error> {
     Ok(counts)
 }
 
-fn atom_key(h: Handle) -> Vec<u8> {
+/// The key of an atom's record in the `atoms` column family.
+pub fn atom_key(h: Handle) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
     k.push(ATOM_PREFIX);
     k.extend_from_slice(&h.to_bytes());

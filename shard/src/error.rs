@@ -1,6 +1,6 @@
 //! The shard crate's error enum and its one mapping to a gRPC `Status`.
 
-use lockstep_proto::wire_error::{WireKind, epoch_status};
+use lockstep_proto::wire_error::{WireKind, epoch_status, peer_status};
 use lockstep_proto::{Epoch, Handle, ProtoError, ShardId};
 use tonic::Status;
 
@@ -40,6 +40,14 @@ pub enum Error {
     Config(String),
     #[error("peer shard {addr} did not take messages: {reason}")]
     Peer { addr: String, reason: String },
+    #[error(
+        "{me} is fenced: no heartbeat acknowledged by the coordinator for {silent_ms} ms, so it may no longer hold ring epoch {epoch}; it serves again once the coordinator answers"
+    )]
+    Fenced {
+        me: ShardId,
+        epoch: Epoch,
+        silent_ms: u64,
+    },
     #[error("shard is not registered yet")]
     NotReady,
     #[error("i/o error: {0}")]
@@ -56,6 +64,7 @@ impl Error {
                 | Error::EpochAhead { .. }
                 | Error::NotOwner { .. }
                 | Error::NotReady
+                | Error::Fenced { .. }
                 | Error::Coordinator { .. }
                 | Error::Peer { .. }
         )
@@ -71,7 +80,8 @@ impl From<Error> for Status {
             Error::EpochAhead { current, .. } => epoch_status(WireKind::EpochAhead, current, msg),
             Error::NotOwner { epoch, .. } => epoch_status(WireKind::NotOwner, epoch, msg),
             Error::HasIncoming(_) => Status::failed_precondition(msg),
-            Error::NotReady | Error::Coordinator { .. } | Error::Peer { .. } => {
+            Error::Peer { addr, .. } => peer_status(&addr, msg),
+            Error::NotReady | Error::Fenced { .. } | Error::Coordinator { .. } => {
                 Status::unavailable(msg)
             }
             Error::Locked { .. }

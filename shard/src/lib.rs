@@ -50,10 +50,17 @@ pub async fn run(
 ) -> Result<(), Error> {
     let config = config.validate()?;
     let bound = listener.local_addr()?;
-    let address = config
-        .advertise
-        .clone()
-        .unwrap_or_else(|| bound.to_string());
+    let address = match &config.advertise {
+        Some(a) => a.clone(),
+        None => {
+            membership::advertise_address(
+                bound,
+                &config.coordinator,
+                std::time::Duration::from_millis(config.register_timeout_ms),
+            )
+            .await?
+        }
+    };
 
     // 1. Storage. A second process on the same folder fails here.
     let rocks = RocksStore::open(
@@ -91,6 +98,7 @@ pub async fn run(
         reg.id,
         store.clone(),
         routing_rx.clone(),
+        reg.lease.clone(),
         reg.heartbeat.min(config.heartbeat_interval()),
         stop_rx,
     ));
@@ -100,7 +108,7 @@ pub async fn run(
     health
         .set_serving::<ShardServer<service::ShardService<RocksStore>>>()
         .await;
-    let view = RoutingView::new(reg.id, routing_rx);
+    let view = RoutingView::new(reg.id, routing_rx, reg.lease);
     let engine = Arc::new(tick::TickEngine::new(
         store.clone(),
         view.clone(),

@@ -1,6 +1,7 @@
 //! Registration with the coordinator, heartbeats carrying metrics, and the
 //! topology watch that keeps this shard's ring current.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tracing::{debug, info, warn};
 
 use crate::Error;
 use crate::atoms::AtomStore;
-use crate::routing::Routing;
+use crate::routing::{Lease, Routing};
 use crate::store::KvStore;
 
 /// The metrics a heartbeat carries.
@@ -47,11 +48,58 @@ pub fn rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
+/// The address to register when none is configured: the bound address, or,
+/// when listening on every interface (0.0.0.0 or ::, as in a container), the
+/// local IP this host uses to reach the coordinator, with the bound port.
+/// Nothing is sent: a UDP `connect` only picks the route.
+pub async fn advertise_address(
+    bound: SocketAddr,
+    coordinator: &str,
+    deadline: Duration,
+) -> Result<String, Error> {
+    if !bound.ip().is_unspecified() {
+        return Ok(bound.to_string());
+    }
+    let unresolved = || {
+        Error::Config(format!(
+            "cannot work out an address to advertise: coordinator {coordinator:?} does not resolve; set --advertise"
+        ))
+    };
+    // A container may start before its coordinator's name resolves.
+    let started = tokio::time::Instant::now();
+    let target = loop {
+        match tokio::net::lookup_host(coordinator)
+            .await
+            .map(|mut a| a.next())
+        {
+            Ok(Some(a)) => break a,
+            _ if started.elapsed() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            _ => return Err(unresolved()),
+        }
+    };
+    let any: SocketAddr = if target.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal")
+    } else {
+        "[::]:0".parse().expect("literal")
+    };
+    let probe = tokio::net::UdpSocket::bind(any).await?;
+    probe.connect(target).await?;
+    let ip = probe.local_addr()?.ip();
+    Ok(SocketAddr::new(ip, bound.port()).to_string())
+}
+
 /// Opens a lazy channel to the coordinator.
 pub fn coordinator_channel(addr: &str) -> Result<CoordinatorClient<Channel>, Error> {
     let endpoint = Channel::from_shared(format!("http://{addr}"))
         .map_err(|e| Error::Config(format!("bad coordinator address {addr:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(2));
+        .connect_timeout(Duration::from_secs(2))
+        // Notice a cut-off coordinator in seconds, so the topology stream
+        // reconnects when the partition heals.
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(2))
+        .keep_alive_while_idle(true);
     Ok(CoordinatorClient::new(endpoint.connect_lazy()))
 }
 
@@ -60,6 +108,8 @@ pub struct Registered {
     pub id: ShardId,
     pub topology: Topology,
     pub heartbeat: Duration,
+    /// The lease granted, counted from when the registration was sent.
+    pub lease: Lease,
 }
 
 /// Registers, retrying while the coordinator is unreachable, until
@@ -86,6 +136,7 @@ pub async fn register<S: KvStore>(
                 .unwrap_or_default(),
             metrics: Some(metrics(store, 0)),
         };
+        let sent = std::time::Instant::now();
         match client.register(req).await {
             Ok(resp) => {
                 let resp = resp.into_inner();
@@ -104,10 +155,18 @@ pub async fn register<S: KvStore>(
                     .topology
                     .ok_or_else(|| Error::Storage("register response without topology".into()))?
                     .into();
+                let lease = if resp.lease_ms == 0 {
+                    Lease::unbounded()
+                } else {
+                    let lease = Lease::new(Duration::ZERO);
+                    lease.renew(sent, Duration::from_millis(resp.lease_ms));
+                    lease
+                };
                 return Ok(Registered {
                     id,
                     topology,
                     heartbeat: Duration::from_millis(resp.heartbeat_interval_ms.max(1)),
+                    lease,
                 });
             }
             Err(st)
@@ -130,13 +189,14 @@ pub async fn register<S: KvStore>(
     }
 }
 
-/// Sends a heartbeat every `interval` until `stop` flips. A coordinator that
-/// has forgotten this shard answers NOT_FOUND; the shard then registers again.
+/// Sends a heartbeat every `interval` until `stop` flips, renewing `lease`
+/// with each one the coordinator acknowledges.
 pub async fn heartbeat_loop<S: KvStore>(
     mut client: CoordinatorClient<Channel>,
     id: ShardId,
     store: Arc<AtomStore<S>>,
     routing: watch::Receiver<Arc<Routing>>,
+    lease: Lease,
     interval: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -157,8 +217,12 @@ pub async fn heartbeat_loop<S: KvStore>(
             shard_id: id.0,
             metrics: Some(m),
         };
-        if let Err(st) = client.heartbeat(req).await {
-            debug!(code = ?st.code(), error = %st.message(), "heartbeat failed");
+        let sent = std::time::Instant::now();
+        // Bounded, so a heartbeat lost in a partition does not stall the loop.
+        match tokio::time::timeout(interval * 4, client.heartbeat(req)).await {
+            Ok(Ok(resp)) => lease.renew(sent, Duration::from_millis(resp.get_ref().lease_ms)),
+            Ok(Err(st)) => debug!(code = ?st.code(), error = %st.message(), "heartbeat failed"),
+            Err(_) => debug!("heartbeat timed out"),
         }
     }
 }

@@ -2,7 +2,8 @@
 //! data request goes through.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use lockstep_hashing::Ring;
 use lockstep_proto::{Epoch, Handle, ShardId, Topology};
@@ -34,16 +35,84 @@ impl Routing {
     }
 }
 
-/// A clonable view of the current routing, fed by the topology watch.
+/// The shard's lease on its ring epoch, renewed by every heartbeat the
+/// coordinator acknowledges.
+///
+/// The coordinator grants a lease shorter than its Down threshold, counted
+/// here from when the acknowledged heartbeat was *sent*. A shard cut off
+/// from the coordinator therefore stops serving before the coordinator can
+/// declare it Down and act on that: it never accepts a write for an epoch
+/// it may no longer hold.
+#[derive(Clone, Debug)]
+pub struct Lease {
+    origin: Instant,
+    /// Milliseconds after `origin` until which the lease holds; `u64::MAX`
+    /// for a lease that never lapses.
+    until_ms: Arc<AtomicU64>,
+    /// When the last acknowledged heartbeat was sent, in ms after `origin`.
+    renewed_ms: Arc<AtomicU64>,
+}
+
+impl Lease {
+    /// A lease held from now until `grant` has passed without a renewal.
+    pub fn new(grant: Duration) -> Lease {
+        let lease = Lease {
+            origin: Instant::now(),
+            until_ms: Arc::new(AtomicU64::new(0)),
+            renewed_ms: Arc::new(AtomicU64::new(0)),
+        };
+        lease.renew(lease.origin, grant);
+        lease
+    }
+
+    /// A lease that never lapses (tests and single-process tools).
+    pub fn unbounded() -> Lease {
+        let lease = Lease::new(Duration::ZERO);
+        lease.until_ms.store(u64::MAX, Ordering::Relaxed);
+        lease
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    /// Extends the lease to `sent + grant`, where `sent` is when the
+    /// acknowledged heartbeat left; a zero grant leaves the lease alone.
+    pub fn renew(&self, sent: Instant, grant: Duration) {
+        if grant.is_zero() {
+            return;
+        }
+        let sent_ms = self.ms(sent);
+        self.renewed_ms.fetch_max(sent_ms, Ordering::Relaxed);
+        self.until_ms
+            .fetch_max(sent_ms + grant.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Ok while the lease holds; otherwise how long the shard has gone
+    /// without an acknowledged heartbeat.
+    pub fn check(&self) -> Result<(), Duration> {
+        let now = self.ms(Instant::now());
+        if now <= self.until_ms.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        Err(Duration::from_millis(
+            now - self.renewed_ms.load(Ordering::Relaxed),
+        ))
+    }
+}
+
+/// A clonable view of the current routing, fed by the topology watch and
+/// guarded by the shard's lease.
 #[derive(Clone)]
 pub struct RoutingView {
     me: ShardId,
     rx: watch::Receiver<Arc<Routing>>,
+    lease: Lease,
 }
 
 impl RoutingView {
-    pub fn new(me: ShardId, rx: watch::Receiver<Arc<Routing>>) -> RoutingView {
-        RoutingView { me, rx }
+    pub fn new(me: ShardId, rx: watch::Receiver<Arc<Routing>>, lease: Lease) -> RoutingView {
+        RoutingView { me, rx, lease }
     }
 
     pub fn me(&self) -> ShardId {
@@ -54,10 +123,18 @@ impl RoutingView {
         self.rx.borrow().clone()
     }
 
-    /// The routing for a request sent at epoch `sent`: rejects a stale
-    /// epoch, and waits briefly when the request is ahead of us.
+    /// The routing for a request sent at epoch `sent`: refuses while the
+    /// lease has lapsed, rejects a stale epoch, and waits briefly when the
+    /// request is ahead of us.
     pub async fn at(&self, sent: Epoch) -> Result<Arc<Routing>, Error> {
         let cur = self.current();
+        if let Err(silent) = self.lease.check() {
+            return Err(Error::Fenced {
+                me: self.me,
+                epoch: cur.epoch(),
+                silent_ms: silent.as_millis() as u64,
+            });
+        }
         if sent == cur.epoch() {
             return Ok(cur);
         }
@@ -99,5 +176,33 @@ impl RoutingView {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_lapses_without_renewal_and_comes_back_with_one() {
+        let lease = Lease::new(Duration::from_millis(40));
+        assert!(lease.check().is_ok());
+        let start = Instant::now();
+        // Poll with a deadline rather than sleeping a guessed amount.
+        while lease.check().is_ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "lease never lapsed"
+            );
+            std::thread::yield_now();
+        }
+        let silent = lease.check().unwrap_err();
+        assert!(silent >= Duration::from_millis(40), "{silent:?}");
+        lease.renew(Instant::now(), Duration::from_secs(60));
+        assert!(lease.check().is_ok());
+        // An older acknowledgement never shortens the lease.
+        lease.renew(lease.origin, Duration::from_millis(1));
+        assert!(lease.check().is_ok());
+        assert!(Lease::unbounded().check().is_ok());
     }
 }

@@ -18,7 +18,7 @@ const GRAPH_ATOMS: usize = 3_000;
 const GRAPH_SEED: u64 = 5;
 const ATTENTION_TICKS: u64 = 6;
 
-fn spec(workload: &str, ticks: u64, params: &[(&str, &str)]) -> pb::JobSpec {
+pub(crate) fn spec(workload: &str, ticks: u64, params: &[(&str, &str)]) -> pb::JobSpec {
     pb::JobSpec {
         workload: workload.into(),
         ticks,
@@ -48,12 +48,12 @@ async fn run_to_end(client: &Client, spec: pb::JobSpec) -> Vec<pb::JobEvent> {
     events
 }
 
-fn aggs(ev: &pb::JobEvent) -> Aggregates {
+pub(crate) fn aggs(ev: &pb::JobEvent) -> Aggregates {
     ev.aggregates.clone().unwrap_or_default().into()
 }
 
 /// Every node's STI as stored, by handle.
-async fn stored_sti(client: &Client, atoms: &[Atom]) -> HashMap<Handle, f64> {
+pub(crate) async fn stored_sti(client: &Client, atoms: &[Atom]) -> HashMap<Handle, f64> {
     let nodes: Vec<Handle> = flatten_batch(atoms)
         .into_iter()
         .filter(|(a, _)| a.ty.is_node())

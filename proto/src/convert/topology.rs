@@ -33,6 +33,7 @@ impl From<&ShardEntry> for pb::ShardEntry {
             weight: s.weight,
             in_ring: s.in_ring,
             liveness: pb::Liveness::from(s.liveness) as i32,
+            tokens: s.tokens.clone(),
         }
     }
 }
@@ -47,6 +48,7 @@ impl From<pb::ShardEntry> for ShardEntry {
             address: s.address,
             weight: s.weight,
             in_ring: s.in_ring,
+            tokens: s.tokens,
         }
     }
 }

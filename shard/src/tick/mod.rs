@@ -47,6 +47,7 @@ enum WorkState {
     Ingest(ingest::State),
     Attention(attention::State),
     Tfidf(tfidf::State),
+    Barrier,
 }
 
 struct JobState {
@@ -123,6 +124,11 @@ impl<S: KvStore> TickEngine<S> {
         let ch = Channel::from_shared(format!("http://{addr}"))
             .map_err(|e| Error::Config(format!("bad peer address {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(2))
+            // A peer cut off mid-call fails the call in seconds instead of
+            // leaving it to TCP retransmission.
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(2))
+            .keep_alive_while_idle(true)
             .connect_lazy();
         let c = ShardClient::new(ch)
             .max_decoding_message_size(256 << 20)
@@ -156,6 +162,7 @@ impl<S: KvStore> TickEngine<S> {
                 Workload::Ingest(p) => WorkState::Ingest(ingest::State::new(p.clone())),
                 Workload::Attention(p) => WorkState::Attention(attention::State::new(p.clone())),
                 Workload::Tfidf(p) => WorkState::Tfidf(tfidf::State::new(p.clone())),
+                Workload::Barrier => WorkState::Barrier,
             };
             self.inbox.lock().retain(|(f, _), _| f.0 == job.job_id);
             *guard = Some(JobState {
@@ -232,13 +239,17 @@ impl<S: KvStore> TickEngine<S> {
                     globals: &globals,
                     inbox,
                 };
-                // Phases read RocksDB and compute; keep them off the async
-                // workers' hot path so Deliver calls from peers still run.
-                tokio::task::block_in_place(|| match &mut st.work {
-                    WorkState::Ingest(w) => w.run(phase, &input, &mut st.staged),
-                    WorkState::Attention(w) => w.run(phase, &input, &mut st.staged),
-                    WorkState::Tfidf(w) => w.run(phase, &input, &mut st.staged),
-                })?
+                match &mut st.work {
+                    WorkState::Barrier => PhaseOutput::default(),
+                    // Phases read RocksDB and compute; keep them off the async
+                    // workers' hot path so Deliver calls from peers still run.
+                    work => tokio::task::block_in_place(|| match work {
+                        WorkState::Ingest(w) => w.run(phase, &input, &mut st.staged),
+                        WorkState::Attention(w) => w.run(phase, &input, &mut st.staged),
+                        WorkState::Tfidf(w) => w.run(phase, &input, &mut st.staged),
+                        WorkState::Barrier => Ok(PhaseOutput::default()),
+                    })?,
+                }
             }
         };
         let sent = output.outbox.len() as u64;
@@ -333,20 +344,29 @@ impl<S: KvStore> TickEngine<S> {
     /// Drops whatever the attempt staged, prepared or received.
     pub async fn abort(&self, req: pb::AbortTickRequest) -> Result<(), Error> {
         let mut guard = self.state.lock().await;
-        if let Some(st) = guard.as_mut()
-            && st.job_id == req.job_id
-        {
-            st.staged = Staged::default();
-            if let WorkState::Attention(a) = &mut st.work {
-                a.aborted();
-            }
-        }
+        // Only an abort of the job this shard is running touches its state:
+        // a stray or late abort must never drop a batch the coordinator may
+        // already have decided to commit. A batch prepared before a restart
+        // (no job state) is settled by the committed tick the next phase
+        // carries, not here.
+        let Some(st) = guard.as_mut().filter(|st| st.job_id == req.job_id) else {
+            return Ok(());
+        };
         self.inbox
             .lock()
             .retain(|(f, _), _| !(f.0 == req.job_id && f.1 == req.tick && f.2 <= req.attempt));
+        if (st.fence.1, st.fence.2) > (req.tick, req.attempt) {
+            // Already on a later tick or attempt: the abort is late, and
+            // what is staged now belongs to an attempt that is still live.
+            return Ok(());
+        }
+        st.staged = Staged::default();
+        if let WorkState::Attention(a) = &mut st.work {
+            a.aborted();
+        }
         let store = self.store.clone();
-        // A prepared batch is only ever left behind by an aborted attempt:
-        // the coordinator aborts only before its commit decision.
+        // The coordinator aborts an attempt only before its commit decision,
+        // so a batch this attempt prepared is not committed anywhere.
         blocking(move || {
             let last = store.last_tick()?;
             match store.prepared_tick()? {
@@ -403,5 +423,83 @@ pub fn all_incoming<S: KvStore>(
         if !more {
             return Ok(out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::mem::MemStore;
+    use lockstep_proto::{AtomType, Epoch, ShardId, Topology};
+    use tokio::sync::watch;
+
+    fn engine() -> (TickEngine<MemStore>, Arc<AtomStore<MemStore>>) {
+        let store = Arc::new(AtomStore::open(MemStore::default()).unwrap());
+        let topology = Topology {
+            epoch: Epoch(1),
+            vnodes: 16,
+            shards: vec![],
+            cluster_id: "c".into(),
+            max_batch: 100,
+        };
+        let (_tx, rx) = watch::channel(Arc::new(Routing::new(topology).unwrap()));
+        let view = RoutingView::new(ShardId(1), rx, crate::routing::Lease::unbounded());
+        (
+            TickEngine::new(store.clone(), view, Faults::default()),
+            store,
+        )
+    }
+
+    fn set_job(engine: &TickEngine<MemStore>, job_id: u64, fence: Fence) {
+        let workload = Workload::parse("barrier", &HashMap::new()).unwrap();
+        let work = WorkState::Barrier;
+        *engine.state.try_lock().unwrap() = Some(JobState {
+            job_id,
+            workload,
+            work,
+            fence,
+            staged: Staged::default(),
+        });
+    }
+
+    fn prepare_tick_one(store: &AtomStore<MemStore>) {
+        let a = FlatAtom::new(
+            AtomType::by_name("ConceptNode").unwrap(),
+            "a".into(),
+            vec![],
+        )
+        .unwrap();
+        store.prepare(1, &[a], &[], &[]).unwrap();
+        assert_eq!(store.prepared_tick().unwrap(), Some(1));
+    }
+
+    fn abort(job_id: u64, tick: u64, attempt: u32) -> pb::AbortTickRequest {
+        pb::AbortTickRequest {
+            job_id,
+            tick,
+            attempt,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stray_or_late_abort_keeps_a_prepared_batch() {
+        let (engine, store) = engine();
+        prepare_tick_one(&store);
+
+        // No job running (as after a restart): nothing is dropped.
+        engine.abort(abort(0, 0, 0)).await.unwrap();
+        assert_eq!(store.prepared_tick().unwrap(), Some(1));
+
+        // Another job's abort, and a late abort of an earlier attempt.
+        set_job(&engine, 7, (7, 3, 2));
+        engine.abort(abort(8, 3, 2)).await.unwrap();
+        engine.abort(abort(7, 3, 1)).await.unwrap();
+        engine.abort(abort(7, 2, 5)).await.unwrap();
+        assert_eq!(store.prepared_tick().unwrap(), Some(1));
+
+        // The abort of the attempt the shard is on drops it.
+        engine.abort(abort(7, 3, 2)).await.unwrap();
+        assert_eq!(store.prepared_tick().unwrap(), None);
+        assert_eq!(store.last_tick().unwrap(), 0);
     }
 }

@@ -1,0 +1,605 @@
+//! End-to-end benchmarks against real processes, each beside a baseline
+//! measured in the same run:
+//! - `ingest`: atoms/s through client, gRPC, shards and RocksDB, against raw
+//!   RocksDB WriteBatches of the same records in one process;
+//! - `ticks`: the time of an empty phase barrier on N shard processes,
+//!   against a raw concurrent tonic fan-out to the same processes;
+//! - `attention`: time per attention tick on 1..N shards against a
+//!   single-process in-memory implementation on the same graph (the COST
+//!   comparison), with each shard's peak RSS.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::future::join_all;
+use lockstep_proto::convert::encode_stored;
+use lockstep_proto::model::{AtomRecord, flatten_batch};
+use lockstep_proto::pb;
+use serde::Serialize;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+use crate::Error;
+use crate::client::{Client, PutStats};
+use crate::cluster::{LocalCluster, LocalSpec};
+
+/// Starts a local cluster of `shards` under `dir`, with the `lockstep`
+/// binary `exe`.
+async fn cluster(exe: &Path, shards: usize, dir: &Path) -> Result<LocalCluster, Error> {
+    LocalCluster::start(LocalSpec {
+        exe: exe.to_path_buf(),
+        shards,
+        data_dir: dir.to_path_buf(),
+        port: 0,
+        ready_timeout: Duration::from_secs(120),
+        shard_args: Vec::new(),
+        coordinator_args: Vec::new(),
+    })
+    .await
+}
+
+fn temp_dir(what: &str) -> Result<tempfile::TempDir, Error> {
+    tempfile::Builder::new()
+        .prefix(&format!("lockstep-bench-{what}-"))
+        .tempdir()
+        .map_err(|e| Error::Cluster(format!("temp dir: {e}")))
+}
+
+/// `lockstep bench ingest`: one row.
+#[derive(Clone, Debug, Serialize)]
+pub struct IngestReport {
+    pub shards: usize,
+    /// Distinct atom records written (what the raw baseline writes too).
+    pub records: u64,
+    /// Incoming-set entries written besides (not counted in `records`).
+    pub incoming: u64,
+    pub key_bytes: f64,
+    pub value_bytes: f64,
+    pub lockstep_secs: f64,
+    pub lockstep_records_per_s: f64,
+    pub raw_secs: f64,
+    pub raw_records_per_s: f64,
+    /// lockstep / raw.
+    pub ratio: f64,
+}
+
+/// Loads `atoms` generated atoms into a fresh local cluster of `shards`, and
+/// writes the same records (same keys, same encoded values) into one raw
+/// RocksDB in 1,000-record WriteBatches with the WAL on.
+pub async fn ingest(
+    exe: &Path,
+    shards: usize,
+    atoms: usize,
+    seed: u64,
+    batch: usize,
+    concurrency: usize,
+) -> Result<IngestReport, Error> {
+    let generated = crate::input::generate::generate(atoms, seed);
+    let flat = flatten_batch(&generated);
+    let records: Vec<(Vec<u8>, Vec<u8>)> = flat
+        .iter()
+        .map(|(a, _)| {
+            (
+                lockstep_shard::atoms::atom_key(a.handle),
+                encode_stored(&AtomRecord::from_write(a)),
+            )
+        })
+        .collect();
+    let n = records.len() as f64;
+    let key_bytes = records.iter().map(|(k, _)| k.len()).sum::<usize>() as f64 / n;
+    let value_bytes = records.iter().map(|(_, v)| v.len()).sum::<usize>() as f64 / n;
+
+    // Baseline: raw RocksDB, the shard's own options, WAL on, no fsync (the
+    // shard's default durability).
+    let raw_dir = temp_dir("raw")?;
+    let raw_secs = tokio::task::spawn_blocking({
+        let path = raw_dir.path().to_path_buf();
+        move || raw_rocksdb(&path, &records)
+    })
+    .await
+    .map_err(|e| Error::Cluster(e.to_string()))??;
+
+    let dir = temp_dir("ingest")?;
+    let local = cluster(exe, shards, dir.path()).await?;
+    let client = Client::connect(local.coordinator_addr()).await?;
+    let started = Instant::now();
+    let stats = load(&client, &generated, batch, concurrency).await?;
+    let lockstep_secs = started.elapsed().as_secs_f64();
+    local.shutdown().await;
+
+    // Every chunk re-sends its links' targets, so count distinct records,
+    // as the baseline writes them.
+    let written = flat.len() as u64;
+    Ok(IngestReport {
+        shards,
+        records: written,
+        incoming: stats.incoming,
+        key_bytes,
+        value_bytes,
+        lockstep_secs,
+        lockstep_records_per_s: written as f64 / lockstep_secs,
+        raw_secs,
+        raw_records_per_s: written as f64 / raw_secs,
+        ratio: raw_secs / lockstep_secs,
+    })
+}
+
+/// Loads `atoms` as `lockstep load` does: `batch` atoms per request round,
+/// `concurrency` rounds in flight.
+async fn load(
+    client: &Client,
+    atoms: &[lockstep_proto::Atom],
+    batch: usize,
+    concurrency: usize,
+) -> Result<PutStats, Error> {
+    let mut stats = PutStats::default();
+    let mut stream = futures::stream::iter(atoms.chunks(batch.max(1)))
+        .map(|chunk| client.put(chunk))
+        .buffer_unordered(concurrency.max(1));
+    while let Some(r) = stream.next().await {
+        stats += r?;
+    }
+    Ok(stats)
+}
+
+fn raw_rocksdb(path: &Path, records: &[(Vec<u8>, Vec<u8>)]) -> Result<f64, Error> {
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.increase_parallelism(2);
+    let db = rocksdb::DB::open(&opts, path).map_err(|e| Error::Cluster(e.into_string()))?;
+    let mut wo = rocksdb::WriteOptions::default();
+    wo.disable_wal(false);
+    let started = Instant::now();
+    for chunk in records.chunks(1_000) {
+        let mut b = rocksdb::WriteBatch::default();
+        for (k, v) in chunk {
+            b.put(k, v);
+        }
+        db.write_opt(b, &wo)
+            .map_err(|e| Error::Cluster(e.into_string()))?;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// Prints ingest rows as a table.
+pub fn print_ingest(rows: &[IngestReport]) {
+    println!(
+        "{:>6} {:>9} {:>9} {:>7} {:>8} {:>14} {:>14} {:>8}",
+        "SHARDS", "RECORDS", "INCOMING", "KEY B", "VALUE B", "LOCKSTEP rec/s", "RAW rec/s", "RATIO"
+    );
+    for r in rows {
+        println!(
+            "{:>6} {:>9} {:>9} {:>7.1} {:>8.1} {:>14.0} {:>14.0} {:>8.3}",
+            r.shards,
+            r.records,
+            r.incoming,
+            r.key_bytes,
+            r.value_bytes,
+            r.lockstep_records_per_s,
+            r.raw_records_per_s,
+            r.ratio
+        );
+    }
+}
+
+/// `lockstep bench ticks`: one row.
+#[derive(Clone, Debug, Serialize)]
+pub struct TicksReport {
+    pub shards: usize,
+    /// Empty phases measured.
+    pub phases: usize,
+    pub barrier_median_us: f64,
+    pub barrier_p99_us: f64,
+    pub fanout_median_us: f64,
+    pub fanout_p99_us: f64,
+    /// Barrier median / fan-out median.
+    pub ratio: f64,
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
+    sorted[i]
+}
+
+/// Runs the `barrier` workload (8 empty phases per tick) for `ticks` on a
+/// fresh local cluster of `shards`, and times the same number of raw
+/// fan-outs (one concurrent gRPC health check to every shard process, then
+/// join) from this process.
+pub async fn ticks(exe: &Path, shards: usize, ticks: u64) -> Result<TicksReport, Error> {
+    let dir = temp_dir("ticks")?;
+    let local = cluster(exe, shards, dir.path()).await?;
+    let client = Client::connect(local.coordinator_addr()).await?;
+
+    let mut stream = client
+        .submit_job(pb::JobSpec {
+            workload: "barrier".into(),
+            ticks,
+            params: Default::default(),
+        })
+        .await?;
+    let mut barrier = Vec::new();
+    let mut outcome = None;
+    while let Some(ev) = stream.message().await.map_err(|st| Error::Rpc {
+        addr: client.coordinator().to_string(),
+        code: st.code(),
+        message: st.message().to_string(),
+    })? {
+        match ev.kind.as_str() {
+            "phase" if ev.phase.starts_with("empty-") => barrier.push(ev.duration_us as f64),
+            "finished" | "failed" | "cancelled" => {
+                outcome = Some(ev);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let end = outcome.ok_or_else(|| Error::Cluster("the job stream ended early".into()))?;
+    if end.kind != "finished" {
+        return Err(Error::Job {
+            job_id: end.job_id,
+            message: end.message,
+        });
+    }
+
+    // The baseline: the same number of fan-outs to the same processes.
+    let mut health: Vec<HealthClient<tonic::transport::Channel>> = Vec::new();
+    for s in client.routing().topology.shards.iter() {
+        let ch = tonic::transport::Channel::from_shared(format!("http://{}", s.address))
+            .map_err(|e| Error::Config(e.to_string()))?
+            .connect()
+            .await
+            .map_err(|e| Error::Cluster(format!("{}: {e}", s.address)))?;
+        health.push(HealthClient::new(ch));
+    }
+    let mut fanout = Vec::with_capacity(barrier.len());
+    for i in 0..barrier.len() + 50 {
+        let started = Instant::now();
+        let calls = health.iter().map(|h| {
+            let mut h = h.clone();
+            async move {
+                h.check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+            }
+        });
+        for r in join_all(calls).await {
+            r.map_err(|st| Error::Cluster(format!("health check: {}", st.message())))?;
+        }
+        // The first 50 warm the connections up, as the job's setup does.
+        if i >= 50 {
+            fanout.push(started.elapsed().as_micros() as f64);
+        }
+    }
+    local.shutdown().await;
+
+    barrier.sort_by(f64::total_cmp);
+    fanout.sort_by(f64::total_cmp);
+    let (bm, fm) = (quantile(&barrier, 0.5), quantile(&fanout, 0.5));
+    Ok(TicksReport {
+        shards,
+        phases: barrier.len(),
+        barrier_median_us: bm,
+        barrier_p99_us: quantile(&barrier, 0.99),
+        fanout_median_us: fm,
+        fanout_p99_us: quantile(&fanout, 0.99),
+        ratio: bm / fm,
+    })
+}
+
+/// Prints tick rows as a table.
+pub fn print_ticks(rows: &[TicksReport]) {
+    println!(
+        "{:>6} {:>7} {:>16} {:>13} {:>15} {:>12} {:>7}",
+        "SHARDS",
+        "PHASES",
+        "BARRIER med µs",
+        "BARRIER p99",
+        "FAN-OUT med µs",
+        "FAN-OUT p99",
+        "RATIO"
+    );
+    for r in rows {
+        println!(
+            "{:>6} {:>7} {:>16.0} {:>13.0} {:>15.0} {:>12.0} {:>7.2}",
+            r.shards,
+            r.phases,
+            r.barrier_median_us,
+            r.barrier_p99_us,
+            r.fanout_median_us,
+            r.fanout_p99_us,
+            r.ratio
+        );
+    }
+}
+
+/// `lockstep bench attention`: one row.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttentionReport {
+    pub shards: usize,
+    pub vertices: usize,
+    pub edges: usize,
+    pub ticks: u64,
+    pub load_secs: f64,
+    /// Tick 1, which includes the setup phases (out-edges, degrees).
+    pub first_tick_ms: f64,
+    /// Median of ticks 2..=T.
+    pub median_tick_ms: f64,
+    /// Median tick of the in-memory single-process baseline, same graph.
+    pub oracle_tick_ms: f64,
+    /// median_tick_ms / oracle_tick_ms.
+    pub ratio: f64,
+    /// Each shard's peak RSS (VmHWM) at the end of the job.
+    pub peak_rss_bytes: Vec<u64>,
+    pub atoms_per_shard: Vec<u64>,
+    pub block_cache_mb: u64,
+    /// max over shards of (peak RSS − block cache) / atoms stored; 0 when
+    /// RSS stays under the block cache's size.
+    pub rss_bytes_per_atom: f64,
+    /// max over shards of peak RSS / atoms stored, block cache included.
+    pub total_rss_bytes_per_atom: f64,
+}
+
+/// The single-process baseline's figures for one graph.
+#[derive(Clone, Copy, Debug)]
+pub struct Baseline {
+    pub vertices: usize,
+    pub edges: usize,
+    pub median_tick: Duration,
+}
+
+impl Baseline {
+    /// Runs [`attention_baseline`] and keeps the median tick.
+    pub fn measure(atoms: &[lockstep_proto::Atom], ticks: u64) -> Baseline {
+        let (vertices, edges, mut times) = attention_baseline(
+            atoms,
+            lockstep_proto::workload::DEFAULT_DAMPING,
+            ticks.max(1),
+        );
+        times.sort();
+        Baseline {
+            vertices,
+            edges,
+            median_tick: times[times.len() / 2],
+        }
+    }
+}
+
+/// The attention baseline: the same formula as the workload (PageRank form
+/// with dangling mass), over in-memory arrays with edges sorted by source,
+/// in one thread. Returns the vertex and edge counts and each tick's time.
+pub fn attention_baseline(
+    atoms: &[lockstep_proto::Atom],
+    damping: f64,
+    ticks: u64,
+) -> (usize, usize, Vec<Duration>) {
+    use std::collections::HashMap;
+    let flat = flatten_batch(atoms);
+    let mut index: HashMap<lockstep_proto::Handle, u32> = HashMap::new();
+    for (a, _) in &flat {
+        if a.ty.is_node() {
+            let next = index.len() as u32;
+            index.entry(a.handle).or_insert(next);
+        }
+    }
+    let n = index.len();
+    let mut edges: Vec<(u32, u32)> = flat
+        .iter()
+        .filter(|(a, _)| !a.ty.is_node() && a.outgoing.len() == 2)
+        .filter_map(|(a, _)| Some((*index.get(&a.outgoing[0])?, *index.get(&a.outgoing[1])?)))
+        .collect();
+    edges.sort_unstable();
+    let mut out_deg = vec![0u32; n];
+    for (u, _) in &edges {
+        out_deg[*u as usize] += 1;
+    }
+    let inv: Vec<f64> = out_deg
+        .iter()
+        .map(|&d| if d == 0 { 0.0 } else { 1.0 / d as f64 })
+        .collect();
+    let nf = n as f64;
+    let mut x = vec![1.0 / nf; n];
+    let mut s = vec![0.0f64; n];
+    let mut times = Vec::new();
+    for _ in 0..ticks {
+        let started = Instant::now();
+        let dangling: f64 = (0..n).filter(|&i| out_deg[i] == 0).map(|i| x[i]).sum();
+        s.iter_mut().for_each(|v| *v = 0.0);
+        for &(u, t) in &edges {
+            s[t as usize] += x[u as usize] * inv[u as usize];
+        }
+        let base = (1.0 - damping) / nf + damping * dangling / nf;
+        for i in 0..n {
+            x[i] = base + damping * s[i];
+        }
+        std::hint::black_box(&x);
+        times.push(started.elapsed());
+    }
+    (n, edges.len(), times)
+}
+
+/// Peak RSS of process `pid` (VmHWM), in bytes; 0 where unavailable.
+fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Pins process `pid` to one CPU (Linux); used to give shards disjoint cores.
+fn pin(pid: u32, cpu: usize) -> Result<(), Error> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, CPU_SET writes within
+    // it, and sched_setaffinity only reads it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(
+            pid as libc::pid_t,
+            std::mem::size_of::<libc::cpu_set_t>(),
+            &set,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::Cluster(format!(
+            "cannot pin pid {pid} to cpu {cpu}: {}",
+            std::io::Error::last_os_error()
+        )))
+    }
+}
+
+/// Loads the seeded graph into a fresh cluster of `shards` and runs
+/// `attention` for `ticks`; `pin_cores` gives every shard process a core of
+/// its own (shard i on core i + 1; this process and the coordinator share
+/// core 0).
+pub async fn attention(
+    exe: &Path,
+    shards: usize,
+    atoms: &[lockstep_proto::Atom],
+    ticks: u64,
+    baseline: &Baseline,
+    pin_cores: bool,
+) -> Result<AttentionReport, Error> {
+    let dir = temp_dir("attention")?;
+    let local = cluster(exe, shards, dir.path()).await?;
+    if pin_cores {
+        pin(std::process::id(), 0)?;
+        for (i, pid) in local.shard_pids().iter().enumerate() {
+            if let Some(pid) = pid {
+                pin(*pid, i + 1)?;
+            }
+        }
+    }
+    let client = Client::connect(local.coordinator_addr()).await?;
+    let started = Instant::now();
+    load(&client, atoms, 2_000, 4).await?;
+    let load_secs = started.elapsed().as_secs_f64();
+
+    let mut stream = client
+        .submit_job(pb::JobSpec {
+            workload: "attention".into(),
+            ticks,
+            params: Default::default(),
+        })
+        .await?;
+    let mut tick_ms = Vec::new();
+    let mut end = None;
+    while let Some(ev) = stream.message().await.map_err(|st| Error::Rpc {
+        addr: client.coordinator().to_string(),
+        code: st.code(),
+        message: st.message().to_string(),
+    })? {
+        match ev.kind.as_str() {
+            "tick" => tick_ms.push(ev.duration_us as f64 / 1e3),
+            "finished" | "failed" | "cancelled" => {
+                end = Some(ev);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let end = end.ok_or_else(|| Error::Cluster("the job stream ended early".into()))?;
+    if end.kind != "finished" {
+        return Err(Error::Job {
+            job_id: end.job_id,
+            message: end.message,
+        });
+    }
+    let peak_rss_bytes: Vec<u64> = local
+        .shard_pids()
+        .iter()
+        .map(|p| p.map(peak_rss).unwrap_or(0))
+        .collect();
+    let status = client.status().await?;
+    let atoms_per_shard: Vec<u64> = status
+        .shards
+        .iter()
+        .map(|s| s.metrics.as_ref().map_or(0, |m| m.atoms))
+        .collect();
+    local.shutdown().await;
+
+    let first_tick_ms = tick_ms.first().copied().unwrap_or(f64::NAN);
+    let mut rest: Vec<f64> = tick_ms.iter().skip(1).copied().collect();
+    rest.sort_by(f64::total_cmp);
+    let median_tick_ms = quantile(&rest, 0.5);
+    let oracle_tick_ms = baseline.median_tick.as_secs_f64() * 1e3;
+    let cache = lockstep_shard::config::DEFAULT_BLOCK_CACHE_MB;
+    let rss_bytes_per_atom = peak_rss_bytes
+        .iter()
+        .zip(&atoms_per_shard)
+        .map(|(rss, n)| rss.saturating_sub(cache << 20) as f64 / (*n).max(1) as f64)
+        .fold(0.0, f64::max);
+    let total_rss_bytes_per_atom = peak_rss_bytes
+        .iter()
+        .zip(&atoms_per_shard)
+        .map(|(rss, n)| *rss as f64 / (*n).max(1) as f64)
+        .fold(0.0, f64::max);
+    Ok(AttentionReport {
+        shards,
+        vertices: baseline.vertices,
+        edges: baseline.edges,
+        ticks,
+        load_secs,
+        first_tick_ms,
+        median_tick_ms,
+        oracle_tick_ms,
+        ratio: median_tick_ms / oracle_tick_ms,
+        peak_rss_bytes,
+        atoms_per_shard,
+        block_cache_mb: cache,
+        rss_bytes_per_atom,
+        total_rss_bytes_per_atom,
+    })
+}
+
+/// Prints attention rows as a table.
+pub fn print_attention(rows: &[AttentionReport]) {
+    if let Some(r) = rows.first() {
+        println!(
+            "graph: {} vertices, {} edges; baseline (one thread, in memory): {:.1} ms per tick",
+            r.vertices, r.edges, r.oracle_tick_ms
+        );
+    }
+    println!(
+        "{:>6} {:>9} {:>13} {:>14} {:>7} {:>9} {:>22} {:>10} {:>14}",
+        "SHARDS",
+        "LOAD s",
+        "TICK 1 ms",
+        "TICK med ms",
+        "× BASE",
+        "SPEEDUP",
+        "PEAK RSS/SHARD MiB",
+        "B/ATOM",
+        "B/ATOM -CACHE"
+    );
+    let one = rows.first().map(|r| r.median_tick_ms).unwrap_or(f64::NAN);
+    for r in rows {
+        let rss: Vec<String> = r
+            .peak_rss_bytes
+            .iter()
+            .map(|b| format!("{:.0}", *b as f64 / (1 << 20) as f64))
+            .collect();
+        println!(
+            "{:>6} {:>9.1} {:>13.0} {:>14.0} {:>7.2} {:>9.2} {:>22} {:>10.0} {:>14.0}",
+            r.shards,
+            r.load_secs,
+            r.first_tick_ms,
+            r.median_tick_ms,
+            r.ratio,
+            one / r.median_tick_ms,
+            rss.join(","),
+            r.total_rss_bytes_per_atom,
+            r.rss_bytes_per_atom
+        );
+    }
+}
