@@ -342,6 +342,9 @@ pub struct AttentionReport {
     pub rss_bytes_per_atom: f64,
     /// max over shards of peak RSS / atoms stored, block cache included.
     pub total_rss_bytes_per_atom: f64,
+    /// Median per phase over ticks 2..=T, in ms (commit is the tick's
+    /// remainder).
+    pub phase_median_ms: std::collections::BTreeMap<String, f64>,
 }
 
 /// The single-process baseline's figures for one graph.
@@ -493,6 +496,7 @@ pub async fn attention(
         })
         .await?;
     let mut tick_ms = Vec::new();
+    let mut phases: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
     let mut end = None;
     while let Some(ev) = stream.message().await.map_err(|st| Error::Rpc {
         addr: client.coordinator().to_string(),
@@ -501,6 +505,10 @@ pub async fn attention(
     })? {
         match ev.kind.as_str() {
             "tick" => tick_ms.push(ev.duration_us as f64 / 1e3),
+            "phase" if ev.tick > 1 => phases
+                .entry(ev.phase.clone())
+                .or_default()
+                .push(ev.duration_us as f64 / 1e3),
             "finished" | "failed" | "cancelled" => {
                 end = Some(ev);
                 break;
@@ -544,6 +552,13 @@ pub async fn attention(
         .zip(&atoms_per_shard)
         .map(|(rss, n)| *rss as f64 / (*n).max(1) as f64)
         .fold(0.0, f64::max);
+    let phase_median_ms = phases
+        .into_iter()
+        .map(|(p, mut v)| {
+            v.sort_by(f64::total_cmp);
+            (p, quantile(&v, 0.5))
+        })
+        .collect();
     Ok(AttentionReport {
         shards,
         vertices: baseline.vertices,
@@ -559,6 +574,7 @@ pub async fn attention(
         block_cache_mb: cache,
         rss_bytes_per_atom,
         total_rss_bytes_per_atom,
+        phase_median_ms,
     })
 }
 
@@ -600,6 +616,18 @@ pub fn print_attention(rows: &[AttentionReport]) {
             rss.join(","),
             r.total_rss_bytes_per_atom,
             r.rss_bytes_per_atom
+        );
+    }
+    for r in rows {
+        let phases: Vec<String> = r
+            .phase_median_ms
+            .iter()
+            .map(|(p, ms)| format!("{p} {ms:.0}"))
+            .collect();
+        println!(
+            "  {} shard(s), median ms per phase: {}",
+            r.shards,
+            phases.join(", ")
         );
     }
 }

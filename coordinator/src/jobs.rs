@@ -396,7 +396,11 @@ impl Driver {
         globals: &Aggregates,
     ) -> Result<Aggregates, PhaseFailure> {
         let started = Instant::now();
-        let shards = self.ring_shards();
+        // One topology read per phase: the shards and the epoch agree.
+        let topology = self.jobs.registry.topology();
+        let epoch = topology.epoch.0;
+        let shards: Vec<lockstep_proto::ShardEntry> =
+            topology.shards.into_iter().filter(|s| s.in_ring).collect();
         if let Some(s) = shards.iter().find(|s| s.liveness == Liveness::Down) {
             return Err(PhaseFailure {
                 shard: s.id,
@@ -414,7 +418,7 @@ impl Driver {
             globals: Some(globals.into()),
             cluster_tick,
             committed_tick: self.jobs.registry.committed_tick(),
-            epoch: self.jobs.registry.topology().epoch.0,
+            epoch,
         };
         let deadline = self.jobs.settings.phase_deadline;
         let calls: Vec<_> = shards

@@ -28,12 +28,13 @@
 //! # Lookup
 //! Positions are kept in one sorted array with a parallel owner array. A
 //! prefix index maps the top `b` bits of a position to the first vnode at or
-//! after that prefix, where `2^b` is about twice the vnode count. A lookup is
-//! one index load, then a branch-free count over a fixed number of vnodes
-//! (the fullest bucket's size, typically 5–8): random keys cost no branch
-//! mispredictions. A ring whose fullest bucket exceeds 16 vnodes is binary
-//! searched instead, which bounds the worst case at O(log n). Lookups do not
-//! allocate.
+//! after that prefix, where `2^b` is two to eight times the vnode count,
+//! chosen so that no bucket holds more than 7 vnodes. A lookup is one index
+//! load, then a branch-free binary search over a fixed window of 8 vnodes
+//! (three compares): random keys cost no branch mispredictions. Rings with
+//! fuller buckets (clustered tokens) fall back to a branch-free count over
+//! up to 16, then to a binary search, which bounds the worst case at
+//! O(log n). Lookups do not allocate.
 
 pub mod alloc;
 pub mod baselines;
@@ -135,6 +136,9 @@ pub fn vnodes_for(vnodes: u32, weight: f64) -> u32 {
 /// searched instead of scanned.
 const SCAN_MAX: usize = 16;
 
+/// The fixed window of the fast lookup path, for buckets of fewer vnodes.
+const WINDOW: usize = 8;
+
 /// A consistent-hash ring with virtual nodes.
 #[derive(Clone, Debug)]
 pub struct Ring {
@@ -235,7 +239,7 @@ impl Ring {
         for extra in 1..=3 {
             let bits = (base + extra).clamp(1, 24);
             let (index, scan) = Ring::index(&points, bits);
-            let done = scan <= 8 || extra == 3 || bits == 24;
+            let done = scan < WINDOW || extra == 3 || bits == 24;
             built = Some((index, scan, 64 - bits));
             if done {
                 break;
@@ -243,7 +247,7 @@ impl Ring {
         }
         let (index, scan, shift) = built.expect("at least one try");
         let mut padded = points.clone();
-        padded.resize(points.len() + scan.min(SCAN_MAX), u64::MAX);
+        padded.resize(points.len() + scan.clamp(WINDOW, SCAN_MAX), u64::MAX);
         Ring {
             members: sorted,
             vnodes,
@@ -314,7 +318,18 @@ impl Ring {
     fn slot(&self, pos: u64) -> usize {
         let k = (pos >> self.shift) as usize;
         let lo = self.index[k] as usize;
-        let i = if self.scan <= SCAN_MAX {
+        let i = if self.scan < WINDOW {
+            // At most 7 of the bucket's vnodes lie below `pos`: a
+            // branch-free binary search over a fixed window of 8 (vnodes
+            // past the bucket, and the padding, are > `pos`).
+            let w: &[u64; WINDOW] = self.padded[lo..lo + WINDOW]
+                .try_into()
+                .expect("padded by WINDOW");
+            let mut j = usize::from(w[3] < pos) * 4;
+            j += usize::from(w[j + 1] < pos) * 2;
+            j += usize::from(w[j] < pos);
+            lo + j
+        } else if self.scan <= SCAN_MAX {
             // Count the bucket's vnodes below `pos`. Vnodes past the bucket
             // (and the padding) are >= the next bucket's start > `pos`, so
             // they never count: a fixed-length, branch-free count instead of
@@ -574,13 +589,27 @@ mod tests {
     }
 
     #[test]
-    fn clustered_tokens_take_the_binary_search_path_and_agree_with_scan() {
-        // 40 tokens packed into one bucket, plus a spread-out second shard.
-        let packed: Vec<u64> = (0..40u64).map(|i| (1u64 << 40) + i * 3).collect();
+    fn clustered_tokens_take_the_slower_paths_and_agree_with_scan() {
+        // 10 or 40 tokens packed into one bucket, plus a spread-out second
+        // shard: the linear-count path, then the binary-search path.
+        for (packed_len, path) in [(10u64, "count"), (40, "binary")] {
+            clustered(packed_len, path);
+        }
+    }
+
+    fn clustered(packed_len: u64, path: &str) {
+        let packed: Vec<u64> = (0..packed_len).map(|i| (1u64 << 40) + i * 3).collect();
         let spread: Vec<u64> = (1..=8u64).map(|i| i << 60).collect();
         let tokens = vec![(ShardId(1), packed.clone()), (ShardId(2), spread)];
         let ring = Ring::from_tokens(&members(&[1, 2]), &tokens, 16).unwrap();
-        assert!(ring.scan > SCAN_MAX, "scan {}", ring.scan);
+        match path {
+            "count" => assert!(
+                (WINDOW..=SCAN_MAX).contains(&ring.scan),
+                "scan {}",
+                ring.scan
+            ),
+            _ => assert!(ring.scan > SCAN_MAX, "scan {}", ring.scan),
+        }
         let mut s = 11u64;
         let probes = (0..20_000).map(|_| splitmix(&mut s)).chain(
             packed

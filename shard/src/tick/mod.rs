@@ -150,11 +150,18 @@ impl<S: KvStore> TickEngine<S> {
         let routing = self.routing.at(lockstep_proto::Epoch(req.epoch)).await?;
         let mut guard = self.state.lock().await;
 
-        // First, honour the coordinator's commit decision for any batch this
-        // shard prepared before (e.g. before it crashed).
-        let store = self.store.clone();
-        let committed = req.committed_tick;
-        blocking(move || store.resolve_prepared(committed)).await?;
+        // First, on the first phase of a job, tick or attempt, honour the
+        // coordinator's commit decision for any batch this shard prepared
+        // before (in an earlier tick, or before it crashed). Within one
+        // attempt nothing is left to settle: prepare is followed by commit.
+        if guard
+            .as_ref()
+            .is_none_or(|s| s.job_id != job.job_id || s.fence != fence)
+        {
+            let store = self.store.clone();
+            let committed = req.committed_tick;
+            blocking(move || store.resolve_prepared(committed)).await?;
+        }
 
         if guard.as_ref().is_none_or(|s| s.job_id != job.job_id) {
             let workload = Workload::parse(&spec.workload, &spec.params)?;
