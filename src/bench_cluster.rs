@@ -45,6 +45,44 @@ fn temp_dir(what: &str) -> Result<tempfile::TempDir, Error> {
         .map_err(|e| Error::Cluster(format!("temp dir: {e}")))
 }
 
+/// Follows a job's events to its end, handing each to `on_event`; an
+/// outcome other than finished is an error.
+async fn finish(
+    client: &Client,
+    mut stream: tonic::Streaming<pb::JobEvent>,
+    mut on_event: impl FnMut(&pb::JobEvent),
+) -> Result<(), Error> {
+    while let Some(ev) = stream.message().await.map_err(|st| Error::Rpc {
+        addr: client.coordinator().to_string(),
+        code: st.code(),
+        message: st.message().to_string(),
+    })? {
+        on_event(&ev);
+        if matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled") {
+            if ev.kind == "finished" {
+                return Ok(());
+            }
+            return Err(Error::Job {
+                job_id: ev.job_id,
+                message: ev.message,
+            });
+        }
+    }
+    Err(Error::Cluster("the job stream ended early".into()))
+}
+
+/// Prints `rows` as pretty JSON, or with `table`.
+pub fn print_rows<T: Serialize>(rows: &[T], json: bool, table: fn(&[T])) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(rows).expect("rows serialize")
+        );
+    } else {
+        table(rows);
+    }
+}
+
 /// `lockstep bench ingest`: one row.
 #[derive(Clone, Debug, Serialize)]
 pub struct IngestReport {
@@ -214,7 +252,7 @@ pub async fn ticks(exe: &Path, shards: usize, ticks: u64) -> Result<TicksReport,
     let local = cluster(exe, shards, dir.path()).await?;
     let client = Client::connect(local.coordinator_addr()).await?;
 
-    let mut stream = client
+    let stream = client
         .submit_job(pb::JobSpec {
             workload: "barrier".into(),
             ticks,
@@ -222,28 +260,12 @@ pub async fn ticks(exe: &Path, shards: usize, ticks: u64) -> Result<TicksReport,
         })
         .await?;
     let mut barrier = Vec::new();
-    let mut outcome = None;
-    while let Some(ev) = stream.message().await.map_err(|st| Error::Rpc {
-        addr: client.coordinator().to_string(),
-        code: st.code(),
-        message: st.message().to_string(),
-    })? {
-        match ev.kind.as_str() {
-            "phase" if ev.phase.starts_with("empty-") => barrier.push(ev.duration_us as f64),
-            "finished" | "failed" | "cancelled" => {
-                outcome = Some(ev);
-                break;
-            }
-            _ => {}
+    finish(&client, stream, |ev| {
+        if ev.kind == "phase" && ev.phase.starts_with("empty-") {
+            barrier.push(ev.duration_us as f64);
         }
-    }
-    let end = outcome.ok_or_else(|| Error::Cluster("the job stream ended early".into()))?;
-    if end.kind != "finished" {
-        return Err(Error::Job {
-            job_id: end.job_id,
-            message: end.message,
-        });
-    }
+    })
+    .await?;
 
     // The baseline: the same number of fan-outs to the same processes.
     let mut health: Vec<HealthClient<tonic::transport::Channel>> = Vec::new();
@@ -488,7 +510,7 @@ pub async fn attention(
     load(&client, atoms, 2_000, 4).await?;
     let load_secs = started.elapsed().as_secs_f64();
 
-    let mut stream = client
+    let stream = client
         .submit_job(pb::JobSpec {
             workload: "attention".into(),
             ticks,
@@ -497,32 +519,15 @@ pub async fn attention(
         .await?;
     let mut tick_ms = Vec::new();
     let mut phases: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-    let mut end = None;
-    while let Some(ev) = stream.message().await.map_err(|st| Error::Rpc {
-        addr: client.coordinator().to_string(),
-        code: st.code(),
-        message: st.message().to_string(),
-    })? {
-        match ev.kind.as_str() {
-            "tick" => tick_ms.push(ev.duration_us as f64 / 1e3),
-            "phase" if ev.tick > 1 => phases
-                .entry(ev.phase.clone())
-                .or_default()
-                .push(ev.duration_us as f64 / 1e3),
-            "finished" | "failed" | "cancelled" => {
-                end = Some(ev);
-                break;
-            }
-            _ => {}
-        }
-    }
-    let end = end.ok_or_else(|| Error::Cluster("the job stream ended early".into()))?;
-    if end.kind != "finished" {
-        return Err(Error::Job {
-            job_id: end.job_id,
-            message: end.message,
-        });
-    }
+    finish(&client, stream, |ev| match ev.kind.as_str() {
+        "tick" => tick_ms.push(ev.duration_us as f64 / 1e3),
+        "phase" if ev.tick > 1 => phases
+            .entry(ev.phase.clone())
+            .or_default()
+            .push(ev.duration_us as f64 / 1e3),
+        _ => {}
+    })
+    .await?;
     let peak_rss_bytes: Vec<u64> = local
         .shard_pids()
         .iter()

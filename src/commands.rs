@@ -85,14 +85,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Bench(crate::cli::BenchCommand::Ring(args)) => {
             let shards: Vec<u32> = args.shards.iter().copied().filter(|&n| n >= 2).collect();
             let rows = crate::bench::ring_balance(args.keys, &shards, args.vnodes);
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).expect("rows serialize")
-                );
-            } else {
-                crate::bench::print_balance(&rows);
-            }
+            crate::bench_cluster::print_rows(&rows, args.json, crate::bench::print_balance);
             Ok(())
         }
         Command::Bench(crate::cli::BenchCommand::Ingest(args)) => {
@@ -111,14 +104,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                     .await?,
                 );
             }
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).expect("rows serialize")
-                );
-            } else {
-                crate::bench_cluster::print_ingest(&rows);
-            }
+            crate::bench_cluster::print_rows(&rows, args.json, crate::bench_cluster::print_ingest);
             Ok(())
         }
         Command::Bench(crate::cli::BenchCommand::Attention(args)) => {
@@ -140,14 +126,11 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                     .await?,
                 );
             }
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).expect("rows serialize")
-                );
-            } else {
-                crate::bench_cluster::print_attention(&rows);
-            }
+            crate::bench_cluster::print_rows(
+                &rows,
+                args.json,
+                crate::bench_cluster::print_attention,
+            );
             Ok(())
         }
         Command::Bench(crate::cli::BenchCommand::Ticks(args)) => {
@@ -156,14 +139,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             for &n in &args.shards {
                 rows.push(crate::bench_cluster::ticks(&exe, n, args.ticks).await?);
             }
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&rows).expect("rows serialize")
-                );
-            } else {
-                crate::bench_cluster::print_ticks(&rows);
-            }
+            crate::bench_cluster::print_rows(&rows, args.json, crate::bench_cluster::print_ticks);
             Ok(())
         }
     }

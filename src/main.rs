@@ -12,6 +12,15 @@ fn main() {
             | lockstep::cli::Command::Shard(_)
             | lockstep::cli::Command::Up(_)
     );
+    if !server {
+        // A client command piped into `head` should end quietly, as other
+        // Unix tools do, rather than panic on a closed stdout. Servers keep
+        // Rust's default of ignoring SIGPIPE.
+        // SAFETY: called before any thread starts; SIG_DFL is a valid handler.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let default = if server { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -27,7 +27,7 @@ use lockstep::proto::pb::{self, shard_client::ShardClient};
 use lockstep::proto::{Atom, AtomType, Handle};
 
 use crate::ticks::{aggs, spec, stored_sti};
-use crate::util::{TestCluster, wait_for};
+use crate::util::{TestCluster, follow, wait_for};
 
 const IMAGE: &str = "lockstep:dev";
 const GRAPH_ATOMS: usize = 3_000;
@@ -314,30 +314,6 @@ impl Drop for DockerCluster {
             let _ = docker(&["network", "rm", &self.net(which)]);
         }
     }
-}
-
-/// Follows a job's events to the end, calling `on_event` on each.
-async fn follow(
-    client: &Client,
-    spec: pb::JobSpec,
-    mut on_event: impl FnMut(&pb::JobEvent),
-) -> Vec<pb::JobEvent> {
-    let mut stream = client.submit_job(spec).await.expect("job accepted");
-    let mut events = Vec::new();
-    let run = async {
-        while let Some(ev) = stream.message().await.expect("event stream") {
-            on_event(&ev);
-            let done = matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled");
-            events.push(ev);
-            if done {
-                return;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .expect("job ends within 300s");
-    events
 }
 
 /// The same jobs on local processes: the stored STI after each job and the

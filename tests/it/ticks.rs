@@ -12,7 +12,7 @@ use lockstep::proto::model::flatten_batch;
 use lockstep::proto::{Atom, Handle, pb};
 
 use crate::oracle;
-use crate::util::{TestCluster, lockstep, text, wait_for_total};
+use crate::util::{TestCluster, follow, lockstep, text, wait_for_total};
 
 const GRAPH_ATOMS: usize = 3_000;
 const GRAPH_SEED: u64 = 5;
@@ -31,21 +31,7 @@ pub(crate) fn spec(workload: &str, ticks: u64, params: &[(&str, &str)]) -> pb::J
 
 /// Follows a job's events to the end; returns them all.
 async fn run_to_end(client: &Client, spec: pb::JobSpec) -> Vec<pb::JobEvent> {
-    let mut stream = client.submit_job(spec).await.expect("job accepted");
-    let mut events = Vec::new();
-    let follow = async {
-        while let Some(ev) = stream.message().await.expect("event stream") {
-            let done = matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled");
-            events.push(ev);
-            if done {
-                return;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(300), follow)
-        .await
-        .expect("job ends within 300s");
-    events
+    follow(client, spec, |_| {}).await
 }
 
 pub(crate) fn aggs(ev: &pb::JobEvent) -> Aggregates {

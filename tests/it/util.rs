@@ -126,6 +126,30 @@ pub async fn wait_for_total(client: &Client, total: u64) -> pb::ClusterStatusRes
     .await
 }
 
+/// Follows a job's events to the end, calling `on_event` on each.
+pub async fn follow(
+    client: &Client,
+    spec: pb::JobSpec,
+    mut on_event: impl FnMut(&pb::JobEvent),
+) -> Vec<pb::JobEvent> {
+    let mut stream = client.submit_job(spec).await.expect("job accepted");
+    let mut events = Vec::new();
+    let run = async {
+        while let Some(ev) = stream.message().await.expect("event stream") {
+            on_event(&ev);
+            let done = matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled");
+            events.push(ev);
+            if done {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(300), run)
+        .await
+        .expect("job ends within 300s");
+    events
+}
+
 /// Runs the CLI to completion, bounded in time.
 pub async fn lockstep(args: &[&str]) -> std::process::Output {
     let home = tempfile::tempdir().expect("temp dir");
