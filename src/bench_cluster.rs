@@ -460,6 +460,28 @@ fn peak_rss(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Each shard's atom count once the heartbeats add up to `total`.
+async fn stored_per_shard(client: &Client, total: u64) -> Result<Vec<u64>, Error> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = client.status().await?;
+        let per: Vec<u64> = status
+            .shards
+            .iter()
+            .map(|s| s.metrics.as_ref().map_or(0, |m| m.atoms))
+            .collect();
+        if per.iter().sum::<u64>() == total {
+            return Ok(per);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Cluster(format!(
+                "shards report {per:?} atoms, not the {total} loaded, after 60 s"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Pins process `pid` to one CPU (Linux); used to give shards disjoint cores.
 fn pin(pid: u32, cpu: usize) -> Result<(), Error> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set, CPU_SET writes within
@@ -509,6 +531,10 @@ pub async fn attention(
     let started = Instant::now();
     load(&client, atoms, 2_000, 4).await?;
     let load_secs = started.elapsed().as_secs_f64();
+    // Atoms per shard come from heartbeats, which trail the load: wait (with
+    // a deadline) until they account for every atom loaded.
+    let stored = flatten_batch(atoms).len() as u64;
+    let atoms_per_shard = stored_per_shard(&client, stored).await?;
 
     let stream = client
         .submit_job(pb::JobSpec {
@@ -532,12 +558,6 @@ pub async fn attention(
         .shard_pids()
         .iter()
         .map(|p| p.map(peak_rss).unwrap_or(0))
-        .collect();
-    let status = client.status().await?;
-    let atoms_per_shard: Vec<u64> = status
-        .shards
-        .iter()
-        .map(|s| s.metrics.as_ref().map_or(0, |m| m.atoms))
         .collect();
     local.shutdown().await;
 

@@ -155,13 +155,7 @@ pub async fn register<S: KvStore>(
                     .topology
                     .ok_or_else(|| Error::Storage("register response without topology".into()))?
                     .into();
-                let lease = if resp.lease_ms == 0 {
-                    Lease::unbounded()
-                } else {
-                    let lease = Lease::new(Duration::ZERO);
-                    lease.renew(sent, Duration::from_millis(resp.lease_ms));
-                    lease
-                };
+                let lease = Lease::new(sent, Duration::from_millis(resp.lease_ms));
                 return Ok(Registered {
                     id,
                     topology,
@@ -283,5 +277,36 @@ pub fn publish(tx: &watch::Sender<Arc<Routing>>, t: Topology) {
             tx.send_replace(Arc::new(r));
         }
         Err(e) => warn!(error = %e, "ignoring a bad topology"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wildcard_listener_advertises_the_route_to_the_coordinator() {
+        let wait = Duration::from_secs(1);
+        // A specific bound address is advertised as it is.
+        let bound: SocketAddr = "127.0.0.2:4100".parse().unwrap();
+        assert_eq!(
+            advertise_address(bound, "127.0.0.1:7400", wait)
+                .await
+                .unwrap(),
+            "127.0.0.2:4100"
+        );
+        // 0.0.0.0: the local address that reaches the coordinator, bound port.
+        let any: SocketAddr = "0.0.0.0:4101".parse().unwrap();
+        assert_eq!(
+            advertise_address(any, "127.0.0.1:7400", wait)
+                .await
+                .unwrap(),
+            "127.0.0.1:4101"
+        );
+        // A coordinator name that never resolves is a config error naming it.
+        let err = advertise_address(any, "no-such-host.invalid:7400", wait)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("no-such-host.invalid"), "{err}");
     }
 }

@@ -54,22 +54,25 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// A lease held from now until `grant` has passed without a renewal.
-    pub fn new(grant: Duration) -> Lease {
+    /// A lease granted for `grant` by an answer to a request sent at
+    /// `sent`; a zero grant means no lease: it never lapses.
+    pub fn new(sent: Instant, grant: Duration) -> Lease {
         let lease = Lease {
             origin: Instant::now(),
             until_ms: Arc::new(AtomicU64::new(0)),
             renewed_ms: Arc::new(AtomicU64::new(0)),
         };
-        lease.renew(lease.origin, grant);
+        if grant.is_zero() {
+            lease.until_ms.store(u64::MAX, Ordering::Relaxed);
+        } else {
+            lease.renew(sent, grant);
+        }
         lease
     }
 
     /// A lease that never lapses (tests and single-process tools).
     pub fn unbounded() -> Lease {
-        let lease = Lease::new(Duration::ZERO);
-        lease.until_ms.store(u64::MAX, Ordering::Relaxed);
-        lease
+        Lease::new(Instant::now(), Duration::ZERO)
     }
 
     fn ms(&self, t: Instant) -> u64 {
@@ -185,7 +188,7 @@ mod tests {
 
     #[test]
     fn a_lease_lapses_without_renewal_and_comes_back_with_one() {
-        let lease = Lease::new(Duration::from_millis(40));
+        let lease = Lease::new(Instant::now(), Duration::from_millis(40));
         assert!(lease.check().is_ok());
         let start = Instant::now();
         // Poll with a deadline rather than sleeping a guessed amount.

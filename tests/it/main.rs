@@ -9,4 +9,5 @@ mod durability;
 mod epoch;
 mod oracle;
 mod ticks;
+mod tools;
 mod util;

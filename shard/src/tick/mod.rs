@@ -246,16 +246,20 @@ impl<S: KvStore> TickEngine<S> {
                     globals: &globals,
                     inbox,
                 };
+                // Phases read RocksDB and compute; keep them off the async
+                // workers' hot path so Deliver calls from peers still run.
+                let staged = &mut st.staged;
                 match &mut st.work {
                     WorkState::Barrier => PhaseOutput::default(),
-                    // Phases read RocksDB and compute; keep them off the async
-                    // workers' hot path so Deliver calls from peers still run.
-                    work => tokio::task::block_in_place(|| match work {
-                        WorkState::Ingest(w) => w.run(phase, &input, &mut st.staged),
-                        WorkState::Attention(w) => w.run(phase, &input, &mut st.staged),
-                        WorkState::Tfidf(w) => w.run(phase, &input, &mut st.staged),
-                        WorkState::Barrier => Ok(PhaseOutput::default()),
-                    })?,
+                    WorkState::Ingest(w) => {
+                        tokio::task::block_in_place(|| w.run(phase, &input, staged))?
+                    }
+                    WorkState::Attention(w) => {
+                        tokio::task::block_in_place(|| w.run(phase, &input, staged))?
+                    }
+                    WorkState::Tfidf(w) => {
+                        tokio::task::block_in_place(|| w.run(phase, &input, staged))?
+                    }
                 }
             }
         };

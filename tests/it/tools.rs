@@ -1,0 +1,101 @@
+//! The operator tools against real processes: `lockstep health`, the
+//! `barrier` workload, and the `lockstep bench` commands (small sizes; the
+//! figures themselves live in BENCHMARKS.md).
+
+use crate::ticks::spec;
+use crate::util::{TestCluster, follow, lockstep, text};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_serving_for_live_servers_and_fails_in_one_line_otherwise() {
+    let tc = TestCluster::start(1).await;
+    let client = tc.client().await;
+    let shard = client.routing().topology.shards[0].address.clone();
+    for addr in [tc.addr(), shard] {
+        let out = lockstep(&["health", &addr]).await;
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), format!("{addr}: serving"));
+    }
+    tc.cluster.shutdown().await;
+
+    // A port nothing listens on any more.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let out = lockstep(&["health", &addr, "--timeout-ms", "1000"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(&addr) && err.contains("not healthy"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_barrier_workload_runs_eight_empty_phases_a_tick_and_commits() {
+    let tc = TestCluster::start(2).await;
+    let client = tc.client().await;
+    let events = follow(&client, spec("barrier", 3, &[]), |_| {}).await;
+    let end = events.last().unwrap();
+    assert_eq!(end.kind, "finished", "{}", end.message);
+    for tick in 1..=3 {
+        let empty = events
+            .iter()
+            .filter(|e| e.kind == "phase" && e.tick == tick && e.phase.starts_with("empty-"))
+            .count();
+        assert_eq!(empty, 8, "tick {tick}");
+    }
+    assert_eq!(client.status().await.unwrap().committed_tick, 3);
+    tc.cluster.shutdown().await;
+}
+
+fn json(out: &std::process::Output) -> Vec<serde_json::Value> {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_commands_run_end_to_end_and_report_against_their_baselines() {
+    let rows = json(
+        &lockstep(&[
+            "bench", "ingest", "--shards", "2", "--atoms", "2000", "--json",
+        ])
+        .await,
+    );
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["shards"], 2);
+    // 2,000 generated atoms are 400 nodes and 1,600 links.
+    assert_eq!(rows[0]["records"], 2000);
+    assert!(rows[0]["raw_records_per_s"].as_f64().unwrap() > 0.0);
+    assert!(rows[0]["ratio"].as_f64().unwrap() > 0.0);
+
+    let rows = json(
+        &lockstep(&[
+            "bench", "ticks", "--shards", "1,2", "--ticks", "2", "--json",
+        ])
+        .await,
+    );
+    assert_eq!(rows.len(), 2);
+    for r in &rows {
+        assert_eq!(r["phases"], 16, "{r}");
+        assert!(r["barrier_median_us"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["fanout_median_us"].as_f64().unwrap() > 0.0, "{r}");
+    }
+
+    let rows = json(
+        &lockstep(&[
+            "bench",
+            "attention",
+            "--shards",
+            "1",
+            "--nodes",
+            "300",
+            "--ticks",
+            "3",
+            "--json",
+        ])
+        .await,
+    );
+    assert_eq!(rows[0]["vertices"], 300);
+    assert!(rows[0]["edges"].as_u64().unwrap() > 0);
+    assert!(rows[0]["median_tick_ms"].as_f64().unwrap() > 0.0);
+    assert!(rows[0]["peak_rss_bytes"][0].as_u64().unwrap() > 0);
+    assert_eq!(rows[0]["atoms_per_shard"][0], 1500);
+}
