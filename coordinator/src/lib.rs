@@ -26,7 +26,7 @@ use std::time::Duration;
 use lockstep_proto::pb::coordinator_server::CoordinatorServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
 pub use config::CoordinatorConfig;
@@ -88,7 +88,12 @@ pub async fn run(
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            // Without TCP_NODELAY a response written in more than one
+            // segment waits for the peer's delayed ACK: 40 ms stalls.
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await;
 
     // 4. Drain.

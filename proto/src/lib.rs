@@ -28,7 +28,7 @@ pub use error::ProtoError;
 pub use lockstep_hashing::{Epoch, ShardId};
 pub use model::{
     Atom, AtomKind, AtomRecord, AtomType, AttentionValue, FlatAtom, Handle, IncomingRef, Liveness,
-    ShardEntry, Tick, Topology, TruthValue,
+    ShardEntry, StiColumn, Tick, Topology, TruthValue,
 };
 
 /// Generated protobuf and gRPC code.

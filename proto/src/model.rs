@@ -401,6 +401,40 @@ impl FlatAtom {
     }
 }
 
+/// A committed column of per-vertex STI values: one f64 for each handle of a
+/// sorted vertex set, stored in chunks of [`StiColumn::CHUNK`] so that a tick
+/// writes a few large values instead of one record per vertex.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StiColumn {
+    /// xxh3-64 of the sorted handles: the same vertex set has the same id.
+    pub id: u64,
+    /// Which of the two value buffers holds the committed values.
+    pub buffer: u8,
+    /// Number of vertices.
+    pub len: u64,
+    /// The first handle of every chunk, ascending.
+    pub firsts: Vec<Handle>,
+}
+
+impl StiColumn {
+    /// Vertices per chunk.
+    pub const CHUNK: usize = 4096;
+
+    /// The chunk that would hold `h`, if `h` is within the column's range.
+    pub fn chunk_of(&self, h: Handle) -> Option<usize> {
+        self.firsts.partition_point(|f| *f <= h).checked_sub(1)
+    }
+
+    /// The id of a sorted vertex set.
+    pub fn id_of(handles: &[Handle]) -> u64 {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for h in handles {
+            hasher.update(&h.to_bytes());
+        }
+        hasher.digest()
+    }
+}
+
 /// "Link `link` (of type `link_type`, with `outgoing`) contains `target`":
 /// one member of `target`'s incoming set.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,17 +8,20 @@
 //! - `incoming`: `target ++ link` -> `StoredIncoming`, one key per member so
 //!   that an incoming set never becomes one growing value.
 //! - `meta`: `shard_id`, `cluster_id`, `count/<type id>`, `incoming_count`,
-//!   `last_tick`, and `prepared` (a tick's writes between prepare and commit).
+//!   `last_tick`, `prepared` (a tick's writes between prepare and commit),
+//!   and the STI column (see [`crate::column`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use lockstep_proto::convert::{decode_incoming, decode_stored, encode_incoming, encode_stored};
 use lockstep_proto::model::AtomRecord;
 use lockstep_proto::pb;
-use lockstep_proto::{AtomType, FlatAtom, Handle, IncomingRef, ShardId};
-use parking_lot::Mutex;
+use lockstep_proto::{AtomType, FlatAtom, Handle, IncomingRef, ShardId, StiColumn};
+use parking_lot::{Mutex, RwLock};
 
 use crate::Error;
+use crate::column::{self, ColumnWrite};
 use crate::store::{Cf, KvStore, WriteOp};
 
 const ATOM_PREFIX: u8 = b'a';
@@ -132,16 +135,155 @@ pub struct AtomStore<S> {
     /// Held across each read-modify-write so that concurrent writers cannot
     /// both count the same new atom; also the in-memory copy of the counters.
     counts: Mutex<Counts>,
+    /// The committed STI column, if any. Changed only with `counts` held;
+    /// readers take the `Arc` and re-check it after reading the chunks.
+    column: RwLock<Option<Arc<StiColumn>>>,
+}
+
+fn load_column<S: KvStore>(kv: &S) -> Result<Option<Arc<StiColumn>>, Error> {
+    use prost::Message;
+    let Some(b) = kv.get(Cf::Meta, column::POINTER)? else {
+        return Ok(None);
+    };
+    let c = pb::StiColumn::decode(b.as_slice())
+        .map_err(|e| Error::Storage(format!("corrupt STI column pointer: {e}")))?;
+    Ok(Some(Arc::new(StiColumn::try_from(c)?)))
 }
 
 impl<S: KvStore> AtomStore<S> {
     /// Wraps a store, loading its counters.
     pub fn open(kv: S) -> Result<AtomStore<S>, Error> {
         let counts = load_counts(&kv)?;
+        let column = load_column(&kv)?;
         Ok(AtomStore {
             kv,
             counts: Mutex::new(counts),
+            column: RwLock::new(column),
         })
+    }
+
+    /// The committed STI column, if one is current.
+    pub fn column(&self) -> Option<Arc<StiColumn>> {
+        self.column.read().clone()
+    }
+
+    /// Whether `col` is still the committed column: a reader that read its
+    /// chunks and then sees it still current read committed values, because
+    /// a prepare only writes the buffer the current pointer does not name.
+    fn still_current(&self, col: &Arc<StiColumn>) -> bool {
+        self.column
+            .read()
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, col))
+    }
+
+    fn column_chunk(&self, col: &StiColumn, c: usize) -> Result<(Vec<Handle>, Vec<f64>), Error> {
+        let mut v = self.kv.multi_get(
+            Cf::Meta,
+            &[
+                column::handles_key(col.id, c),
+                column::values_key(col.id, col.buffer, c),
+            ],
+        )?;
+        let x = v.pop().flatten();
+        let h = v.pop().flatten();
+        column::decode_chunk(h, x)
+    }
+
+    /// Every committed value of column `id`, in handle order, if `id` is the
+    /// current column: a resumed job's fast path.
+    pub fn column_values(&self, id: u64) -> Result<Option<Vec<f64>>, Error> {
+        loop {
+            let Some(col) = self.column().filter(|c| c.id == id) else {
+                return Ok(None);
+            };
+            let mut out = Vec::with_capacity(col.len as usize);
+            for c in 0..col.firsts.len() {
+                out.extend(self.column_chunk(&col, c)?.1);
+            }
+            if self.still_current(&col) {
+                return Ok(Some(out));
+            }
+        }
+    }
+
+    /// Overlays the committed column's STI on the records read for `handles`.
+    fn overlay(&self, handles: &[Handle], recs: &mut [Option<AtomRecord>]) -> Result<(), Error> {
+        loop {
+            let Some(col) = self.column() else {
+                return Ok(());
+            };
+            let mut by_chunk: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+            for (i, h) in handles.iter().enumerate() {
+                if recs[i].is_some()
+                    && let Some(c) = col.chunk_of(*h)
+                {
+                    by_chunk.entry(c).or_default().push(i);
+                }
+            }
+            let mut found = Vec::new();
+            for (c, idx) in by_chunk {
+                let (hs, xs) = self.column_chunk(&col, c)?;
+                for i in idx {
+                    if let Ok(p) = hs.binary_search(&handles[i]) {
+                        found.push((i, xs[p]));
+                    }
+                }
+            }
+            if self.still_current(&col) {
+                for (i, x) in found {
+                    if let Some(r) = recs[i].as_mut() {
+                        r.av.sti = x;
+                    }
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// Writes the committed column's values into the atoms' records and
+    /// removes the column. The caller holds the `counts` lock, as every
+    /// writer does. Chunk by chunk: until the pointer goes (last), a crash
+    /// leaves the column in force and the records it already reached carry
+    /// the same values, so folding again is harmless.
+    fn fold(&self, _writer: &Counts) -> Result<(), Error> {
+        let Some(col) = self.column() else {
+            return Ok(());
+        };
+        for c in 0..col.firsts.len() {
+            let (hs, xs) = self.column_chunk(&col, c)?;
+            let keys: Vec<Vec<u8>> = hs.iter().map(|h| atom_key(*h)).collect();
+            let mut ops = Vec::new();
+            for ((h, x), (key, old)) in hs
+                .iter()
+                .zip(xs)
+                .zip(keys.iter().zip(self.kv.multi_get(Cf::Atoms, &keys)?))
+            {
+                let Some(bytes) = old else { continue };
+                let mut rec = decode_stored(*h, &bytes)?;
+                if rec.av.sti.to_bits() != x.to_bits() {
+                    rec.av.sti = x;
+                    ops.push(WriteOp::Put(Cf::Atoms, key.clone(), encode_stored(&rec)));
+                }
+            }
+            if !ops.is_empty() {
+                self.kv.write(ops)?;
+            }
+        }
+        // A prepared batch may still name this column (a write arrived
+        // between a tick's prepare and commit): its keys stay for that
+        // commit.
+        let named = self
+            .read_prepared()?
+            .and_then(|b| b.column)
+            .is_some_and(|p| p.id == col.id);
+        let mut ops = vec![WriteOp::Delete(Cf::Meta, column::POINTER.to_vec())];
+        if !named {
+            column::delete_ops(col.id, col.len, &mut ops);
+        }
+        self.kv.write(ops)?;
+        *self.column.write() = None;
+        Ok(())
     }
 
     /// The underlying key-value store.
@@ -193,7 +335,10 @@ impl<S: KvStore> AtomStore<S> {
     /// existing atom keeps every value the write does not carry.
     pub fn put(&self, atoms: &[FlatAtom], incoming: &[IncomingRef]) -> Result<PutOutcome, Error> {
         let mut counts = self.counts.lock();
-        let (ops, next, out) = self.plan(&counts, atoms, incoming, &[])?;
+        if !atoms.is_empty() {
+            self.fold(&counts)?;
+        }
+        let (ops, next, out) = self.plan(&counts, atoms, incoming)?;
         if !ops.is_empty() {
             self.kv.write(ops)?;
         }
@@ -201,22 +346,16 @@ impl<S: KvStore> AtomStore<S> {
         Ok(out)
     }
 
-    /// The ops that apply `atoms`, `incoming` and the STI updates in `sti`
-    /// to the current state, with the counters they lead to.
+    /// The ops that apply `atoms` and `incoming` to the current state, with
+    /// the counters they lead to.
     fn plan(
         &self,
         counts: &Counts,
         atoms: &[FlatAtom],
         incoming: &[IncomingRef],
-        sti: &[(Handle, f64)],
     ) -> Result<(Vec<WriteOp>, Counts, PutOutcome), Error> {
-        let keys: Vec<Vec<u8>> = atoms
-            .iter()
-            .map(|a| atom_key(a.handle))
-            .chain(sti.iter().map(|(h, _)| atom_key(*h)))
-            .collect();
+        let keys: Vec<Vec<u8>> = atoms.iter().map(|a| atom_key(a.handle)).collect();
         let existing = self.kv.multi_get(Cf::Atoms, &keys)?;
-        let (existing, sti_existing) = existing.split_at(atoms.len());
 
         // The batch may name one atom twice: merge in order, in memory.
         let mut pending: HashMap<Handle, (AtomRecord, bool, bool)> = HashMap::new();
@@ -227,7 +366,7 @@ impl<S: KvStore> AtomStore<S> {
                 None => {
                     let entry = match old {
                         Some(bytes) => {
-                            let mut rec = decode_stored(a.handle, bytes)?;
+                            let mut rec = decode_stored(a.handle, &bytes)?;
                             let changed = rec.merge(a);
                             (rec, false, changed)
                         }
@@ -236,23 +375,6 @@ impl<S: KvStore> AtomStore<S> {
                     pending.insert(a.handle, entry);
                     order.push(a.handle);
                 }
-            }
-        }
-        for ((h, x), old) in sti.iter().zip(sti_existing) {
-            let entry = match pending.get_mut(h) {
-                Some(e) => e,
-                None => {
-                    // An STI update for an atom that is not stored is
-                    // dropped: ticks only update atoms they read.
-                    let Some(bytes) = old else { continue };
-                    pending.insert(*h, (decode_stored(*h, bytes)?, false, false));
-                    order.push(*h);
-                    pending.get_mut(h).expect("just inserted")
-                }
-            };
-            if entry.0.av.sti.to_bits() != x.to_bits() {
-                entry.0.av.sti = *x;
-                entry.2 = true;
             }
         }
 
@@ -315,24 +437,40 @@ impl<S: KvStore> AtomStore<S> {
 
     /// Phase one of a tick's commit: plans the tick's writes against the
     /// current state and stores them, durably but invisibly, as the
-    /// prepared batch for `tick`.
+    /// prepared batch for `tick`. A staged STI column is written in place,
+    /// into the spare buffer (see [`crate::column`]).
     pub fn prepare(
         &self,
         tick: u64,
         atoms: &[FlatAtom],
         incoming: &[IncomingRef],
-        sti: &[(Handle, f64)],
+        column: Option<&ColumnWrite>,
     ) -> Result<PutOutcome, Error> {
         use prost::Message;
         let counts = self.counts.lock();
-        let (mut ops, _, out) = self.plan(&counts, atoms, incoming, sti)?;
+        let other_column = column.is_some_and(|w| self.column().is_some_and(|c| c.id != w.id));
+        if !atoms.is_empty() || other_column {
+            self.fold(&counts)?;
+        }
+        let (mut ops, _, out) = self.plan(&counts, atoms, incoming)?;
         ops.push(WriteOp::Put(
             Cf::Meta,
             META_LAST_TICK.to_vec(),
             tick.to_le_bytes().to_vec(),
         ));
+        let mut writes = Vec::new();
+        let pointer = column.map(|w| {
+            let current = self.column().filter(|c| c.id == w.id);
+            let buffer = current.as_ref().map_or(0, |c| 1 - c.buffer);
+            if current.is_none() {
+                w.handle_ops(&mut writes);
+            }
+            w.value_ops(buffer, &mut writes);
+            pb::StiColumn::from(&w.pointer(buffer))
+        });
         let batch = pb::PreparedBatch {
             tick,
+            column: pointer,
             ops: ops
                 .into_iter()
                 .map(|op| match op {
@@ -351,11 +489,12 @@ impl<S: KvStore> AtomStore<S> {
                 })
                 .collect(),
         };
-        self.kv.write(vec![WriteOp::Put(
+        writes.push(WriteOp::Put(
             Cf::Meta,
             META_PREPARED.to_vec(),
             batch.encode_to_vec(),
-        )])?;
+        ));
+        self.kv.write(writes)?;
         Ok(out)
     }
 
@@ -363,6 +502,7 @@ impl<S: KvStore> AtomStore<S> {
     /// records `tick` as the last committed. Idempotent: a tick already
     /// committed is a no-op.
     pub fn commit(&self, tick: u64) -> Result<(), Error> {
+        use prost::Message;
         let mut counts = self.counts.lock();
         if self.last_tick()? >= tick {
             return Ok(());
@@ -380,17 +520,37 @@ impl<S: KvStore> AtomStore<S> {
                 WriteOp::Put(cf, op.key, op.value)
             });
         }
+        let pointer = batch.column.map(StiColumn::try_from).transpose()?;
+        if let Some(p) = &pointer {
+            if self.column().is_some_and(|c| c.id != p.id) {
+                self.fold(&counts)?;
+            }
+            ops.push(WriteOp::Put(
+                Cf::Meta,
+                column::POINTER.to_vec(),
+                pb::StiColumn::from(p).encode_to_vec(),
+            ));
+        }
         ops.push(WriteOp::Delete(Cf::Meta, META_PREPARED.to_vec()));
         self.kv.write(ops)?;
         *counts = load_counts(&self.kv)?;
+        if let Some(p) = pointer {
+            *self.column.write() = Some(Arc::new(p));
+        }
         Ok(())
     }
 
-    /// Drops a prepared batch that was never committed.
+    /// Drops a prepared batch that was never committed, with the column
+    /// keys it wrote unless they belong to the current column.
     pub fn discard_prepared(&self) -> Result<(), Error> {
         let _guard = self.counts.lock();
-        self.kv
-            .write(vec![WriteOp::Delete(Cf::Meta, META_PREPARED.to_vec())])
+        let mut ops = vec![WriteOp::Delete(Cf::Meta, META_PREPARED.to_vec())];
+        if let Some(p) = self.read_prepared()?.and_then(|b| b.column)
+            && self.column().is_none_or(|c| c.id != p.id)
+        {
+            column::delete_ops(p.id, p.len, &mut ops);
+        }
+        self.kv.write(ops)
     }
 
     /// Brings a prepared batch in line with the coordinator's decision: a
@@ -426,7 +586,8 @@ impl<S: KvStore> AtomStore<S> {
     /// Reads atoms by handle; one entry per handle, in order.
     pub fn get(&self, handles: &[Handle]) -> Result<Vec<Option<AtomRecord>>, Error> {
         let keys: Vec<Vec<u8>> = handles.iter().map(|h| atom_key(*h)).collect();
-        self.kv
+        let mut recs = self
+            .kv
             .multi_get(Cf::Atoms, &keys)?
             .into_iter()
             .zip(handles)
@@ -434,7 +595,9 @@ impl<S: KvStore> AtomStore<S> {
                 v.map(|b| decode_stored(*h, &b).map_err(Error::from))
                     .transpose()
             })
-            .collect()
+            .collect::<Result<Vec<_>, Error>>()?;
+        self.overlay(handles, &mut recs)?;
+        Ok(recs)
     }
 
     /// Whether `h` has any incoming-set entry.
@@ -474,6 +637,9 @@ impl<S: KvStore> AtomStore<S> {
     /// skipped).
     pub fn delete(&self, handles: &[Handle]) -> Result<Vec<AtomRecord>, Error> {
         let mut counts = self.counts.lock();
+        // A deleted atom must not keep a column value a later re-creation
+        // would inherit.
+        self.fold(&counts)?;
         for &h in handles {
             if self.has_incoming(h)? {
                 return Err(Error::HasIncoming(h));
@@ -535,6 +701,19 @@ impl<S: KvStore> AtomStore<S> {
         after: Option<Handle>,
         limit: usize,
     ) -> Result<(Vec<AtomRecord>, bool), Error> {
+        let (handles, more) = self.scan_type_handles(ty, after, limit)?;
+        let recs = self.get(&handles)?.into_iter().flatten().collect();
+        Ok((recs, more))
+    }
+
+    /// A page of the handles of atoms of type `ty`, in order, after `after`:
+    /// the by-type index alone, with no record read.
+    pub fn scan_type_handles(
+        &self,
+        ty: &'static AtomType,
+        after: Option<Handle>,
+        limit: usize,
+    ) -> Result<(Vec<Handle>, bool), Error> {
         let prefix = type_prefix(ty);
         let after_key = after.map(|a| type_key(ty, a));
         let mut rows = self
@@ -546,8 +725,7 @@ impl<S: KvStore> AtomStore<S> {
             .iter()
             .map(|(k, _)| Handle::from_slice(&k[prefix.len()..]))
             .collect::<Result<Vec<_>, _>>()?;
-        let recs = self.get(&handles)?.into_iter().flatten().collect();
-        Ok((recs, more))
+        Ok((handles, more))
     }
 }
 
@@ -629,31 +807,128 @@ mod tests {
         let s = AtomStore::open(MemStore::default()).unwrap();
         let a = concept("a");
         s.put(std::slice::from_ref(&a), &[]).unwrap();
-        s.prepare(1, &[concept("b")], &[], &[(a.handle, 0.25)])
-            .unwrap();
+        s.prepare(1, &[concept("b")], &[], None).unwrap();
         assert_eq!(s.get(&[concept("b").handle]).unwrap()[0], None);
         assert_eq!(s.last_tick().unwrap(), 0);
         assert_eq!(s.prepared_tick().unwrap(), Some(1));
         s.commit(1).unwrap();
         s.commit(1).unwrap();
         assert_eq!(s.last_tick().unwrap(), 1);
-        assert_eq!(
-            s.get(&[a.handle]).unwrap()[0].as_ref().unwrap().av.sti,
-            0.25
-        );
+        assert!(s.get(&[concept("b").handle]).unwrap()[0].is_some());
         assert_eq!(s.counts().atoms(), 2);
 
         // A prepared tick past the decision is dropped, not applied.
-        s.prepare(2, &[concept("c")], &[], &[]).unwrap();
+        s.prepare(2, &[concept("c")], &[], None).unwrap();
         s.resolve_prepared(1).unwrap();
         assert_eq!(s.prepared_tick().unwrap(), None);
         assert_eq!(s.last_tick().unwrap(), 1);
         assert_eq!(s.get(&[concept("c").handle]).unwrap()[0], None);
         // One at or before it is applied.
-        s.prepare(2, &[concept("c")], &[], &[]).unwrap();
+        s.prepare(2, &[concept("c")], &[], None).unwrap();
         s.resolve_prepared(2).unwrap();
         assert_eq!(s.last_tick().unwrap(), 2);
         assert_eq!(s.counts().atoms(), 3);
+    }
+
+    fn sti<S: KvStore>(s: &AtomStore<S>, h: Handle) -> f64 {
+        s.get(&[h]).unwrap()[0].as_ref().unwrap().av.sti
+    }
+
+    #[test]
+    fn an_sti_column_commits_in_place_and_is_what_reads_see() {
+        let kv = Arc::new(MemStore::default());
+        let s = AtomStore::open(kv.clone()).unwrap();
+        // Two and a half chunks of vertices, and one atom outside the column.
+        let n = StiColumn::CHUNK * 2 + StiColumn::CHUNK / 2;
+        let atoms: Vec<FlatAtom> = (0..n).map(|i| concept(&format!("v{i}"))).collect();
+        let outside = concept("outside");
+        s.put(&atoms, &[]).unwrap();
+        s.put(std::slice::from_ref(&outside), &[]).unwrap();
+        let mut hs: Vec<Handle> = atoms.iter().map(|a| a.handle).collect();
+        hs.sort();
+        let hs = Arc::new(hs);
+        let id = StiColumn::id_of(&hs);
+        let write = |t: f64| {
+            let xs = (0..n).map(|i| t + i as f64 * 1e-6).collect();
+            ColumnWrite::new(id, hs.clone(), Arc::new(xs))
+        };
+
+        // Prepared is durable but invisible; committed is visible.
+        s.prepare(1, &[], &[], Some(&write(1.0))).unwrap();
+        assert_eq!(sti(&s, hs[5]), 0.0);
+        s.commit(1).unwrap();
+        assert_eq!(sti(&s, hs[5]), 1.0 + 5e-6);
+        assert_eq!(s.last_tick().unwrap(), 1);
+
+        // An aborted tick leaves the committed values; the retry commits.
+        s.prepare(2, &[], &[], Some(&write(2.0))).unwrap();
+        s.discard_prepared().unwrap();
+        assert_eq!(sti(&s, hs[n - 1]), 1.0 + (n - 1) as f64 * 1e-6);
+        s.prepare(2, &[], &[], Some(&write(3.0))).unwrap();
+        s.commit(2).unwrap();
+
+        // A reopened store reads the column; scans and the fast path agree.
+        let s = AtomStore::open(kv.clone()).unwrap();
+        assert_eq!(sti(&s, hs[n - 1]), 3.0 + (n - 1) as f64 * 1e-6);
+        assert_eq!(sti(&s, outside.handle), 0.0);
+        assert_eq!(s.column_values(id).unwrap().unwrap(), *write(3.0).values);
+        assert_eq!(s.column_values(id ^ 1).unwrap(), None);
+        let ty = AtomType::by_name("ConceptNode").unwrap();
+        let (page, _) = s.scan_type(ty, None, 3 * StiColumn::CHUNK).unwrap();
+        for r in page.iter().filter(|r| r.handle != outside.handle) {
+            let i = hs.binary_search(&r.handle).unwrap();
+            assert_eq!(r.av.sti, 3.0 + i as f64 * 1e-6);
+        }
+
+        // A write between prepare and commit folds the column into the
+        // records, and the commit still finds its chunks.
+        s.prepare(3, &[], &[], Some(&write(4.0))).unwrap();
+        s.put(&[concept("late")], &[]).unwrap();
+        assert!(s.column().is_none());
+        assert_eq!(sti(&s, hs[7]), 3.0 + 7e-6);
+        s.commit(3).unwrap();
+        assert_eq!(sti(&s, hs[7]), 4.0 + 7e-6);
+
+        // Any other write folds it and removes every key it had.
+        s.put(&[concept("later")], &[]).unwrap();
+        assert!(s.column().is_none());
+        assert_eq!(sti(&s, hs[7]), 4.0 + 7e-6);
+        assert_eq!(sti(&s, hs[n - 1]), 4.0 + (n - 1) as f64 * 1e-6);
+        assert!(
+            kv.scan(Cf::Meta, b"col/", None, usize::MAX)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(AtomStore::open(kv).unwrap().column().is_none());
+    }
+
+    #[test]
+    fn a_column_of_another_vertex_set_folds_the_old_one_first() {
+        let kv = Arc::new(MemStore::default());
+        let s = AtomStore::open(kv.clone()).unwrap();
+        let atoms: Vec<FlatAtom> = (0..10).map(|i| concept(&format!("v{i}"))).collect();
+        s.put(&atoms, &[]).unwrap();
+        let mut all: Vec<Handle> = atoms.iter().map(|a| a.handle).collect();
+        all.sort();
+        let first = Arc::new(all.clone());
+        let second = Arc::new(all[..5].to_vec());
+        let w1 = ColumnWrite::new(StiColumn::id_of(&first), first, Arc::new(vec![0.5; 10]));
+        s.prepare(1, &[], &[], Some(&w1)).unwrap();
+        s.commit(1).unwrap();
+        let w2 = ColumnWrite::new(StiColumn::id_of(&second), second, Arc::new(vec![0.25; 5]));
+        s.prepare(2, &[], &[], Some(&w2)).unwrap();
+        // The old column's values are in the records now; the new one is
+        // not visible until its commit.
+        assert_eq!(sti(&s, all[9]), 0.5);
+        assert_eq!(sti(&s, all[0]), 0.5);
+        s.commit(2).unwrap();
+        assert_eq!(sti(&s, all[0]), 0.25);
+        assert_eq!(sti(&s, all[9]), 0.5);
+        // Only the new column's keys are left: 1 chunk of handles, 1 buffer.
+        assert_eq!(
+            kv.scan(Cf::Meta, b"col/", None, usize::MAX).unwrap().len(),
+            2
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! - [`store`]: the key-value trait, its RocksDB and in-memory
 //!   implementations and their conformance suite.
 //! - [`atoms`]: atom semantics over a key-value store.
+//! - [`column`]: the STI column, a workload's per-vertex values committed
+//!   as chunked arrays.
 //! - [`routing`]: the shard's ring and the epoch/ownership checks.
 //! - [`service`]: the gRPC data service.
 //! - [`tick`]: the tick engine: phases, messages between shards, staged
@@ -15,6 +17,7 @@
 //! background loops, serve until `shutdown`, then drain and flush.
 
 pub mod atoms;
+pub mod column;
 pub mod config;
 pub mod membership;
 pub mod routing;
@@ -30,7 +33,7 @@ use std::sync::Arc;
 use lockstep_proto::pb::shard_server::ShardServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tracing::info;
 
 pub use config::ShardConfig;
@@ -124,7 +127,12 @@ pub async fn run(
                 .max_decoding_message_size(256 << 20)
                 .max_encoding_message_size(256 << 20),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            // Without TCP_NODELAY a response written in more than one
+            // segment waits for the peer's delayed ACK: 40 ms stalls.
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await;
 
     // 5. Drain: stop the loops, then make everything durable.

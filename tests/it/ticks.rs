@@ -73,6 +73,14 @@ async fn attention_on(shards: usize) -> (HashMap<Handle, f64>, Vec<pb::JobEvent>
     let last = events.last().unwrap();
     assert_eq!(last.kind, "finished", "{}", last.message);
     let sti = stored_sti(&client, &atoms).await;
+    // A write after the job folds each shard's committed STI column into
+    // the atoms' records: what readers see does not change.
+    let concept = lockstep::proto::AtomType::by_name("ConceptNode").unwrap();
+    let late: Vec<Atom> = (0..8)
+        .map(|i| Atom::node(concept, format!("after-the-job-{i}")).unwrap())
+        .collect();
+    client.put(&late).await.unwrap();
+    assert_eq!(stored_sti(&client, &atoms).await, sti);
     tc.cluster.shutdown().await;
     (sti, events)
 }

@@ -4,6 +4,7 @@
 
 mod aggregate;
 mod atom;
+mod column;
 mod topology;
 
 pub use atom::{decode_incoming, decode_stored, encode_incoming, encode_stored, handles_from_pb};

@@ -12,53 +12,116 @@
 //! summed in 2^-64 fixed point, so the sum is exact and the result is
 //! bit-identical for any number of shards and any message order.
 //!
-//! Setup (`edges`, `degrees`): each shard walks its nodes' incoming sets and
-//! tells the owner of `u` about each edge `u -> v` it finds at `v`; the
-//! owner of `u` keeps its out-edges in memory. Ticks: `spread` sends the
-//! combined contribution per destination vertex; `apply` sums what arrived
-//! and stages the new STI.
+//! # Layout
+//! Setup gives every local vertex a dense index (its rank in handle order)
+//! and builds the out-edges as CSR arrays over *slots*. A slot is a local
+//! vertex, or a vertex of another shard; each other shard gets one
+//! contiguous range of slots.
+//! - `edges`: each shard walks its vertices' incoming sets and tells the
+//!   owner of `u` about every edge `u -> v` it finds at `v`, as (u handle,
+//!   v index) records packed into large messages.
+//! - `degrees`: the owner of `u` builds the CSR. The slot range for shard T
+//!   is the sorted distinct v indices T reported, which T works out the same
+//!   way from what it sent, so no slot map has to travel back.
+//! - `spread`: every edge adds its contribution into its slot; each other
+//!   shard is then sent its range of slots as one packed array of `i128`.
+//! - `apply`: the arrays that arrived are added into the local sums, the new
+//!   STI is computed, and it is staged as the shard's STI column (see
+//!   [`crate::column`]), so the tick commits a few large values rather than
+//!   one record per vertex.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use lockstep_proto::aggregate::{TopEntry, TopK, from_fixed, to_fixed};
+use lockstep_proto::pb::ShardMessage;
 use lockstep_proto::workload::AttentionParams;
-use lockstep_proto::{Handle, ProtoError};
+use lockstep_proto::{Handle, ProtoError, ShardId, StiColumn};
 
-use super::{PhaseInput, PhaseOutput, Staged, all_incoming, local_nodes};
+use super::{PhaseInput, PhaseOutput, Staged, all_incoming, local_node_handles};
 use crate::Error;
+use crate::column::ColumnWrite;
 use crate::store::KvStore;
+
+/// Bytes of one `edges` record: the source handle and the target's index.
+const EDGE_RECORD: usize = 20;
+/// Bytes of one contribution.
+const CONTRIB: usize = 16;
+/// The most payload bytes in one message.
+const MESSAGE_BYTES: usize = 8 << 20;
+
+/// The slots this shard sends to another shard every tick.
+struct Remote {
+    shard: ShardId,
+    start: usize,
+    len: usize,
+}
 
 pub struct State {
     params: AttentionParams,
-    nodes: Vec<Handle>,
-    labels: Vec<String>,
-    index: HashMap<Handle, usize>,
-    out: Vec<Vec<(Handle, u64)>>,
-    wsum: Vec<u64>,
+    /// The local vertices in handle order; a vertex's index is its rank.
+    nodes: Arc<Vec<Handle>>,
+    /// The STI column id of `nodes`.
+    column: u64,
     vertices: u64,
-    x: Vec<f64>,
-    next: Option<Vec<f64>>,
+    /// Per shard, the target indices this shard reported to it in `edges`;
+    /// sorted and distinct, the order that shard's contributions arrive in.
+    reported: BTreeMap<ShardId, Vec<u32>>,
+    /// CSR out-edges: vertex `u`'s edges are `offsets[u]..offsets[u + 1]`
+    /// of `slots` (where the contribution goes) and `mult` (parallel links).
+    offsets: Vec<u32>,
+    slots: Vec<u32>,
+    mult: Vec<u32>,
+    wsum: Vec<u64>,
+    remotes: Vec<Remote>,
+    /// One fixed-point sum per slot: the local vertices, then the remotes.
+    acc: Vec<i128>,
+    x: Arc<Vec<f64>>,
+    next: Option<Arc<Vec<f64>>>,
     ready: bool,
 }
 
-fn decode_i128(b: &[u8]) -> Result<i128, Error> {
-    let arr: [u8; 16] = b
+fn corrupt(what: impl Into<String>) -> Error {
+    ProtoError::Corrupt(what.into()).into()
+}
+
+/// A message from shard `from` whose payload starts at index `start`.
+fn message(from: ShardId, start: usize, data: Vec<u8>) -> ShardMessage {
+    let mut key = Vec::with_capacity(8);
+    key.extend_from_slice(&from.0.to_be_bytes());
+    key.extend_from_slice(&(start as u32).to_be_bytes());
+    ShardMessage { key, data }
+}
+
+fn parse_key(key: &[u8]) -> Result<(ShardId, usize), Error> {
+    let key: [u8; 8] = key
         .try_into()
-        .map_err(|_| ProtoError::Corrupt(format!("contribution of {} bytes", b.len())))?;
-    Ok(i128::from_be_bytes(arr))
+        .map_err(|_| corrupt(format!("attention message key of {} bytes", key.len())))?;
+    let from = u32::from_be_bytes(key[..4].try_into().expect("4 bytes"));
+    let start = u32::from_be_bytes(key[4..].try_into().expect("4 bytes"));
+    Ok((ShardId(from), start as usize))
+}
+
+fn edge_record(r: &[u8]) -> Result<(Handle, u32), Error> {
+    let u = Handle::from_slice(&r[..16])?;
+    Ok((u, u32::from_le_bytes(r[16..].try_into().expect("4 bytes"))))
 }
 
 impl State {
     pub fn new(params: AttentionParams) -> State {
         State {
             params,
-            nodes: Vec::new(),
-            labels: Vec::new(),
-            index: HashMap::new(),
-            out: Vec::new(),
-            wsum: Vec::new(),
+            nodes: Arc::default(),
+            column: 0,
             vertices: 0,
-            x: Vec::new(),
+            reported: BTreeMap::new(),
+            offsets: Vec::new(),
+            slots: Vec::new(),
+            mult: Vec::new(),
+            wsum: Vec::new(),
+            remotes: Vec::new(),
+            acc: Vec::new(),
+            x: Arc::default(),
             next: None,
             ready: false,
         }
@@ -90,125 +153,15 @@ impl State {
     ) -> Result<PhaseOutput, Error> {
         let mut out = PhaseOutput::default();
         match phase {
-            "edges" => {
-                self.ready = false;
-                let nodes = local_nodes(input.store)?;
-                self.nodes = nodes.iter().map(|r| r.handle).collect();
-                self.labels = nodes
-                    .iter()
-                    .map(|r| format!("({} {:?})", r.ty.name, r.name))
-                    .collect();
-                self.index = self
-                    .nodes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, h)| (*h, i))
-                    .collect();
-                for &v in &self.nodes {
-                    for r in all_incoming(input.store, v)? {
-                        if r.outgoing.len() == 2 && r.outgoing[1] == v && self.allowed(r.link_type)
-                        {
-                            out.outbox.push((r.outgoing[0], v.to_bytes().to_vec()));
-                        }
-                    }
-                }
-                out.partial.add_int("vertices", self.nodes.len() as i64);
-            }
-            "degrees" => {
-                self.vertices = input.globals.int("vertices").max(0) as u64;
-                let mut edges: Vec<Vec<Handle>> = vec![Vec::new(); self.nodes.len()];
-                for m in &input.inbox {
-                    let u = Handle::from_slice(&m.key)?;
-                    let v = Handle::from_slice(&m.data)?;
-                    // Only edges whose source is a node: a link's other end
-                    // may be a link, which is no vertex.
-                    if let Some(&i) = self.index.get(&u) {
-                        edges[i].push(v);
-                    }
-                }
-                self.out = edges
-                    .into_iter()
-                    .map(|mut vs| {
-                        vs.sort_unstable();
-                        let mut w: Vec<(Handle, u64)> = Vec::new();
-                        for v in vs {
-                            match w.last_mut() {
-                                Some((last, n)) if *last == v => *n += 1,
-                                _ => w.push((v, 1)),
-                            }
-                        }
-                        w
-                    })
-                    .collect();
-                self.wsum = self
-                    .out
-                    .iter()
-                    .map(|o| o.iter().map(|e| e.1).sum())
-                    .collect();
-                out.partial
-                    .add_int("edges", self.wsum.iter().sum::<u64>() as i64);
-                self.x = if input.tick <= 1 {
-                    vec![1.0 / self.vertices.max(1) as f64; self.nodes.len()]
-                } else {
-                    // Resuming: start from the last committed tick.
-                    input
-                        .store
-                        .get(&self.nodes)?
-                        .iter()
-                        .map(|r| r.as_ref().map_or(0.0, |r| r.av.sti))
-                        .collect()
-                };
-                self.next = None;
-                self.ready = true;
-            }
+            "edges" => self.edges(input, &mut out)?,
+            "degrees" => self.degrees(input, &mut out)?,
             "spread" => {
                 self.require_ready()?;
-                let mut dangling: i128 = 0;
-                let mut contrib: HashMap<Handle, i128> = HashMap::new();
-                for (i, edges) in self.out.iter().enumerate() {
-                    let w = self.wsum[i];
-                    if w == 0 {
-                        dangling += to_fixed(self.x[i]);
-                        continue;
-                    }
-                    for &(v, n) in edges {
-                        // Combined per destination before sending.
-                        *contrib.entry(v).or_default() += to_fixed(self.x[i] * n as f64 / w as f64);
-                    }
-                }
-                out.partial.add_fixed("dangling", dangling);
-                out.outbox = contrib
-                    .into_iter()
-                    .map(|(v, c)| (v, c.to_be_bytes().to_vec()))
-                    .collect();
+                self.spread(input.me, &mut out);
             }
             "apply" => {
                 self.require_ready()?;
-                let mut sums = vec![0i128; self.nodes.len()];
-                for m in &input.inbox {
-                    let v = Handle::from_slice(&m.key)?;
-                    if let Some(&i) = self.index.get(&v) {
-                        sums[i] += decode_i128(&m.data)?;
-                    }
-                }
-                let d = self.params.damping;
-                let n = self.vertices.max(1) as f64;
-                let dangling = input.globals.fixed("dangling");
-                let next: Vec<f64> = sums
-                    .iter()
-                    .map(|&s| (1.0 - d) / n + d * (from_fixed(s) + dangling / n))
-                    .collect();
-                let mut total = 0i128;
-                let mut l1 = 0i128;
-                for (i, &x) in next.iter().enumerate() {
-                    total += to_fixed(x);
-                    l1 += to_fixed((x - self.x[i]).abs());
-                    staged.sti.push((self.nodes[i], x));
-                }
-                out.partial.add_fixed("total_sti", total);
-                out.partial.add_fixed("l1_change", l1);
-                out.partial.set_top("top", self.top(&next));
-                self.next = Some(next);
+                self.apply(input, staged, &mut out)?;
             }
             other => {
                 return Err(
@@ -219,6 +172,242 @@ impl State {
         Ok(out)
     }
 
+    fn edges<S: KvStore>(
+        &mut self,
+        input: &PhaseInput<'_, S>,
+        out: &mut PhaseOutput,
+    ) -> Result<(), Error> {
+        self.ready = false;
+        let ring = input.routing.ring.as_ref().ok_or(Error::NotReady)?;
+        let nodes = local_node_handles(input.store)?;
+        self.column = StiColumn::id_of(&nodes);
+        self.reported.clear();
+        // Per owner of `u`, messages of at most MESSAGE_BYTES of records.
+        let per_message = MESSAGE_BYTES / EDGE_RECORD * EDGE_RECORD;
+        let mut records: BTreeMap<ShardId, Vec<Vec<u8>>> = BTreeMap::new();
+        for (j, &v) in nodes.iter().enumerate() {
+            for r in all_incoming(input.store, v)? {
+                if r.outgoing.len() != 2 || r.outgoing[1] != v || !self.allowed(r.link_type) {
+                    continue;
+                }
+                let u = r.outgoing[0];
+                let owner = ring.owner(u.ring_position());
+                let bufs = records.entry(owner).or_default();
+                if bufs.last().is_none_or(|b| b.len() >= per_message) {
+                    bufs.push(Vec::with_capacity(per_message.min(1 << 16)));
+                }
+                let buf = bufs.last_mut().expect("pushed above");
+                buf.extend_from_slice(&u.to_bytes());
+                buf.extend_from_slice(&(j as u32).to_le_bytes());
+                if owner != input.me {
+                    self.reported.entry(owner).or_default().push(j as u32);
+                }
+            }
+        }
+        for (shard, bufs) in records {
+            for b in bufs {
+                out.direct.push((shard, message(input.me, 0, b)));
+            }
+        }
+        out.partial.add_int("vertices", nodes.len() as i64);
+        self.nodes = Arc::new(nodes);
+        Ok(())
+    }
+
+    fn degrees<S: KvStore>(
+        &mut self,
+        input: &PhaseInput<'_, S>,
+        out: &mut PhaseOutput,
+    ) -> Result<(), Error> {
+        self.vertices = input.globals.int("vertices").max(0) as u64;
+        let n = self.nodes.len();
+        let mut by_sender: BTreeMap<ShardId, Vec<&[u8]>> = BTreeMap::new();
+        for m in &input.inbox {
+            let (from, _) = parse_key(&m.key)?;
+            if !m.data.len().is_multiple_of(EDGE_RECORD) {
+                return Err(corrupt(format!("edge message of {} bytes", m.data.len())));
+            }
+            by_sender.entry(from).or_default().push(&m.data);
+        }
+        // (source index, slot), one per edge whose source is a local vertex:
+        // a link's other end may be a link, which is no vertex.
+        let mut pairs: Vec<(u32, u32)> = Vec::new();
+        self.remotes.clear();
+        let mut next_slot = n;
+        for (from, data) in by_sender {
+            let records = || data.iter().flat_map(|d| d.chunks_exact(EDGE_RECORD));
+            if from == input.me {
+                for r in records() {
+                    let (u, v) = edge_record(r)?;
+                    if v as usize >= n {
+                        return Err(corrupt(format!("edge to vertex {v} of {n}")));
+                    }
+                    if let Ok(i) = self.nodes.binary_search(&u) {
+                        pairs.push((i as u32, v));
+                    }
+                }
+                continue;
+            }
+            let mut targets = records()
+                .map(|r| edge_record(r).map(|(_, v)| v))
+                .collect::<Result<Vec<u32>, Error>>()?;
+            targets.sort_unstable();
+            targets.dedup();
+            for r in records() {
+                let (u, v) = edge_record(r)?;
+                if let Ok(i) = self.nodes.binary_search(&u) {
+                    let k = targets.binary_search(&v).expect("listed above");
+                    pairs.push((i as u32, (next_slot + k) as u32));
+                }
+            }
+            self.remotes.push(Remote {
+                shard: from,
+                start: next_slot,
+                len: targets.len(),
+            });
+            next_slot += targets.len();
+        }
+        pairs.sort_unstable();
+
+        self.offsets = Vec::with_capacity(n + 1);
+        self.slots = Vec::with_capacity(pairs.len());
+        self.mult = Vec::with_capacity(pairs.len());
+        self.wsum = vec![0; n];
+        let mut i = 0;
+        for u in 0..n {
+            self.offsets.push(self.slots.len() as u32);
+            while i < pairs.len() && pairs[i].0 as usize == u {
+                let first = i;
+                while i < pairs.len() && pairs[i] == pairs[first] {
+                    i += 1;
+                }
+                self.slots.push(pairs[first].1);
+                self.mult.push((i - first) as u32);
+                self.wsum[u] += (i - first) as u64;
+            }
+        }
+        self.offsets.push(self.slots.len() as u32);
+        drop(pairs);
+        self.acc = vec![0; next_slot];
+        for targets in self.reported.values_mut() {
+            targets.sort_unstable();
+            targets.dedup();
+            targets.shrink_to_fit();
+        }
+        out.partial
+            .add_int("edges", self.wsum.iter().sum::<u64>() as i64);
+
+        self.x = Arc::new(if input.tick <= 1 {
+            vec![1.0 / self.vertices.max(1) as f64; n]
+        } else if let Some(xs) = input.store.column_values(self.column)? {
+            // Resuming on the same vertex set: its committed column.
+            xs
+        } else {
+            input
+                .store
+                .get(&self.nodes)?
+                .iter()
+                .map(|r| r.as_ref().map_or(0.0, |r| r.av.sti))
+                .collect()
+        });
+        self.next = None;
+        self.ready = true;
+        Ok(())
+    }
+
+    fn spread(&mut self, me: ShardId, out: &mut PhaseOutput) {
+        self.acc.fill(0);
+        let mut dangling: i128 = 0;
+        for (u, &xu) in self.x.iter().enumerate() {
+            let w = self.wsum[u];
+            if w == 0 {
+                dangling += to_fixed(xu);
+                continue;
+            }
+            let wf = w as f64;
+            // x * 1 / w is x / w exactly, so every single link of `u` adds
+            // the same fixed-point value: convert it once per vertex, not
+            // once per edge.
+            let single = to_fixed(xu / wf);
+            let (from, to) = (self.offsets[u] as usize, self.offsets[u + 1] as usize);
+            for (&slot, &k) in self.slots[from..to].iter().zip(&self.mult[from..to]) {
+                self.acc[slot as usize] += if k == 1 {
+                    single
+                } else {
+                    to_fixed(xu * k as f64 / wf)
+                };
+            }
+        }
+        out.partial.add_fixed("dangling", dangling);
+        let per_message = MESSAGE_BYTES / CONTRIB;
+        for r in &self.remotes {
+            for (p, piece) in self.acc[r.start..r.start + r.len]
+                .chunks(per_message)
+                .enumerate()
+            {
+                let mut data = Vec::with_capacity(piece.len() * CONTRIB);
+                for c in piece {
+                    data.extend_from_slice(&c.to_le_bytes());
+                }
+                out.direct
+                    .push((r.shard, message(me, p * per_message, data)));
+            }
+        }
+    }
+
+    fn apply<S: KvStore>(
+        &mut self,
+        input: &PhaseInput<'_, S>,
+        staged: &mut Staged,
+        out: &mut PhaseOutput,
+    ) -> Result<(), Error> {
+        let n = self.nodes.len();
+        for m in &input.inbox {
+            let (from, start) = parse_key(&m.key)?;
+            if !m.data.len().is_multiple_of(CONTRIB) {
+                return Err(corrupt(format!(
+                    "contribution message of {} bytes",
+                    m.data.len()
+                )));
+            }
+            let targets = self
+                .reported
+                .get(&from)
+                .and_then(|t| t.get(start..start + m.data.len() / CONTRIB))
+                .ok_or_else(|| {
+                    corrupt(format!(
+                        "contributions from {from} at {start} match no edges sent there"
+                    ))
+                })?;
+            for (&v, c) in targets.iter().zip(m.data.chunks_exact(CONTRIB)) {
+                self.acc[v as usize] += i128::from_le_bytes(c.try_into().expect("16 bytes"));
+            }
+        }
+        let d = self.params.damping;
+        let nv = self.vertices.max(1) as f64;
+        let dangling = input.globals.fixed("dangling");
+        let mut next = Vec::with_capacity(n);
+        let mut total = 0i128;
+        let mut l1 = 0i128;
+        for (&s, &old) in self.acc[..n].iter().zip(self.x.iter()) {
+            let x = (1.0 - d) / nv + d * (from_fixed(s) + dangling / nv);
+            total += to_fixed(x);
+            l1 += to_fixed((x - old).abs());
+            next.push(x);
+        }
+        out.partial.add_fixed("total_sti", total);
+        out.partial.add_fixed("l1_change", l1);
+        out.partial.set_top("top", self.top(&next, input)?);
+        let next = Arc::new(next);
+        staged.column = Some(ColumnWrite::new(
+            self.column,
+            self.nodes.clone(),
+            next.clone(),
+        ));
+        self.next = Some(next);
+        Ok(())
+    }
+
     fn require_ready(&self) -> Result<(), Error> {
         if self.ready {
             Ok(())
@@ -227,28 +416,37 @@ impl State {
         }
     }
 
-    /// The top k by STI, ties by handle; labels built for the k only.
-    fn top(&self, x: &[f64]) -> TopK {
+    /// The top k by STI, ties by handle, in one pass; labels are read for
+    /// the k only.
+    fn top<S: KvStore>(&self, x: &[f64], input: &PhaseInput<'_, S>) -> Result<TopK, Error> {
         let k = self.params.top;
-        let mut idx: Vec<usize> = (0..x.len()).collect();
-        let rank = |a: &usize, b: &usize| {
-            x[*b]
-                .total_cmp(&x[*a])
-                .then_with(|| self.nodes[*a].cmp(&self.nodes[*b]))
+        let before = |a: usize, b: usize| {
+            x[b].total_cmp(&x[a])
+                .then_with(|| self.nodes[a].cmp(&self.nodes[b]))
+                .is_lt()
         };
-        if idx.len() > k && k > 0 {
-            idx.select_nth_unstable_by(k - 1, rank);
-            idx.truncate(k);
+        let mut best: Vec<usize> = Vec::with_capacity(k + 1);
+        if k > 0 {
+            for i in 0..x.len() {
+                if best.len() < k || before(i, best[best.len() - 1]) {
+                    let at = best.partition_point(|&b| before(b, i));
+                    best.insert(at, i);
+                    best.truncate(k);
+                }
+            }
         }
-        TopK::from_candidates(
+        let handles: Vec<Handle> = best.iter().map(|&i| self.nodes[i]).collect();
+        let records = input.store.get(&handles)?;
+        Ok(TopK::from_candidates(
             k,
-            idx.into_iter()
-                .map(|i| TopEntry {
+            best.iter()
+                .zip(records)
+                .map(|(&i, r)| TopEntry {
                     score: x[i],
                     key: self.nodes[i].to_string(),
-                    label: self.labels[i].clone(),
+                    label: r.map_or_else(String::new, |r| format!("({} {:?})", r.ty.name, r.name)),
                 })
                 .collect(),
-        )
+        ))
     }
 }

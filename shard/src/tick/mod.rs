@@ -28,6 +28,7 @@ use tracing::debug;
 
 use crate::Error;
 use crate::atoms::AtomStore;
+use crate::column::ColumnWrite;
 use crate::routing::{Routing, RoutingView};
 use crate::store::KvStore;
 
@@ -39,7 +40,7 @@ type Fence = (u64, u64, u32);
 pub struct Staged {
     pub atoms: Vec<FlatAtom>,
     pub incoming: Vec<IncomingRef>,
-    pub sti: Vec<(Handle, f64)>,
+    pub column: Option<ColumnWrite>,
 }
 
 /// Per-workload state kept in memory for the job.
@@ -59,12 +60,18 @@ struct JobState {
 }
 
 /// What a phase hands back: its partial aggregates and the messages to send,
-/// each keyed by the handle whose owner must receive it.
+/// each keyed by the handle whose owner must receive it, or addressed to a
+/// shard directly (a workload that packs many values into one message).
 #[derive(Default)]
 pub struct PhaseOutput {
     pub partial: Aggregates,
     pub outbox: Vec<(Handle, Vec<u8>)>,
+    pub direct: Vec<(lockstep_proto::ShardId, pb::ShardMessage)>,
 }
+
+/// The most message bytes one Deliver call carries, well under the
+/// servers' 256 MiB decoding limit.
+const DELIVER_BYTES: usize = 64 << 20;
 
 /// Everything a workload phase may read.
 pub struct PhaseInput<'a, S> {
@@ -217,7 +224,12 @@ impl<S: KvStore> TickEngine<S> {
                 let store = self.store.clone();
                 let tick = req.cluster_tick;
                 let out = blocking(move || {
-                    store.prepare(tick, &staged.atoms, &staged.incoming, &staged.sti)
+                    store.prepare(
+                        tick,
+                        &staged.atoms,
+                        &staged.incoming,
+                        staged.column.as_ref(),
+                    )
                 })
                 .await?;
                 let mut partial = Aggregates::default();
@@ -225,7 +237,7 @@ impl<S: KvStore> TickEngine<S> {
                 partial.add_int("updated", out.updated as i64);
                 PhaseOutput {
                     partial,
-                    outbox: Vec::new(),
+                    ..PhaseOutput::default()
                 }
             }
             COMMIT => {
@@ -263,8 +275,8 @@ impl<S: KvStore> TickEngine<S> {
                 }
             }
         };
-        let sent = output.outbox.len() as u64;
-        self.send(&routing, fence, &req.phase, output.outbox)
+        let sent = (output.outbox.len() + output.direct.len()) as u64;
+        self.send(&routing, fence, &req.phase, output.outbox, output.direct)
             .await?;
         Ok(pb::PhaseDone {
             partial: Some((&output.partial).into()),
@@ -273,28 +285,36 @@ impl<S: KvStore> TickEngine<S> {
         })
     }
 
-    /// Sends messages to their owners, batched per shard, and waits for
-    /// every acknowledgement. Messages for this shard skip the network.
+    /// Sends messages to their owners (or the shards they are addressed
+    /// to), batched per shard in calls of at most [`DELIVER_BYTES`], and
+    /// waits for every acknowledgement. Messages for this shard skip the
+    /// network.
     async fn send(
         &self,
         routing: &Routing,
         fence: Fence,
         phase: &str,
         outbox: Vec<(Handle, Vec<u8>)>,
+        direct: Vec<(lockstep_proto::ShardId, pb::ShardMessage)>,
     ) -> Result<(), Error> {
-        if outbox.is_empty() {
+        if outbox.is_empty() && direct.is_empty() {
             return Ok(());
         }
-        let ring = routing.ring.as_ref().ok_or(Error::NotReady)?;
         let mut by_shard: HashMap<lockstep_proto::ShardId, Vec<pb::ShardMessage>> = HashMap::new();
-        for (key, data) in outbox {
-            by_shard
-                .entry(ring.owner(key.ring_position()))
-                .or_default()
-                .push(pb::ShardMessage {
-                    key: key.to_bytes().to_vec(),
-                    data,
-                });
+        if !outbox.is_empty() {
+            let ring = routing.ring.as_ref().ok_or(Error::NotReady)?;
+            for (key, data) in outbox {
+                by_shard
+                    .entry(ring.owner(key.ring_position()))
+                    .or_default()
+                    .push(pb::ShardMessage {
+                        key: key.to_bytes().to_vec(),
+                        data,
+                    });
+            }
+        }
+        for (shard, m) in direct {
+            by_shard.entry(shard).or_default().push(m);
         }
         let mut calls = Vec::new();
         for (shard, messages) in by_shard {
@@ -307,20 +327,36 @@ impl<S: KvStore> TickEngine<S> {
                 .shard(shard)
                 .map(|s| s.address.clone())
                 .ok_or(Error::NotReady)?;
-            let mut peer = self.peer(&addr)?;
-            let req = pb::DeliverRequest {
-                job_id: fence.0,
-                tick: fence.1,
-                attempt: fence.2,
-                phase: phase.to_string(),
-                messages,
-            };
-            calls.push(async move {
-                peer.deliver(req).await.map_err(|st| Error::Peer {
-                    addr,
-                    reason: st.message().to_string(),
-                })
-            });
+            let peer = self.peer(&addr)?;
+            let mut batch = Vec::new();
+            let mut bytes = 0;
+            let mut rest = messages.into_iter().peekable();
+            while let Some(m) = rest.next() {
+                bytes += m.key.len() + m.data.len();
+                batch.push(m);
+                let full = rest
+                    .peek()
+                    .is_some_and(|n| bytes + n.key.len() + n.data.len() > DELIVER_BYTES);
+                if !full && rest.peek().is_some() {
+                    continue;
+                }
+                let req = pb::DeliverRequest {
+                    job_id: fence.0,
+                    tick: fence.1,
+                    attempt: fence.2,
+                    phase: phase.to_string(),
+                    messages: std::mem::take(&mut batch),
+                };
+                bytes = 0;
+                let mut peer = peer.clone();
+                let addr = addr.clone();
+                calls.push(async move {
+                    peer.deliver(req).await.map_err(|st| Error::Peer {
+                        addr,
+                        reason: st.message().to_string(),
+                    })
+                });
+            }
         }
         for r in join_all(calls).await {
             r?;
@@ -397,10 +433,8 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::Storage(format!("blocking task failed: {e}")))?
 }
 
-/// Every node on this shard, in handle order.
-pub fn local_nodes<S: KvStore>(
-    store: &AtomStore<S>,
-) -> Result<Vec<lockstep_proto::model::AtomRecord>, Error> {
+/// The handles of every node on this shard, in order.
+pub fn local_node_handles<S: KvStore>(store: &AtomStore<S>) -> Result<Vec<Handle>, Error> {
     let mut out = Vec::new();
     for ty in lockstep_proto::model::ATOM_TYPES
         .iter()
@@ -408,15 +442,15 @@ pub fn local_nodes<S: KvStore>(
     {
         let mut after = None;
         loop {
-            let (page, more) = store.scan_type(ty, after, 10_000)?;
-            after = page.last().map(|r| r.handle);
+            let (page, more) = store.scan_type_handles(ty, after, 10_000)?;
+            after = page.last().copied();
             out.extend(page);
             if !more {
                 break;
             }
         }
     }
-    out.sort_by_key(|r| r.handle);
+    out.sort_unstable();
     Ok(out)
 }
 
@@ -480,7 +514,7 @@ mod tests {
             vec![],
         )
         .unwrap();
-        store.prepare(1, &[a], &[], &[]).unwrap();
+        store.prepare(1, &[a], &[], None).unwrap();
         assert_eq!(store.prepared_tick().unwrap(), Some(1));
     }
 
