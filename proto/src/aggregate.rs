@@ -35,8 +35,15 @@ pub fn to_fixed(x: f64) -> i128 {
 }
 
 /// The f64 nearest a fixed-point value.
+#[inline]
 pub fn from_fixed(v: i128) -> f64 {
-    v as f64 / FIXED_ONE
+    // Both conversions round the same integer correctly, so a value that
+    // fits in u64 (below 1.0) skips the i128 runtime routine.
+    let f = match u64::try_from(v) {
+        Ok(small) => small as f64,
+        Err(_) => v as f64,
+    };
+    f / FIXED_ONE
 }
 
 /// One top-k entry.
@@ -209,6 +216,26 @@ mod tests {
         }
         for x in edge {
             assert_eq!(to_fixed(x), general(x), "x = {x:e}");
+        }
+    }
+
+    #[test]
+    fn fast_from_fixed_matches_the_general_form() {
+        let mut s = 0x2545_F491_4F6C_DD1Du64;
+        let mut vals: Vec<i128> = vec![0, 1, -1, u64::MAX as i128, u64::MAX as i128 + 1, i128::MIN];
+        for _ in 0..200_000 {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            vals.push((s >> (s % 64)) as i128);
+            vals.push(-((s >> 3) as i128) << (s % 40));
+        }
+        for v in vals {
+            assert_eq!(
+                from_fixed(v).to_bits(),
+                (v as f64 / FIXED_ONE).to_bits(),
+                "v = {v}"
+            );
         }
     }
 

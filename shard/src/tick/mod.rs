@@ -46,7 +46,7 @@ pub struct Staged {
 /// Per-workload state kept in memory for the job.
 enum WorkState {
     Ingest(ingest::State),
-    Attention(attention::State),
+    Attention(Box<attention::State>),
     Tfidf(tfidf::State),
     Barrier,
 }
@@ -174,7 +174,9 @@ impl<S: KvStore> TickEngine<S> {
             let workload = Workload::parse(&spec.workload, &spec.params)?;
             let work = match &workload {
                 Workload::Ingest(p) => WorkState::Ingest(ingest::State::new(p.clone())),
-                Workload::Attention(p) => WorkState::Attention(attention::State::new(p.clone())),
+                Workload::Attention(p) => {
+                    WorkState::Attention(Box::new(attention::State::new(p.clone())))
+                }
                 Workload::Tfidf(p) => WorkState::Tfidf(tfidf::State::new(p.clone())),
                 Workload::Barrier => WorkState::Barrier,
             };
