@@ -330,26 +330,14 @@ impl<S: KvStore> TickEngine<S> {
                 .map(|s| s.address.clone())
                 .ok_or(Error::NotReady)?;
             let peer = self.peer(&addr)?;
-            let mut batch = Vec::new();
-            let mut bytes = 0;
-            let mut rest = messages.into_iter().peekable();
-            while let Some(m) = rest.next() {
-                bytes += m.key.len() + m.data.len();
-                batch.push(m);
-                let full = rest
-                    .peek()
-                    .is_some_and(|n| bytes + n.key.len() + n.data.len() > DELIVER_BYTES);
-                if !full && rest.peek().is_some() {
-                    continue;
-                }
+            for messages in split_by_bytes(messages, DELIVER_BYTES) {
                 let req = pb::DeliverRequest {
                     job_id: fence.0,
                     tick: fence.1,
                     attempt: fence.2,
                     phase: phase.to_string(),
-                    messages: std::mem::take(&mut batch),
+                    messages,
                 };
-                bytes = 0;
                 let mut peer = peer.clone();
                 let addr = addr.clone();
                 calls.push(async move {
@@ -425,6 +413,25 @@ impl<S: KvStore> TickEngine<S> {
         })
         .await
     }
+}
+
+/// Groups messages, in order, into runs of at most `limit` bytes (a single
+/// larger message gets a run of its own).
+fn split_by_bytes(messages: Vec<pb::ShardMessage>, limit: usize) -> Vec<Vec<pb::ShardMessage>> {
+    let mut runs: Vec<Vec<pb::ShardMessage>> = Vec::new();
+    let mut bytes = 0;
+    for m in messages {
+        let size = m.key.len() + m.data.len();
+        match runs.last_mut() {
+            Some(run) if bytes + size <= limit => run.push(m),
+            _ => {
+                bytes = 0;
+                runs.push(vec![m]);
+            }
+        }
+        bytes += size;
+    }
+    runs
 }
 
 async fn blocking<T: Send + 'static>(
@@ -526,6 +533,21 @@ mod tests {
             tick,
             attempt,
         }
+    }
+
+    #[test]
+    fn deliver_calls_are_split_at_the_byte_limit_in_order() {
+        let m = |n: usize, tag: u8| pb::ShardMessage {
+            key: vec![tag],
+            data: vec![0; n - 1],
+        };
+        let runs = split_by_bytes(vec![m(4, 1), m(4, 2), m(3, 3), m(20, 4), m(1, 5)], 10);
+        let tags: Vec<Vec<u8>> = runs
+            .iter()
+            .map(|r| r.iter().map(|m| m.key[0]).collect())
+            .collect();
+        assert_eq!(tags, vec![vec![1, 2], vec![3], vec![4], vec![5]]);
+        assert!(split_by_bytes(Vec::new(), 10).is_empty());
     }
 
     #[tokio::test]
