@@ -357,9 +357,23 @@ async fn a_shard_that_never_returns_fails_the_job_at_the_last_committed_tick() {
     );
 
     let mut last = None;
+    let mut killed = None;
     while let Some(ev) = stream.message().await.unwrap() {
         if ev.kind == "tick" && ev.tick == 2 {
             tc.cluster.kill_shard(0).await.unwrap();
+            // Shards take ids in registration order, which need not be
+            // process order: read the id the killed process stored.
+            let store = lockstep_shard::store::rocks::RocksStore::open(
+                &tc.cluster.shard_dir(0),
+                &Default::default(),
+            )
+            .unwrap();
+            let (id, _) = lockstep_shard::atoms::AtomStore::open(store)
+                .unwrap()
+                .identity()
+                .unwrap()
+                .expect("the killed shard had registered");
+            killed = Some(id.to_string());
         }
         if matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled") {
             last = Some(ev);
@@ -369,7 +383,8 @@ async fn a_shard_that_never_returns_fails_the_job_at_the_last_committed_tick() {
     let last = last.unwrap();
     assert_eq!(last.kind, "failed");
     assert!(
-        last.message.contains("did not come back") && last.message.contains("shard-1"),
+        last.message.contains("did not come back")
+            && last.message.contains(&killed.expect("a shard was killed")),
         "{}",
         last.message
     );
