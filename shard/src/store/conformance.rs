@@ -9,6 +9,7 @@ pub fn run_all<S: KvStore>(mut make: impl FnMut() -> S) {
     deletes_remove_keys(&make());
     scans_respect_prefix_cursor_and_limit(&make());
     multi_get_keeps_order(&make());
+    a_batch_applies_each_keys_ops_in_order(&make());
 }
 
 fn put(cf: Cf, k: &[u8], v: &[u8]) -> WriteOp {
@@ -34,6 +35,26 @@ fn deletes_remove_keys<S: KvStore>(s: &S) {
     .unwrap();
     assert_eq!(s.get(Cf::Atoms, b"x").unwrap(), None);
     assert_eq!(s.get(Cf::Atoms, b"y").unwrap(), None);
+}
+
+fn a_batch_applies_each_keys_ops_in_order<S: KvStore>(s: &S) {
+    // Keys out of order and repeated, across families: a store may reorder
+    // a batch by key, but never the ops of one key.
+    s.write(vec![
+        put(Cf::Meta, b"z", b"1"),
+        put(Cf::Atoms, b"z", b"1"),
+        put(Cf::Atoms, b"a", b"1"),
+        put(Cf::Atoms, b"z", b"2"),
+        WriteOp::Delete(Cf::Atoms, b"a".to_vec()),
+        put(Cf::Atoms, b"m", b"1"),
+        put(Cf::Atoms, b"a", b"3"),
+        WriteOp::Delete(Cf::Meta, b"z".to_vec()),
+    ])
+    .unwrap();
+    assert_eq!(s.get(Cf::Atoms, b"z").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(s.get(Cf::Atoms, b"a").unwrap(), Some(b"3".to_vec()));
+    assert_eq!(s.get(Cf::Atoms, b"m").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(s.get(Cf::Meta, b"z").unwrap(), None);
 }
 
 fn scans_respect_prefix_cursor_and_limit<S: KvStore>(s: &S) {

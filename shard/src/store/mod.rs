@@ -49,6 +49,15 @@ pub enum WriteOp {
     Delete(Cf, Vec<u8>),
 }
 
+impl WriteOp {
+    /// The family and key the op writes.
+    pub fn cf_key(&self) -> (Cf, &[u8]) {
+        match self {
+            WriteOp::Put(cf, k, _) | WriteOp::Delete(cf, k) => (*cf, k),
+        }
+    }
+}
+
 /// Ordered key-value storage with column families.
 pub trait KvStore: Send + Sync + 'static {
     /// Reads many keys of one family; one entry per key, in order.
