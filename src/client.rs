@@ -53,6 +53,58 @@ impl Default for ClientOptions {
     }
 }
 
+/// The handles acknowledged so far in one bulk load, shared by its
+/// concurrent batches (see [`Client::put_bulk`]). Only atoms acknowledged
+/// before a batch is flattened are skipped, so a target is never skipped on
+/// the strength of a write still in flight. At most `capacity` handles are
+/// remembered; past that, targets are simply sent again.
+#[derive(Debug)]
+pub struct BulkLoad {
+    acked: Mutex<std::collections::HashSet<Handle>>,
+    capacity: usize,
+}
+
+impl BulkLoad {
+    /// Remembers up to this many handles by default (about 40 bytes each).
+    pub const DEFAULT_CAPACITY: usize = 8_000_000;
+
+    pub fn new(capacity: usize) -> BulkLoad {
+        BulkLoad {
+            acked: Mutex::new(std::collections::HashSet::new()),
+            capacity,
+        }
+    }
+
+    /// Removes atoms that carry nothing to merge and were acknowledged
+    /// earlier in this load.
+    fn drop_known(&self, unique: &mut Vec<(FlatAtom, usize)>) {
+        let acked = self.acked.lock();
+        if acked.is_empty() {
+            return;
+        }
+        unique.retain(|(a, _)| {
+            let bare = a.tv.is_none() && a.av.is_none() && a.values.is_empty();
+            !(bare && acked.contains(&a.handle))
+        });
+    }
+
+    fn acknowledged(&self, handles: &[Handle]) {
+        let mut acked = self.acked.lock();
+        for h in handles {
+            if acked.len() >= self.capacity {
+                return;
+            }
+            acked.insert(*h);
+        }
+    }
+}
+
+impl Default for BulkLoad {
+    fn default() -> Self {
+        BulkLoad::new(BulkLoad::DEFAULT_CAPACITY)
+    }
+}
+
 /// A topology and its ring.
 #[derive(Debug)]
 pub struct Routing {
@@ -347,6 +399,21 @@ impl Client {
     pub async fn put(&self, atoms: &[Atom]) -> Result<PutStats, Error> {
         self.put_flat(lockstep_proto::model::flatten_batch(atoms))
             .await
+    }
+
+    /// Adds atoms as one batch of a bulk load: like [`Client::put`], but a
+    /// link's targets that `load` has already seen acknowledged, and that
+    /// this batch carries no values for, are not sent again. Re-sending
+    /// them would change nothing (an upsert without values keeps the stored
+    /// atom) but costs the owner a read of each one, which dominates a load
+    /// of links between a few hot nodes.
+    pub async fn put_bulk(&self, load: &BulkLoad, atoms: &[Atom]) -> Result<PutStats, Error> {
+        let mut unique = lockstep_proto::model::flatten_batch(atoms);
+        load.drop_known(&mut unique);
+        let handles: Vec<Handle> = unique.iter().map(|(a, _)| a.handle).collect();
+        let stats = self.put_flat(unique).await?;
+        load.acknowledged(&handles);
+        Ok(stats)
     }
 
     /// Adds distinct flattened atoms, each with its depth, as
@@ -656,5 +723,66 @@ fn unreachable_or_rpc(addr: &str, st: &tonic::Status) -> Error {
         unreachable(addr, st)
     } else {
         Error::rpc(addr, st)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lockstep_proto::TruthValue;
+    use lockstep_proto::model::flatten_batch;
+
+    fn concept(name: &str) -> Atom {
+        Atom::node(AtomType::by_name("ConceptNode").unwrap(), name).unwrap()
+    }
+
+    fn link(a: &Atom, b: &Atom) -> Atom {
+        Atom::link(
+            AtomType::by_name("InheritanceLink").unwrap(),
+            vec![a.clone(), b.clone()],
+        )
+        .unwrap()
+    }
+
+    fn names(unique: &[(FlatAtom, usize)]) -> Vec<String> {
+        unique
+            .iter()
+            .map(|(a, _)| {
+                if a.name.is_empty() {
+                    format!("link/{}", a.outgoing.len())
+                } else {
+                    a.name.clone()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_bulk_load_skips_only_bare_targets_already_acknowledged() {
+        let (a, b, c) = (concept("a"), concept("b"), concept("c"));
+        let load = BulkLoad::default();
+
+        // Nothing acknowledged yet: every target is sent.
+        let mut first = flatten_batch(&[link(&a, &b)]);
+        load.drop_known(&mut first);
+        assert_eq!(names(&first), ["a", "b", "link/2"]);
+
+        load.acknowledged(&[a.handle(), b.handle()]);
+        // `a` and `b` are known and bare; `c` is new; a target that carries
+        // a truth value must still be sent, or its value would be lost.
+        let b_tv = b.clone().with_tv(TruthValue::new(0.5, 0.5).unwrap());
+        let mut next = flatten_batch(&[link(&a, &c), link(&c, &b_tv)]);
+        load.drop_known(&mut next);
+        assert_eq!(names(&next), ["c", "link/2", "b", "link/2"]);
+    }
+
+    #[test]
+    fn a_bulk_load_remembers_at_most_its_capacity() {
+        let load = BulkLoad::new(2);
+        let atoms: Vec<Atom> = ["a", "b", "c"].iter().map(|n| concept(n)).collect();
+        load.acknowledged(&atoms.iter().map(Atom::handle).collect::<Vec<_>>());
+        let mut again = flatten_batch(&[link(&atoms[0], &atoms[2])]);
+        load.drop_known(&mut again);
+        assert_eq!(names(&again), ["c", "link/2"]);
     }
 }

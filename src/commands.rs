@@ -17,7 +17,7 @@ use crate::cli::{
     Cli, Command, DeleteArgs, DemoArgs, GetArgs, LoadArgs, RunArgs, ScanArgs, StatusArgs, UpArgs,
     recorded_coordinator_file, resolve_coordinator,
 };
-use crate::client::{Client, PutStats};
+use crate::client::{BulkLoad, Client, PutStats};
 use crate::cluster::{LISTENING, LocalCluster, LocalSpec};
 use lockstep_proto::input;
 
@@ -219,8 +219,9 @@ pub async fn load(client: &Client, args: LoadArgs) -> Result<(), Error> {
     let mut stats = PutStats::default();
     let mut acked = 0usize;
     let batch = args.batch.max(1);
+    let bulk = &BulkLoad::default();
     let mut stream = futures::stream::iter(atoms.chunks(batch))
-        .map(|chunk| async move { client.put(chunk).await.map(|s| (chunk.len(), s)) })
+        .map(|chunk| async move { client.put_bulk(bulk, chunk).await.map(|s| (chunk.len(), s)) })
         .buffer_unordered(args.concurrency.max(1));
     while let Some(res) = stream.next().await {
         match res {
@@ -479,6 +480,8 @@ async fn supervise(cluster: &mut LocalCluster) {
 pub struct JobOutcome {
     pub job_id: u64,
     pub ticks: Vec<pb::JobEvent>,
+    /// Every phase barrier, in order, for per-phase timings.
+    pub phases: Vec<pb::JobEvent>,
     pub last: pb::JobEvent,
 }
 
@@ -499,6 +502,7 @@ pub async fn follow_job(
     let signal = shutdown_signal();
     tokio::pin!(signal);
     let mut ticks = Vec::new();
+    let mut phases = Vec::new();
     let mut job_id = 0;
     let mut cancelling = false;
     loop {
@@ -518,7 +522,10 @@ pub async fn follow_job(
         };
         job_id = ev.job_id;
         match ev.kind.as_str() {
-            "phase" => bar.set_message(format!("tick {} {}", ev.tick, ev.phase)),
+            "phase" => {
+                bar.set_message(format!("tick {} {}", ev.tick, ev.phase));
+                phases.push(ev);
+            }
             "tick" => {
                 bar.inc(1);
                 ticks.push(ev);
@@ -529,6 +536,7 @@ pub async fn follow_job(
                 return Ok(JobOutcome {
                     job_id,
                     ticks,
+                    phases,
                     last: ev,
                 });
             }
@@ -565,8 +573,13 @@ pub fn print_outcome(o: &JobOutcome, json_out: bool) {
             "committed_tick": o.last.committed_tick,
             "ticks": o.ticks.iter().map(|t| {
                 let a: Aggregates = t.aggregates.clone().unwrap_or_default().into();
+                // The phases of the attempt that committed.
+                let phases: serde_json::Map<_, _> = o.phases.iter()
+                    .filter(|p| p.tick == t.tick && p.attempt == t.attempt)
+                    .map(|p| (p.phase.clone(), json!(p.duration_us as f64 / 1000.0)))
+                    .collect();
                 json!({"tick": t.tick, "attempt": t.attempt, "ms": t.duration_us as f64 / 1000.0,
-                       "aggregates": aggregates_json(&a)})
+                       "phases": phases, "aggregates": aggregates_json(&a)})
             }).collect::<Vec<_>>(),
             "result": aggregates_json(&last),
         });

@@ -23,7 +23,7 @@ pub mod commands;
 
 mod error;
 
-pub use client::{Client, ClientOptions, PutStats};
+pub use client::{BulkLoad, Client, ClientOptions, PutStats};
 pub use error::Error;
 pub use lockstep_proto as proto;
 pub use lockstep_proto::input;
