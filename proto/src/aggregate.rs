@@ -27,9 +27,11 @@ pub fn to_fixed(x: f64) -> i128 {
         // Truncation is exact here, and so is `y - t`: t is y's integer
         // part, and below 2^53 their difference is representable; at and
         // above 2^53, y is an integer and the difference is 0.
-        let t = y as u64;
+        // Below 2^63 the signed conversions give the same values as the
+        // unsigned ones, in one instruction each instead of a sequence.
+        let t = y as i64;
         let frac = y - t as f64;
-        return i128::from(t + u64::from(frac >= 0.5));
+        return i128::from(t as u64 + u64::from(frac >= 0.5));
     }
     y.round() as i128
 }
@@ -39,11 +41,30 @@ pub fn to_fixed(x: f64) -> i128 {
 pub fn from_fixed(v: i128) -> f64 {
     // Both conversions round the same integer correctly, so a value that
     // fits in u64 (below 1.0) skips the i128 runtime routine.
-    let f = match u64::try_from(v) {
-        Ok(small) => small as f64,
+    match u64::try_from(v) {
+        Ok(small) => from_fixed_u64(small),
+        Err(_) => from_fixed_wide(v),
+    }
+}
+
+/// [`from_fixed`] of a value that fits in u64.
+#[inline]
+pub fn from_fixed_u64(v: u64) -> f64 {
+    // Below 2^63 (every value under 0.5) the signed conversion is the same
+    // correctly rounded value, in one instruction.
+    let f = match i64::try_from(v) {
+        Ok(signed) => signed as f64,
         Err(_) => v as f64,
     };
     f / FIXED_ONE
+}
+
+/// Kept out of line: inlined, the compiler computed it on every call and
+/// then picked the u64 result.
+#[cold]
+#[inline(never)]
+fn from_fixed_wide(v: i128) -> f64 {
+    v as f64 / FIXED_ONE
 }
 
 /// One top-k entry.
@@ -105,12 +126,17 @@ pub struct Aggregates {
 }
 
 impl Aggregates {
+    // Sums wrap rather than overflow: wrapping addition is still
+    // commutative and associative, and a shard's absurd partial must not
+    // panic the coordinator.
     pub fn add_fixed(&mut self, name: &str, v: i128) {
-        *self.fixed_sums.entry(name.to_string()).or_default() += v;
+        let e = self.fixed_sums.entry(name.to_string()).or_default();
+        *e = e.wrapping_add(v);
     }
 
     pub fn add_int(&mut self, name: &str, v: i64) {
-        *self.int_sums.entry(name.to_string()).or_default() += v;
+        let e = self.int_sums.entry(name.to_string()).or_default();
+        *e = e.wrapping_add(v);
     }
 
     pub fn min(&mut self, name: &str, v: f64) {
@@ -154,10 +180,10 @@ impl Aggregates {
     /// Merges `other` in. Commutative and associative.
     pub fn merge(&mut self, other: Aggregates) {
         for (k, v) in other.fixed_sums {
-            *self.fixed_sums.entry(k).or_default() += v;
+            self.add_fixed(&k, v);
         }
         for (k, v) in other.int_sums {
-            *self.int_sums.entry(k).or_default() += v;
+            self.add_int(&k, v);
         }
         for (k, v) in other.mins {
             self.min(&k, v);
@@ -168,7 +194,8 @@ impl Aggregates {
         for (name, map) in other.counts {
             let mine = self.counts.entry(name).or_default();
             for (k, n) in map {
-                *mine.entry(k).or_default() += n;
+                let e = mine.entry(k).or_default();
+                *e = e.wrapping_add(n);
             }
         }
         for (k, t) in other.topk {
@@ -222,7 +249,17 @@ mod tests {
     #[test]
     fn fast_from_fixed_matches_the_general_form() {
         let mut s = 0x2545_F491_4F6C_DD1Du64;
-        let mut vals: Vec<i128> = vec![0, 1, -1, u64::MAX as i128, u64::MAX as i128 + 1, i128::MIN];
+        let mut vals: Vec<i128> = vec![
+            0,
+            1,
+            -1,
+            (1 << 63) - 1,
+            1 << 63,
+            (1 << 63) + 1,
+            u64::MAX as i128,
+            u64::MAX as i128 + 1,
+            i128::MIN,
+        ];
         for _ in 0..200_000 {
             s ^= s << 13;
             s ^= s >> 7;
@@ -265,6 +302,17 @@ mod tests {
             ),
         );
         a
+    }
+
+    #[test]
+    fn absurd_partials_wrap_instead_of_panicking() {
+        let mut a = Aggregates::default();
+        a.add_fixed("x", i128::MAX);
+        a.add_int("n", i64::MAX);
+        let mut b = a.clone();
+        b.merge(a);
+        assert_eq!(b.fixed_sums["x"], i128::MAX.wrapping_add(i128::MAX));
+        assert_eq!(b.int("n"), i64::MAX.wrapping_add(i64::MAX));
     }
 
     #[test]
