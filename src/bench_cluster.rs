@@ -171,8 +171,9 @@ async fn load(
     concurrency: usize,
 ) -> Result<PutStats, Error> {
     let mut stats = PutStats::default();
+    let bulk = &crate::BulkLoad::default();
     let mut stream = futures::stream::iter(atoms.chunks(batch.max(1)))
-        .map(|chunk| client.put(chunk))
+        .map(|chunk| client.put_bulk(bulk, chunk))
         .buffer_unordered(concurrency.max(1));
     while let Some(r) = stream.next().await {
         stats += r?;
@@ -347,6 +348,9 @@ pub struct AttentionReport {
     pub edges: usize,
     pub ticks: u64,
     pub load_secs: f64,
+    /// Seconds waited after the load for the shards to go idle (RocksDB's
+    /// background compactions of the loaded data) before the job started.
+    pub settle_secs: f64,
     /// Tick 1, which includes the setup phases (out-edges, degrees).
     pub first_tick_ms: f64,
     /// Median of ticks 2..=T.
@@ -482,6 +486,50 @@ async fn stored_per_shard(client: &Client, total: u64) -> Result<Vec<u64>, Error
     }
 }
 
+/// CPU seconds (user + system) process `pid` has used; `None` where
+/// /proc is unavailable.
+fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(ticks as f64 / hz.max(1) as f64)
+}
+
+/// Waits until every shard process is idle (under 5% of a core over a
+/// second), so ticks are timed without the load's background compactions
+/// running beside them; gives up after `limit` and says so. Returns the
+/// seconds waited.
+async fn wait_until_idle(pids: &[u32], limit: Duration) -> f64 {
+    let started = Instant::now();
+    let window = Duration::from_secs(1);
+    loop {
+        let before: Vec<Option<f64>> = pids.iter().map(|&p| cpu_secs(p)).collect();
+        tokio::time::sleep(window).await;
+        let busy = pids
+            .iter()
+            .zip(&before)
+            .any(|(&p, b)| match (b, cpu_secs(p)) {
+                (Some(b), Some(a)) => a - b > 0.05 * window.as_secs_f64(),
+                _ => false,
+            });
+        if !busy {
+            return started.elapsed().as_secs_f64();
+        }
+        if started.elapsed() >= limit {
+            eprintln!(
+                "shards still busy after {} s of waiting for compactions; timing ticks anyway",
+                limit.as_secs()
+            );
+            return started.elapsed().as_secs_f64();
+        }
+    }
+}
+
 /// Pins process `pid` to one CPU (Linux); used to give shards disjoint cores.
 fn pin(pid: u32, cpu: usize) -> Result<(), Error> {
     // SAFETY: a zeroed cpu_set_t is a valid empty set, CPU_SET writes within
@@ -535,6 +583,8 @@ pub async fn attention(
     // a deadline) until they account for every atom loaded.
     let stored = flatten_batch(atoms).len() as u64;
     let atoms_per_shard = stored_per_shard(&client, stored).await?;
+    let pids: Vec<u32> = local.shard_pids().iter().flatten().copied().collect();
+    let settle_secs = wait_until_idle(&pids, Duration::from_secs(300)).await;
 
     let stream = client
         .submit_job(pb::JobSpec {
@@ -590,6 +640,7 @@ pub async fn attention(
         edges: baseline.edges,
         ticks,
         load_secs,
+        settle_secs,
         first_tick_ms,
         median_tick_ms,
         oracle_tick_ms,
@@ -612,9 +663,10 @@ pub fn print_attention(rows: &[AttentionReport]) {
         );
     }
     println!(
-        "{:>6} {:>9} {:>13} {:>14} {:>7} {:>9} {:>22} {:>10} {:>14}",
+        "{:>6} {:>9} {:>9} {:>13} {:>14} {:>7} {:>9} {:>22} {:>10} {:>14}",
         "SHARDS",
         "LOAD s",
+        "SETTLE s",
         "TICK 1 ms",
         "TICK med ms",
         "× BASE",
@@ -631,9 +683,10 @@ pub fn print_attention(rows: &[AttentionReport]) {
             .map(|b| format!("{:.0}", *b as f64 / (1 << 20) as f64))
             .collect();
         println!(
-            "{:>6} {:>9.1} {:>13.0} {:>14.0} {:>7.2} {:>9.2} {:>22} {:>10.0} {:>14.0}",
+            "{:>6} {:>9.1} {:>9.1} {:>13.0} {:>14.1} {:>7.2} {:>9.2} {:>22} {:>10.0} {:>14.0}",
             r.shards,
             r.load_secs,
+            r.settle_secs,
             r.first_tick_ms,
             r.median_tick_ms,
             r.ratio,
@@ -647,12 +700,34 @@ pub fn print_attention(rows: &[AttentionReport]) {
         let phases: Vec<String> = r
             .phase_median_ms
             .iter()
-            .map(|(p, ms)| format!("{p} {ms:.0}"))
+            .map(|(p, ms)| format!("{p} {ms:.1}"))
             .collect();
         println!(
             "  {} shard(s), median ms per phase: {}",
             r.shards,
             phases.join(", ")
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_of_this_process_is_read_and_grows() {
+        let me = std::process::id();
+        let before = cpu_secs(me).expect("/proc/self/stat is readable");
+        // Burn a little CPU, bounded, so the clock-tick counters move.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut x = 0u64;
+        while cpu_secs(me).unwrap() <= before && Instant::now() < deadline {
+            for i in 0..1_000_000u64 {
+                x = x.wrapping_mul(31).wrapping_add(i);
+            }
+            std::hint::black_box(x);
+        }
+        assert!(cpu_secs(me).unwrap() > before, "no CPU time counted in 2 s");
+        assert_eq!(cpu_secs(u32::MAX), None);
     }
 }
