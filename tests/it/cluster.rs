@@ -213,3 +213,37 @@ async fn atomese_and_json_lines_files_load() {
     wait_for_total(&client, 6).await;
     tc.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_load_skips_acknowledged_targets_and_stores_the_same_graph() {
+    let tc = TestCluster::start(2).await;
+    let client = tc.client().await;
+    // Nodes first (with truth values), then links that name them bare.
+    let atoms = generate(2_000, 11);
+    let bulk = lockstep::BulkLoad::default();
+    let mut sent = 0;
+    for chunk in atoms.chunks(100) {
+        sent += client.put_bulk(&bulk, chunk).await.unwrap().atoms;
+    }
+    // Every atom once: no link batch sent its targets again.
+    assert_eq!(sent, atoms.len() as u64);
+
+    let handles: Vec<Handle> = atoms.iter().map(Atom::handle).collect();
+    let stored = client.get(&handles).await.unwrap();
+    for (a, r) in atoms.iter().zip(&stored) {
+        let r = r
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} missing", a.handle()));
+        if let Some(tv) = a.tv {
+            assert_eq!(r.tv, tv, "{} lost its truth value", a.handle());
+        }
+    }
+    // Each link is in the incoming set of each of its targets.
+    let hub = atoms[0].handle();
+    let want = atoms
+        .iter()
+        .filter(|a| a.outgoing.iter().any(|o| o.handle() == hub))
+        .count();
+    assert!(want > 10, "n0 should be a hub, in {want} links");
+    assert_eq!(client.incoming(hub).await.unwrap().len(), want);
+}

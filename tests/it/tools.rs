@@ -99,3 +99,39 @@ async fn the_bench_commands_run_end_to_end_and_report_against_their_baselines() 
     assert!(rows[0]["peak_rss_bytes"][0].as_u64().unwrap() > 0);
     assert_eq!(rows[0]["atoms_per_shard"][0], 1500);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_json_reports_each_ticks_phase_times() {
+    let tc = TestCluster::start(2).await;
+    let client = tc.client().await;
+    client
+        .put(&lockstep::input::generate::generate(500, 3))
+        .await
+        .unwrap();
+    let addr = tc.addr();
+    let out = lockstep(&[
+        "--coordinator",
+        &addr,
+        "run",
+        "attention",
+        "--ticks",
+        "2",
+        "--json",
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ticks = v["ticks"].as_array().unwrap();
+    assert_eq!(ticks.len(), 2, "{v}");
+    for t in ticks {
+        for phase in ["spread", "apply", "prepare"] {
+            assert!(
+                t["phases"][phase].as_f64().is_some_and(|ms| ms >= 0.0),
+                "tick {} has no {phase} time: {t}",
+                t["tick"]
+            );
+        }
+    }
+    // Tick 1 also ran the setup phases.
+    assert!(ticks[0]["phases"]["edges"].is_f64(), "{}", ticks[0]);
+}
