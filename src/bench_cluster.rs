@@ -530,33 +530,64 @@ async fn wait_until_idle(pids: &[u32], limit: Duration) -> f64 {
     }
 }
 
-/// Pins process `pid` to one CPU (Linux); used to give shards disjoint cores.
+/// Pins every thread of process `pid` to one CPU (Linux); used to give
+/// shards disjoint cores. `sched_setaffinity` on a pid moves only that one
+/// thread, and a shard has started its tokio workers and RocksDB's
+/// background threads before it is pinned, so each thread in
+/// `/proc/PID/task` is pinned; threads started later inherit the mask.
 fn pin(pid: u32, cpu: usize) -> Result<(), Error> {
-    // SAFETY: a zeroed cpu_set_t is a valid empty set, CPU_SET writes within
-    // it, and sched_setaffinity only reads it.
-    let rc = unsafe {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map_err(|e| Error::Cluster(format!("cannot list the threads of pid {pid}: {e}")))?;
+    let mut pinned = 0;
+    for t in tasks.flatten() {
+        let Some(tid) = t.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        // SAFETY: a zeroed cpu_set_t is a valid empty set, CPU_SET writes
+        // within it, and sched_setaffinity only reads it.
+        let rc = unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
+        };
+        if rc == 0 {
+            pinned += 1;
+        } else {
+            let err = std::io::Error::last_os_error();
+            // A thread that ended since the listing is not an error.
+            if err.raw_os_error() != Some(libc::ESRCH) {
+                return Err(Error::Cluster(format!(
+                    "cannot pin thread {tid} of pid {pid} to cpu {cpu}: {err}"
+                )));
+            }
+        }
+    }
+    if pinned == 0 {
+        return Err(Error::Cluster(format!("pid {pid} has no thread to pin")));
+    }
+    Ok(())
+}
+
+/// The CPUs thread `tid` may run on (Linux), from its affinity mask.
+#[cfg(test)]
+fn allowed_cpus(tid: i32) -> Vec<usize> {
+    // SAFETY: as in `pin`; sched_getaffinity writes within the set.
+    unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(
-            pid as libc::pid_t,
-            std::mem::size_of::<libc::cpu_set_t>(),
-            &set,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(Error::Cluster(format!(
-            "cannot pin pid {pid} to cpu {cpu}: {}",
-            std::io::Error::last_os_error()
-        )))
+        assert_eq!(
+            libc::sched_getaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+            0
+        );
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
     }
 }
 
 /// Loads the seeded graph into a fresh cluster of `shards` and runs
 /// `attention` for `ticks`; `pin_cores` gives every shard process a core of
-/// its own (shard i on core i + 1; this process and the coordinator share
-/// core 0).
+/// its own, every thread of it (shard i on core i, counting from 1; the
+/// coordinator and this process are left on the other cores).
 pub async fn attention(
     exe: &Path,
     shards: usize,
@@ -568,7 +599,8 @@ pub async fn attention(
     let dir = temp_dir("attention")?;
     let local = cluster(exe, shards, dir.path()).await?;
     if pin_cores {
-        pin(std::process::id(), 0)?;
+        // Only the shards: the coordinator and this process (the loading
+        // client) stay free to use the cores no shard holds.
         for (i, pid) in local.shard_pids().iter().enumerate() {
             if let Some(pid) = pid {
                 pin(*pid, i + 1)?;
@@ -713,6 +745,58 @@ pub fn print_attention(rows: &[AttentionReport]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Not a test on its own: the multi-threaded child process of the
+    /// pinning test, which starts it with LOCKSTEP_PIN_HOST set. It holds
+    /// four threads until its stdin closes.
+    #[test]
+    #[ignore]
+    fn pin_host() {
+        if std::env::var_os("LOCKSTEP_PIN_HOST").is_none() {
+            return;
+        }
+        let threads: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(|| std::io::stdin().read_line(&mut String::new())))
+            .collect();
+        println!("ready");
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    #[test]
+    fn pin_moves_every_thread_of_a_process_not_only_its_first() {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "bench_cluster::tests::pin_host"])
+            .args(["--nocapture", "--test-threads", "1"])
+            .env("LOCKSTEP_PIN_HOST", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the test binary starts again");
+        let pid = child.id();
+        // Wait for the helper's threads: it prints "ready" once they run.
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("ready") {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "helper ended early");
+        }
+        let tids: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .map(|t| t.unwrap().file_name().to_str().unwrap().parse().unwrap())
+            .collect();
+        assert!(tids.len() >= 5, "the helper has {} threads", tids.len());
+        let cpu = *allowed_cpus(pid as i32).last().unwrap();
+        pin(pid, cpu).unwrap();
+        for tid in tids {
+            assert_eq!(allowed_cpus(tid), vec![cpu], "thread {tid} of {pid}");
+        }
+        assert!(pin(u32::MAX, cpu).is_err(), "no such process");
+        drop(child.stdin.take());
+        child.wait().unwrap();
+    }
 
     #[test]
     fn cpu_time_of_this_process_is_read_and_grows() {

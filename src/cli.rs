@@ -84,10 +84,11 @@ pub struct BenchAttentionArgs {
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
     /// Attention ticks per run (the first includes setup and is reported
-    /// apart).
-    #[arg(long, default_value_t = 5)]
+    /// apart, so the median is of the other 20 by default).
+    #[arg(long, default_value_t = 21)]
     pub ticks: u64,
-    /// Pin shard i to core i (this process and the coordinator to core 0):
+    /// Pin every thread of shard i to core i, from 1 (the coordinator and
+    /// the loading client keep the other cores):
     /// for scaling runs on machines with more cores than shards.
     #[arg(long)]
     pub pin_cores: bool,

@@ -114,17 +114,22 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             let baseline = crate::bench_cluster::Baseline::measure(&atoms, args.ticks);
             let mut rows = Vec::new();
             for &n in &args.shards {
-                rows.push(
-                    crate::bench_cluster::attention(
-                        &exe,
-                        n,
-                        &atoms,
-                        args.ticks,
-                        &baseline,
-                        args.pin_cores,
-                    )
-                    .await?,
+                let row = crate::bench_cluster::attention(
+                    &exe,
+                    n,
+                    &atoms,
+                    args.ticks,
+                    &baseline,
+                    args.pin_cores,
+                )
+                .await?;
+                // A run over several sizes takes minutes: say each one as
+                // it ends, so a run cut short still reports what it measured.
+                eprintln!(
+                    "{n} shard(s): median tick {:.1} ms ({:.2}× the baseline's {:.1} ms), load {:.1} s",
+                    row.median_tick_ms, row.ratio, row.oracle_tick_ms, row.load_secs
                 );
+                rows.push(row);
             }
             crate::bench_cluster::print_rows(
                 &rows,

@@ -79,20 +79,23 @@ async fn the_bench_commands_run_end_to_end_and_report_against_their_baselines() 
         assert!(r["fanout_median_us"].as_f64().unwrap() > 0.0, "{r}");
     }
 
-    let rows = json(
-        &lockstep(&[
-            "bench",
-            "attention",
-            "--shards",
-            "1",
-            "--nodes",
-            "300",
-            "--ticks",
-            "3",
-            "--json",
-        ])
-        .await,
-    );
+    // With a second core, pin the shard to it (every thread of it), as
+    // benches/scaling.sh does.
+    let mut args = vec![
+        "bench",
+        "attention",
+        "--shards",
+        "1",
+        "--nodes",
+        "300",
+        "--ticks",
+        "3",
+        "--json",
+    ];
+    if std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2) {
+        args.push("--pin-cores");
+    }
+    let rows = json(&lockstep(&args).await);
     assert_eq!(rows[0]["vertices"], 300);
     assert!(rows[0]["edges"].as_u64().unwrap() > 0);
     assert!(rows[0]["median_tick_ms"].as_f64().unwrap() > 0.0);
