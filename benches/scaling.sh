@@ -2,8 +2,9 @@
 # Attention scaling: `lockstep bench attention` with N = 1..5 shard
 # processes, each pinned to a core of its own (all its threads, RocksDB's
 # background ones too; the coordinator and the client keep the other
-# cores), on the seeded 1M-node / 4M-link graph. Prints each N's median tick, its speedup against N = 1, and the single-process
-# baseline on the same graph. The target is a speedup of at least 0.9·N.
+# cores), on the seeded 1M-node / 4M-link graph. Prints each N's median
+# tick, its speedup against N = 1, and the single-process baseline on the
+# same graph. The target is a speedup of at least 0.9·N.
 #
 #   benches/scaling.sh                     # N = 1..5, 1M nodes, 21 ticks (the default)
 #   benches/scaling.sh --nodes 200000      # extra flags go to the bench
