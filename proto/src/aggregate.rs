@@ -232,6 +232,19 @@ mod tests {
             edge.extend([b, b * (1.0 + f64::EPSILON), b * (1.0 - f64::EPSILON / 2.0)]);
             edge.push((0.5 + 7.0) * 2f64.powi(-64) + b);
         }
+        // Exact halves of a unit, and the values on either side of them.
+        for m in [1u64, 3, 5, (1 << 52) + 1, (1 << 53) - 1] {
+            for e in [-65, -66, -70, -100, -117] {
+                let h = m as f64 * 2f64.powi(e);
+                edge.extend([h, h.next_up(), h.next_down()]);
+            }
+        }
+        edge.extend([
+            -0.0,
+            0.5f64.next_down(),
+            0.5f64.next_up(),
+            f64::NEG_INFINITY,
+        ]);
         let mut s = 0x9E37_79B9_7F4A_7C15u64;
         for _ in 0..200_000 {
             s ^= s << 13;

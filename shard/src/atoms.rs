@@ -66,6 +66,16 @@ fn load_counts<S: KvStore>(kv: &S) -> Result<Counts, Error> {
     Ok(counts)
 }
 
+fn read_prepared<S: KvStore>(kv: &S) -> Result<Option<pb::PreparedBatch>, Error> {
+    use prost::Message;
+    match kv.get(Cf::Meta, META_PREPARED)? {
+        None => Ok(None),
+        Some(b) => pb::PreparedBatch::decode(b.as_slice())
+            .map(Some)
+            .map_err(|e| Error::Storage(format!("corrupt prepared batch: {e}"))),
+    }
+}
+
 /// The key of an atom's record in the `atoms` column family.
 pub fn atom_key(h: Handle) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
@@ -155,6 +165,12 @@ impl<S: KvStore> AtomStore<S> {
     pub fn open(kv: S) -> Result<AtomStore<S>, Error> {
         let counts = load_counts(&kv)?;
         let column = load_column(&kv)?;
+        if let Some(col) = &column {
+            column::upgrade(&kv, col)?;
+        }
+        if let Some(p) = read_prepared(&kv)?.and_then(|b| b.column) {
+            column::upgrade(&kv, &StiColumn::try_from(p)?)?;
+        }
         Ok(AtomStore {
             kv,
             counts: Mutex::new(counts),
@@ -178,16 +194,7 @@ impl<S: KvStore> AtomStore<S> {
     }
 
     fn column_chunk(&self, col: &StiColumn, c: usize) -> Result<(Vec<Handle>, Vec<f64>), Error> {
-        let mut v = self.kv.multi_get(
-            Cf::Meta,
-            &[
-                column::handles_key(col.id, c),
-                column::values_key(col.id, col.buffer, c),
-            ],
-        )?;
-        let x = v.pop().flatten();
-        let h = v.pop().flatten();
-        column::decode_chunk(h, x)
+        column::read_chunk(&self.kv, col, c)
     }
 
     /// Every committed value of column `id`, in handle order, if `id` is the
@@ -197,10 +204,7 @@ impl<S: KvStore> AtomStore<S> {
             let Some(col) = self.column().filter(|c| c.id == id) else {
                 return Ok(None);
             };
-            let mut out = Vec::with_capacity(col.len as usize);
-            for c in 0..col.firsts.len() {
-                out.extend(self.column_chunk(&col, c)?.1);
-            }
+            let out = column::read_values(&self.kv, &col)?;
             if self.still_current(&col) {
                 return Ok(Some(out));
             }
@@ -283,6 +287,9 @@ impl<S: KvStore> AtomStore<S> {
         }
         self.kv.write(ops)?;
         *self.column.write() = None;
+        if !named {
+            column::remove_values(&self.kv)?;
+        }
         Ok(())
     }
 
@@ -426,13 +433,7 @@ impl<S: KvStore> AtomStore<S> {
     }
 
     fn read_prepared(&self) -> Result<Option<pb::PreparedBatch>, Error> {
-        use prost::Message;
-        match self.kv.get(Cf::Meta, META_PREPARED)? {
-            None => Ok(None),
-            Some(b) => pb::PreparedBatch::decode(b.as_slice())
-                .map(Some)
-                .map_err(|e| Error::Storage(format!("corrupt prepared batch: {e}"))),
-        }
+        read_prepared(&self.kv)
     }
 
     /// Phase one of a tick's commit: plans the tick's writes against the
@@ -465,9 +466,10 @@ impl<S: KvStore> AtomStore<S> {
             if current.is_none() {
                 w.handle_ops(&mut writes);
             }
-            w.value_ops(buffer, &mut writes);
-            pb::StiColumn::from(&w.pointer(buffer))
+            w.write_values(&self.kv, buffer)
+                .map(|()| pb::StiColumn::from(&w.pointer(buffer)))
         });
+        let pointer = pointer.transpose()?;
         let batch = pb::PreparedBatch {
             tick,
             column: pointer,
@@ -545,12 +547,20 @@ impl<S: KvStore> AtomStore<S> {
     pub fn discard_prepared(&self) -> Result<(), Error> {
         let _guard = self.counts.lock();
         let mut ops = vec![WriteOp::Delete(Cf::Meta, META_PREPARED.to_vec())];
-        if let Some(p) = self.read_prepared()?.and_then(|b| b.column)
-            && self.column().is_none_or(|c| c.id != p.id)
-        {
+        let current = self.column();
+        let orphan = self
+            .read_prepared()?
+            .and_then(|b| b.column)
+            .filter(|p| current.as_ref().is_none_or(|c| c.id != p.id));
+        if let Some(p) = &orphan {
             column::delete_ops(p.id, p.len, &mut ops);
         }
-        self.kv.write(ops)
+        self.kv.write(ops)?;
+        // The value buffers go with the last column that names them.
+        if orphan.is_some() && current.is_none() {
+            column::remove_values(&self.kv)?;
+        }
+        Ok(())
     }
 
     /// Brings a prepared batch in line with the coordinator's decision: a
@@ -867,6 +877,12 @@ mod tests {
         s.prepare(2, &[], &[], Some(&write(3.0))).unwrap();
         s.commit(2).unwrap();
 
+        // A prepare that died while writing the spare buffer tore only
+        // that buffer: the committed one is untouched.
+        let spare = 1 - s.column().unwrap().buffer;
+        kv.put_file(column::values_file(spare), &[0xff; 24])
+            .unwrap();
+
         // A reopened store reads the column; scans and the fast path agree.
         let s = AtomStore::open(kv.clone()).unwrap();
         assert_eq!(sti(&s, hs[n - 1]), 3.0 + (n - 1) as f64 * 1e-6);
@@ -899,7 +915,59 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+        for b in [0, 1] {
+            assert_eq!(kv.read_file(column::values_file(b), 0, 0).unwrap(), None);
+        }
         assert!(AtomStore::open(kv).unwrap().column().is_none());
+    }
+
+    #[test]
+    fn a_column_stored_before_side_files_is_moved_into_them_at_open() {
+        let kv = Arc::new(MemStore::default());
+        let s = AtomStore::open(kv.clone()).unwrap();
+        let n = StiColumn::CHUNK + 3;
+        let atoms: Vec<FlatAtom> = (0..n).map(|i| concept(&format!("v{i}"))).collect();
+        s.put(&atoms, &[]).unwrap();
+        let mut hs: Vec<Handle> = atoms.iter().map(|a| a.handle).collect();
+        hs.sort();
+        let hs = Arc::new(hs);
+        let id = StiColumn::id_of(&hs);
+        let xs: Vec<f64> = (0..n).map(|i| i as f64 * 0.5).collect();
+        let w = ColumnWrite::new(id, hs.clone(), Arc::new(xs.clone()));
+        s.prepare(1, &[], &[], Some(&w)).unwrap();
+        s.commit(1).unwrap();
+        drop(s);
+        // Rewrite it the old way: values in meta keys per buffer and chunk,
+        // no side files.
+        let buffer = load_column(&kv).unwrap().unwrap().buffer;
+        let key = |b: u8, c: u32| {
+            let mut k = b"col/".to_vec();
+            k.extend_from_slice(&id.to_be_bytes());
+            k.extend_from_slice(&[b'x', b]);
+            k.extend_from_slice(&c.to_be_bytes());
+            k
+        };
+        let mut ops = Vec::new();
+        for (c, chunk) in xs.chunks(StiColumn::CHUNK).enumerate() {
+            let v: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
+            ops.push(WriteOp::Put(Cf::Meta, key(buffer, c as u32), v.clone()));
+            ops.push(WriteOp::Put(Cf::Meta, key(1 - buffer, c as u32), v));
+        }
+        kv.write(ops).unwrap();
+        kv.remove_file(column::values_file(0)).unwrap();
+        kv.remove_file(column::values_file(1)).unwrap();
+
+        let s = AtomStore::open(kv.clone()).unwrap();
+        assert_eq!(s.column_values(id).unwrap().unwrap(), xs);
+        assert_eq!(sti(&s, hs[n - 1]), (n - 1) as f64 * 0.5);
+        let mut old = b"col/".to_vec();
+        old.extend_from_slice(&id.to_be_bytes());
+        old.push(b'x');
+        assert!(
+            kv.scan(Cf::Meta, &old, None, usize::MAX)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -924,10 +992,21 @@ mod tests {
         s.commit(2).unwrap();
         assert_eq!(sti(&s, all[0]), 0.25);
         assert_eq!(sti(&s, all[9]), 0.5);
-        // Only the new column's keys are left: 1 chunk of handles, 1 buffer.
+        // Only the new column's keys are left: 1 chunk of handles; its
+        // values are the committed buffer's.
         assert_eq!(
             kv.scan(Cf::Meta, b"col/", None, usize::MAX).unwrap().len(),
-            2
+            1
+        );
+        let col = s.column().unwrap();
+        assert_eq!(
+            kv.read_file(column::values_file(col.buffer), 0, 5 * 8)
+                .unwrap()
+                .unwrap(),
+            [0.25f64; 5]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect::<Vec<u8>>()
         );
     }
 

@@ -1,23 +1,28 @@
-//! The STI column: a workload's committed per-vertex STI, stored as chunked
-//! arrays in the meta family.
+//! The STI column: a workload's committed per-vertex STI, stored as one
+//! array of values beside a chunked, sorted handle list.
 //!
 //! The attention workload updates the STI of every vertex on every tick. As
 //! one record per vertex that is a read-modify-write of a million records a
-//! tick; as a column it is a few hundred large values (8 bytes a vertex).
+//! tick; as a column it is one 8-byte value per vertex, written in one go.
 //!
-//! # Keys (meta family)
-//! - `sti_col` -> the committed [`StiColumn`] pointer (absent: no column);
-//! - `col/` ++ id (u64 BE) ++ `h` ++ chunk (u32 BE) -> the chunk's handles,
-//!   16 bytes each, ascending;
-//! - `col/` ++ id ++ `x` ++ buffer (u8) ++ chunk (u32 BE) -> the chunk's
-//!   values, f64 little-endian.
+//! # Where it lives
+//! - meta `sti_col` -> the committed [`StiColumn`] pointer (absent: no
+//!   column);
+//! - meta `col/` ++ id (u64 BE) ++ `h` ++ chunk (u32 BE) -> the chunk's
+//!   handles, 16 bytes each, ascending; written once per vertex set;
+//! - side files `sti.0` and `sti.1` (see [`KvStore::put_file`]): the two
+//!   value buffers, f64 little-endian in handle order. Kept out of RocksDB
+//!   because they are rewritten whole every tick: through the write-ahead
+//!   log that was 8 MB of log record, memtable and flush per million
+//!   vertices a tick, for values that one `pwrite` stores.
 //!
 //! # Two buffers
 //! A tick's prepare writes its values in place, into the buffer the committed
 //! pointer does not name, so they are durable but invisible. Its commit is
-//! one small write that points `sti_col` at that buffer and records the
-//! tick. An abort leaves the pointer alone; the next prepare overwrites the
-//! spare buffer.
+//! one small RocksDB write that points `sti_col` at that buffer and records
+//! the tick. An abort leaves the pointer alone; the next prepare overwrites
+//! the spare buffer. A crash in the middle of a buffer's write therefore
+//! tears only a buffer nothing names.
 //!
 //! # Precedence
 //! While a column is committed its values are the STI of the atoms it
@@ -30,7 +35,7 @@ use std::sync::Arc;
 use lockstep_proto::{Handle, StiColumn};
 
 use crate::Error;
-use crate::store::{Cf, WriteOp};
+use crate::store::{Cf, KvStore, WriteOp};
 
 /// The key of the committed column pointer.
 pub const POINTER: &[u8] = b"sti_col";
@@ -80,16 +85,65 @@ impl ColumnWrite {
         }
     }
 
-    /// The puts of the value chunks into `buffer`.
-    pub fn value_ops(&self, buffer: u8, ops: &mut Vec<WriteOp>) {
-        for (c, xs) in self.values.chunks(StiColumn::CHUNK).enumerate() {
-            let mut v = Vec::with_capacity(xs.len() * 8);
-            for x in xs {
-                v.extend_from_slice(&x.to_le_bytes());
-            }
-            ops.push(WriteOp::Put(Cf::Meta, values_key(self.id, buffer, c), v));
-        }
+    /// Writes the values into side file `buffer`.
+    pub fn write_values<S: KvStore>(&self, kv: &S, buffer: u8) -> Result<(), Error> {
+        kv.put_file(values_file(buffer), &f64s_to_le_bytes(&self.values))
     }
+}
+
+/// The values as little-endian bytes, borrowed where that is the memory
+/// layout already.
+fn f64s_to_le_bytes(xs: &[f64]) -> std::borrow::Cow<'_, [u8]> {
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: an f64 is 8 plain bytes with no padding and every byte
+        // pattern is a valid u8; the slice covers exactly the values' memory
+        // and lives as long as they do.
+        std::borrow::Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(xs.as_ptr().cast::<u8>(), std::mem::size_of_val(xs))
+        })
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        std::borrow::Cow::Owned(xs.iter().flat_map(|x| x.to_le_bytes()).collect())
+    }
+}
+
+/// The side file of value buffer `buffer`.
+pub fn values_file(buffer: u8) -> &'static str {
+    if buffer == 0 { "sti.0" } else { "sti.1" }
+}
+
+/// Reads chunk `chunk` of `col`: its handles and committed values.
+pub fn read_chunk<S: KvStore>(
+    kv: &S,
+    col: &StiColumn,
+    chunk: usize,
+) -> Result<(Vec<Handle>, Vec<f64>), Error> {
+    let first = chunk * StiColumn::CHUNK;
+    let n = (col.len as usize)
+        .saturating_sub(first)
+        .min(StiColumn::CHUNK);
+    let h = kv.get(Cf::Meta, &handles_key(col.id, chunk))?;
+    let x = kv.read_file(values_file(col.buffer), (first * 8) as u64, n * 8)?;
+    decode_chunk(h, x)
+}
+
+/// Every committed value of `col`, in handle order: one read.
+pub fn read_values<S: KvStore>(kv: &S, col: &StiColumn) -> Result<Vec<f64>, Error> {
+    let n = col.len as usize;
+    let b = kv
+        .read_file(values_file(col.buffer), 0, n * 8)?
+        .ok_or_else(|| Error::Storage("STI column values missing".into()))?;
+    Ok(b.chunks_exact(8)
+        .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect())
+}
+
+/// Removes both value buffers: after the column's pointer is gone.
+pub fn remove_values<S: KvStore>(kv: &S) -> Result<(), Error> {
+    kv.remove_file(values_file(0))?;
+    kv.remove_file(values_file(1))
 }
 
 fn prefix(id: u64) -> Vec<u8> {
@@ -107,21 +161,46 @@ pub fn handles_key(id: u64, chunk: usize) -> Vec<u8> {
     k
 }
 
-/// The key of chunk `chunk`'s values in `buffer`.
-pub fn values_key(id: u64, buffer: u8, chunk: usize) -> Vec<u8> {
-    let mut k = prefix(id);
-    k.push(b'x');
-    k.push(buffer);
-    k.extend_from_slice(&(chunk as u32).to_be_bytes());
-    k
+/// Moves the values of `col` out of the meta keys where stores written
+/// before side files kept them (`col/` ++ id ++ `x` ++ buffer ++ chunk),
+/// into the side file of `col`'s buffer, and removes those keys. A no-op
+/// when the side file is there already. Run at open, before any read.
+pub fn upgrade<S: KvStore>(kv: &S, col: &StiColumn) -> Result<(), Error> {
+    let n = col.len as usize * 8;
+    if n > 0
+        && kv
+            .read_file(values_file(col.buffer), 0, n)
+            .is_ok_and(|f| f.is_some())
+    {
+        return Ok(());
+    }
+    let mut old = prefix(col.id);
+    old.push(b'x');
+    let rows = kv.scan(Cf::Meta, &old, None, usize::MAX)?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut mine = prefix(col.id);
+    mine.extend_from_slice(&[b'x', col.buffer]);
+    let values: Vec<u8> = rows
+        .iter()
+        .filter(|(k, _)| k.starts_with(&mine))
+        .flat_map(|(_, v)| v.iter().copied())
+        .collect();
+    if values.len() == n {
+        kv.put_file(values_file(col.buffer), &values)?;
+    }
+    kv.write(
+        rows.into_iter()
+            .map(|(k, _)| WriteOp::Delete(Cf::Meta, k))
+            .collect(),
+    )
 }
 
-/// The deletes of every key of column `id` with `len` vertices.
+/// The deletes of the handle keys of column `id` with `len` vertices.
 pub fn delete_ops(id: u64, len: u64, ops: &mut Vec<WriteOp>) {
     for c in 0..(len as usize).div_ceil(StiColumn::CHUNK) {
         ops.push(WriteOp::Delete(Cf::Meta, handles_key(id, c)));
-        ops.push(WriteOp::Delete(Cf::Meta, values_key(id, 0, c)));
-        ops.push(WriteOp::Delete(Cf::Meta, values_key(id, 1, c)));
     }
 }
 

@@ -10,6 +10,7 @@ pub fn run_all<S: KvStore>(mut make: impl FnMut() -> S) {
     scans_respect_prefix_cursor_and_limit(&make());
     multi_get_keeps_order(&make());
     a_batch_applies_each_keys_ops_in_order(&make());
+    side_files_are_replaced_read_by_range_and_removed(&make());
 }
 
 fn put(cf: Cf, k: &[u8], v: &[u8]) -> WriteOp {
@@ -79,6 +80,33 @@ fn scans_respect_prefix_cursor_and_limit<S: KvStore>(s: &S) {
     );
     assert!(s.scan(Cf::Incoming, b"z", None, 10).unwrap().is_empty());
     assert!(s.scan(Cf::Atoms, b"b", None, 10).unwrap().is_empty());
+}
+
+fn side_files_are_replaced_read_by_range_and_removed<S: KvStore>(s: &S) {
+    assert_eq!(s.read_file("f.0", 0, 1).unwrap(), None);
+    s.put_file("f.0", b"abcdefgh").unwrap();
+    s.put_file("f.1", b"other").unwrap();
+    assert_eq!(
+        s.read_file("f.0", 0, 8).unwrap(),
+        Some(b"abcdefgh".to_vec())
+    );
+    assert_eq!(s.read_file("f.0", 3, 2).unwrap(), Some(b"de".to_vec()));
+    assert_eq!(s.read_file("f.0", 8, 0).unwrap(), Some(Vec::new()));
+    // A shorter rewrite leaves nothing of the old contents behind it.
+    s.put_file("f.0", b"xyz").unwrap();
+    assert_eq!(s.read_file("f.0", 0, 3).unwrap(), Some(b"xyz".to_vec()));
+    assert!(s.read_file("f.0", 0, 4).is_err(), "read past the end");
+    assert!(
+        s.read_file("f.0", u64::MAX, 1).is_err(),
+        "offset past the end"
+    );
+    s.put_file("f.0", b"0123456789").unwrap();
+    assert_eq!(s.read_file("f.0", 6, 4).unwrap(), Some(b"6789".to_vec()));
+    assert_eq!(s.read_file("f.1", 0, 5).unwrap(), Some(b"other".to_vec()));
+    s.remove_file("f.0").unwrap();
+    s.remove_file("f.0").unwrap();
+    assert_eq!(s.read_file("f.0", 0, 1).unwrap(), None);
+    assert!(s.put_file("../f", b"x").is_err(), "a path is not a name");
 }
 
 fn multi_get_keeps_order<S: KvStore>(s: &S) {

@@ -1,18 +1,20 @@
 //! An in-memory [`KvStore`] for tests of logic; not durable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use parking_lot::RwLock;
 
-use super::{Cf, KvStore, Rows, Values, WriteOp};
+use super::{Cf, KvStore, Rows, Values, WriteOp, check_file_name, short_file};
 use crate::Error;
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 
-/// Three ordered maps behind one lock, so a write is atomic to readers.
+/// Three ordered maps behind one lock, so a write is atomic to readers,
+/// and the side files by name.
 #[derive(Default)]
 pub struct MemStore {
     maps: RwLock<[Map; 3]>,
+    files: RwLock<HashMap<String, Vec<u8>>>,
 }
 
 fn idx(cf: Cf) -> usize {
@@ -74,6 +76,31 @@ impl KvStore for MemStore {
     }
 
     fn flush(&self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn put_file(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        check_file_name(name)?;
+        self.files.write().insert(name.to_string(), bytes.to_vec());
+        Ok(())
+    }
+
+    fn read_file(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>, Error> {
+        check_file_name(name)?;
+        let files = self.files.read();
+        let Some(f) = files.get(name) else {
+            return Ok(None);
+        };
+        usize::try_from(offset)
+            .ok()
+            .and_then(|o| f.get(o..o.checked_add(len)?))
+            .map(|b| Some(b.to_vec()))
+            .ok_or_else(|| short_file(name, offset, len, f.len() as u64))
+    }
+
+    fn remove_file(&self, name: &str) -> Result<(), Error> {
+        check_file_name(name)?;
+        self.files.write().remove(name);
         Ok(())
     }
 }

@@ -2,7 +2,7 @@
 //! not mention RocksDB.
 //!
 //! - [`KvStore`]: three column families, atomic multi-key writes, prefix
-//!   scans.
+//!   scans, and side files for bulk values that bypass the write-ahead log.
 //! - [`rocks::RocksStore`]: the real one.
 //! - [`mem::MemStore`]: an in-memory stand-in for tests of logic.
 //! - [`conformance`]: the suite both must pass.
@@ -83,6 +83,22 @@ pub trait KvStore: Send + Sync + 'static {
     /// Makes everything written so far durable on disk.
     fn flush(&self) -> Result<(), Error>;
 
+    /// Replaces the contents of side file `name` with `bytes`. A side file
+    /// holds a bulk value outside the write-ahead log, so writing it costs
+    /// one copy rather than a log record and a memtable insert. It is not
+    /// part of any atomic write: callers make it current afterwards with a
+    /// small [`KvStore::write`] that names it, and never overwrite the one a
+    /// committed key names. Durable as configured, like a write. `name` is
+    /// a plain file name (letters, digits, `.`, `-`, `_`).
+    fn put_file(&self, name: &str, bytes: &[u8]) -> Result<(), Error>;
+
+    /// `len` bytes of side file `name` from `offset`; `None` if the file
+    /// does not exist. A file too short for the range is an error.
+    fn read_file(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>, Error>;
+
+    /// Removes side file `name`, if it exists.
+    fn remove_file(&self, name: &str) -> Result<(), Error>;
+
     /// Reads one key.
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
         Ok(self
@@ -114,4 +130,36 @@ impl<S: KvStore> KvStore for std::sync::Arc<S> {
     fn flush(&self) -> Result<(), Error> {
         (**self).flush()
     }
+    fn put_file(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        (**self).put_file(name, bytes)
+    }
+    fn read_file(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>, Error> {
+        (**self).read_file(name, offset, len)
+    }
+    fn remove_file(&self, name: &str) -> Result<(), Error> {
+        (**self).remove_file(name)
+    }
+}
+
+/// Checks a side file's name: a plain file name, so it can never reach
+/// outside the store's folder.
+pub fn check_file_name(name: &str) -> Result<(), Error> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::Storage(format!("invalid side file name {name:?}")))
+    }
+}
+
+/// The error for a side file shorter than the range read from it.
+pub fn short_file(name: &str, offset: u64, len: usize, size: u64) -> Error {
+    Error::Storage(format!(
+        "side file {name} holds {size} bytes; asked for {len} at {offset}"
+    ))
 }

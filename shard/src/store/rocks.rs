@@ -7,7 +7,17 @@
 //! but not the loss of the machine's power. With `sync_writes = true` the WAL
 //! is fsynced before the acknowledgement and the write survives power loss
 //! too.
+//!
+//! Side files live in `side/` inside the database folder (RocksDB leaves
+//! folders it did not make alone). A side file is written in place with
+//! `pwrite`, and with `sync_writes = true` it is `fdatasync`ed before the
+//! call returns, so the write that later names it is never durable before
+//! it is. Without `sync_writes` it is in the operating system's hands when
+//! the call returns, like a write to the log: it survives any process
+//! crash, not a power loss.
 
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
@@ -15,7 +25,7 @@ use rocksdb::{
     IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
-use super::{Cf, KvStore, Rows, Values, WriteOp};
+use super::{Cf, KvStore, Rows, Values, WriteOp, check_file_name, short_file};
 use crate::Error;
 
 /// Options for opening a store.
@@ -39,6 +49,7 @@ pub struct RocksStore {
     db: DB,
     sync_writes: bool,
     path: PathBuf,
+    side: PathBuf,
 }
 
 fn cf_options(cf: Cf, cache: &Cache) -> Options {
@@ -88,11 +99,24 @@ impl RocksStore {
                 Error::Storage(msg)
             }
         })?;
+        let side = path.join("side");
+        std::fs::create_dir_all(&side)?;
         Ok(RocksStore {
             db,
             sync_writes: opts.sync_writes,
             path: path.to_path_buf(),
+            side,
         })
+    }
+
+    /// Bytes in side files.
+    fn side_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.side)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum()
     }
 
     /// The folder the database lives in.
@@ -190,7 +214,8 @@ impl KvStore for RocksStore {
                     .unwrap_or(0);
                 live + mem
             })
-            .sum()
+            .sum::<u64>()
+            + self.side_bytes()
     }
 
     fn flush(&self) -> Result<(), Error> {
@@ -199,6 +224,57 @@ impl KvStore for RocksStore {
             self.db.flush_cf(self.cf(cf))?;
         }
         Ok(())
+    }
+
+    fn put_file(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
+        check_file_name(name)?;
+        // In place, not truncated first: rewriting a file of the same size
+        // (a column every tick) reuses its cached pages.
+        let path = self.side.join(name);
+        let created = !path.exists();
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        f.write_all_at(bytes, 0)?;
+        if f.metadata()?.len() != bytes.len() as u64 {
+            f.set_len(bytes.len() as u64)?;
+        }
+        if self.sync_writes {
+            f.sync_data()?;
+            if created {
+                // A new file's name is in the folder, which has to reach
+                // the disk too.
+                std::fs::File::open(&self.side)?.sync_all()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn read_file(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>, Error> {
+        check_file_name(name)?;
+        let f = match std::fs::File::open(self.side.join(name)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let mut buf = vec![0; len];
+        match f.read_exact_at(&mut buf, offset) {
+            Ok(()) => Ok(Some(buf)),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                Err(short_file(name, offset, len, f.metadata()?.len()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn remove_file(&self, name: &str) -> Result<(), Error> {
+        check_file_name(name)?;
+        match std::fs::remove_file(self.side.join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -238,5 +314,28 @@ mod tests {
         }
         let s = RocksStore::open(dir.path(), &RocksOptions::default()).unwrap();
         assert_eq!(s.get(Cf::Meta, b"k").unwrap(), Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn side_files_survive_reopen_and_stay_in_their_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RocksOptions {
+            sync_writes: true,
+            ..RocksOptions::default()
+        };
+        {
+            let s = RocksStore::open(dir.path(), &opts).unwrap();
+            s.put_file("col.1", b"0123456789").unwrap();
+        }
+        assert!(dir.path().join("side").join("col.1").is_file());
+        let s = RocksStore::open(dir.path(), &opts).unwrap();
+        assert_eq!(s.read_file("col.1", 2, 3).unwrap(), Some(b"234".to_vec()));
+        for bad in ["../escape", "side/x", "", ".."] {
+            assert!(
+                matches!(s.put_file(bad, b"x"), Err(Error::Storage(_))),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(!dir.path().join("escape").exists());
     }
 }

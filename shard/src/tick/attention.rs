@@ -26,15 +26,17 @@
 //!   back. Local slots are ordered the same way, by local in-degree: real
 //!   graphs are skewed, and packing the hubs together keeps the random adds
 //!   of `spread` in cache.
-//! - `spread`: one pass over the vertices computes each one's share
-//!   x(u)/W(u) in fixed point; one branch-free pass over the flat edge list
-//!   adds the shares into their slots, as u64 adds with the rare carries
-//!   kept aside (see `Sums`); each other shard is then sent its range of
-//!   slots as packed u64 low words plus the rare high parts.
+//! - `spread`: one branch-free pass over the flat edge list adds each
+//!   vertex's share x(u)/W(u), in fixed point, into its slots, as u64 adds
+//!   with the rare carries kept aside (see `Sums`); each other shard is then
+//!   sent its range of slots as packed u64 low words plus the rare high
+//!   parts, and those slots are zeroed.
 //! - `apply`: the arrays that arrived are added into the local sums, the new
 //!   STI is computed, and it is staged as the shard's STI column (see
-//!   [`crate::column`]), so the tick commits a few large values rather than
-//!   one record per vertex.
+//!   [`crate::column`]), so the tick commits one large value rather than
+//!   one record per vertex. The same pass zeroes each slot it reads and
+//!   computes the next tick's shares, which take effect if the tick
+//!   commits; `spread` computes them itself only after setup or an abort.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -226,6 +228,24 @@ pub struct State {
     /// Per vertex, this tick's contribution per single link, x(u)/W(u) in
     /// fixed point (0 where it does not fit in u64; see `spread`).
     share: Vec<u64>,
+    /// Whether `share` and `dangling` are already those of `x`: `apply`
+    /// computes the next tick's shares while it has each new value in a
+    /// register, and they become current with the commit.
+    share_ready: bool,
+    /// The mass of the vertices without out-edges, in fixed point, when
+    /// `share_ready`.
+    dangling: i128,
+    /// The staged tick's shares and dangling mass, from `apply`.
+    next_share: Vec<u64>,
+    next_dangling: i128,
+    /// Shares that do not fit in u64, as (vertex, share), for `x` and for
+    /// the staged tick.
+    wide: Vec<(usize, i128)>,
+    next_wide: Vec<(usize, i128)>,
+    /// Whether every slot sum is zero: `apply` zeroes each local slot as it
+    /// reads it and `spread` each remote slot once it is sent, so the next
+    /// `spread` need not clear 8 MB first.
+    acc_clean: bool,
     /// Edges of parallel links, (source, slot, count), sorted: rare, so
     /// kept out of the hot loop.
     multi: Vec<(u32, u32, u32)>,
@@ -299,6 +319,27 @@ fn edge_record(r: &[u8]) -> Result<(Handle, u32), Error> {
     Ok((u, u32::from_le_bytes(r[16..].try_into().expect("4 bytes"))))
 }
 
+/// Vertex `u`'s contribution per single out-link, x/W in fixed point, for
+/// the flat loop of `spread`. x * 1 / W is x / W exactly, so every single
+/// link of `u` adds the same value: it is converted once per vertex, not
+/// once per edge. A vertex without out-links adds x to the dangling mass
+/// instead; a share that does not fit in u64 (x negative, or at least W,
+/// which stored STI from outside a job can be) goes to `wide`, and 0 to the
+/// flat loop.
+#[inline(always)]
+fn share_of(u: usize, x: f64, w: u32, dangling: &mut i128, wide: &mut Vec<(usize, i128)>) -> u64 {
+    if w == 0 {
+        *dangling = dangling.wrapping_add(to_fixed(x));
+        0
+    } else {
+        let c = to_fixed(x / f64::from(w));
+        u64::try_from(c).unwrap_or_else(|_| {
+            wide.push((u, c));
+            0
+        })
+    }
+}
+
 impl State {
     pub fn new(params: AttentionParams) -> State {
         State {
@@ -312,6 +353,13 @@ impl State {
             src: Vec::new(),
             slots: Vec::new(),
             share: Vec::new(),
+            share_ready: false,
+            dangling: 0,
+            next_share: Vec::new(),
+            next_dangling: 0,
+            wide: Vec::new(),
+            next_wide: Vec::new(),
+            acc_clean: false,
             multi: Vec::new(),
             wsum: Vec::new(),
             remotes: Vec::new(),
@@ -332,6 +380,10 @@ impl State {
             if let Ok(v) = Arc::try_unwrap(old) {
                 self.spare = v;
             }
+            std::mem::swap(&mut self.share, &mut self.next_share);
+            std::mem::swap(&mut self.wide, &mut self.next_wide);
+            self.dangling = self.next_dangling;
+            self.share_ready = true;
         }
     }
 
@@ -523,7 +575,10 @@ impl State {
         self.offsets.push(self.slots.len() as u32);
         drop(pairs);
         self.share = vec![0; n];
+        self.next_share = vec![0; n];
+        self.share_ready = false;
         self.acc = Sums::with_len(next_slot);
+        self.acc_clean = true;
         for targets in self.reported.values_mut() {
             let order = hot_first(std::mem::take(targets));
             *targets = order.iter().map(|&v| self.slot_of[v as usize]).collect();
@@ -552,29 +607,23 @@ impl State {
     }
 
     fn spread(&mut self, me: ShardId, out: &mut PhaseOutput) {
-        self.acc.reset();
-        let mut dangling: i128 = 0;
-        // x * 1 / w is x / w exactly, so every single link of `u` adds the
-        // same fixed-point value: convert it once per vertex, not once per
-        // edge. A share that does not fit in u64 (x negative, or at least
-        // W(u), which stored STI from outside a job can be) goes the wide
-        // way, after the flat loop.
-        let mut wide: Vec<(usize, i128)> = Vec::new();
-        for (u, (&xu, &w)) in self.x.iter().zip(&self.wsum).enumerate() {
-            self.share[u] = if w == 0 {
-                dangling = dangling.wrapping_add(to_fixed(xu));
-                0
-            } else {
-                let c = to_fixed(xu / f64::from(w));
-                u64::try_from(c).unwrap_or_else(|_| {
-                    wide.push((u, c));
-                    0
-                })
-            };
+        if !self.acc_clean {
+            self.acc.reset();
+        }
+        self.acc_clean = false;
+        if !self.share_ready {
+            // After setup, or after an abort: `apply` left no shares for x.
+            let (share, wide, dangling) = (&mut self.share, &mut self.wide, &mut self.dangling);
+            wide.clear();
+            *dangling = 0;
+            for (u, (&xu, &w)) in self.x.iter().zip(&self.wsum).enumerate() {
+                share[u] = share_of(u, xu, w, dangling, wide);
+            }
+            self.share_ready = true;
         }
         let slots = &self.slots[..];
         self.acc.add_shares(slots, &self.src, &self.share);
-        for (u, c) in wide {
+        for &(u, c) in &self.wide {
             for &slot in &slots[self.offsets[u] as usize..self.offsets[u + 1] as usize] {
                 self.acc.add(slot as usize, c);
             }
@@ -585,7 +634,7 @@ impl State {
             self.acc.add(slot as usize, c);
         }
         self.acc.settle();
-        out.partial.add_fixed("dangling", dangling);
+        out.partial.add_fixed("dangling", self.dangling);
         let per_message = MESSAGE_BYTES / LOW;
         for r in &self.remotes {
             for (p, start) in (r.start..r.start + r.len).step_by(per_message).enumerate() {
@@ -595,6 +644,7 @@ impl State {
                     message(me, p * per_message, self.acc.encode(start..end)),
                 ));
             }
+            self.acc.lo[r.start..r.start + r.len].fill(0);
         }
     }
 
@@ -644,20 +694,38 @@ impl State {
         next.reserve(n);
         let mut total = 0i128;
         let mut l1 = 0i128;
-        for (i, (&slot, &old)) in self.slot_of.iter().zip(self.x.iter()).enumerate() {
+        // The next tick's shares, computed here while each new value is at
+        // hand; they replace `share` only if this tick commits.
+        let mut next_dangling = 0i128;
+        self.next_wide.clear();
+        self.next_share.resize(n, 0);
+        let no_hi = self.acc.hi.is_empty();
+        for (i, ((&slot, &old), &w)) in self
+            .slot_of
+            .iter()
+            .zip(self.x.iter())
+            .zip(&self.wsum)
+            .enumerate()
+        {
             if let Some(&ahead) = self.slot_of.get(i + PREFETCH_AHEAD) {
                 prefetch(self.acc.lo.as_ptr().wrapping_add(ahead as usize));
             }
-            let s = if self.acc.hi.is_empty() {
+            let s = if no_hi {
                 from_fixed_u64(self.acc.lo[slot as usize])
             } else {
                 from_fixed(self.acc.get(slot as usize))
             };
+            // Read, so cleared for the next spread while the line is here.
+            self.acc.lo[slot as usize] = 0;
             let x = (1.0 - d) / nv + d * (s + dangling / nv);
             total = total.wrapping_add(to_fixed(x));
             l1 = l1.wrapping_add(to_fixed((x - old).abs()));
+            self.next_share[i] = share_of(i, x, w, &mut next_dangling, &mut self.next_wide);
             next.push(x);
         }
+        self.next_dangling = next_dangling;
+        self.acc.hi.clear();
+        self.acc_clean = true;
         out.partial.add_fixed("total_sti", total);
         out.partial.add_fixed("l1_change", l1);
         out.partial.set_top("top", self.top(&next, input)?);
