@@ -260,6 +260,9 @@ pub struct CoordinatorArgs {
     /// How long a job waits for a missing shard before failing [default: 60000].
     #[arg(long, env = "LOCKSTEP_RECOVERY_WAIT_MS")]
     pub recovery_wait_ms: Option<u64>,
+    /// Attempts one tick gets before its job fails [default: 10].
+    #[arg(long, env = "LOCKSTEP_MAX_TICK_ATTEMPTS")]
+    pub max_tick_attempts: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -399,6 +402,7 @@ impl CoordinatorArgs {
         set(&mut c.max_batch, &self.max_batch);
         set(&mut c.phase_deadline_ms, &self.phase_deadline_ms);
         set(&mut c.recovery_wait_ms, &self.recovery_wait_ms);
+        set(&mut c.max_tick_attempts, &self.max_tick_attempts);
         Ok(c.validate()?)
     }
 }

@@ -14,6 +14,7 @@ pub const DEFAULT_DOWN_AFTER_MS: u64 = 5_000;
 pub const DEFAULT_MAX_BATCH: u32 = 10_000;
 pub const DEFAULT_PHASE_DEADLINE_MS: u64 = 60_000;
 pub const DEFAULT_RECOVERY_WAIT_MS: u64 = 60_000;
+pub const DEFAULT_MAX_TICK_ATTEMPTS: u32 = 10;
 
 /// How the coordinator runs. Every field has a documented default (see the
 /// README's configuration reference).
@@ -38,6 +39,10 @@ pub struct CoordinatorConfig {
     pub phase_deadline_ms: u64,
     /// How long a job waits for a missing shard before it fails.
     pub recovery_wait_ms: u64,
+    /// How many attempts one tick gets before its job fails: a failure
+    /// that repeats (a shard that keeps answering with the same error, a
+    /// phase that never fits the deadline) must end the job, not spin.
+    pub max_tick_attempts: u32,
 }
 
 impl Default for CoordinatorConfig {
@@ -52,6 +57,7 @@ impl Default for CoordinatorConfig {
             max_batch: DEFAULT_MAX_BATCH,
             phase_deadline_ms: DEFAULT_PHASE_DEADLINE_MS,
             recovery_wait_ms: DEFAULT_RECOVERY_WAIT_MS,
+            max_tick_attempts: DEFAULT_MAX_TICK_ATTEMPTS,
         }
     }
 }
@@ -87,6 +93,9 @@ impl CoordinatorConfig {
         if self.phase_deadline_ms == 0 {
             return Err(Error::Config("phase_deadline_ms must be > 0".into()));
         }
+        if self.max_tick_attempts == 0 {
+            return Err(Error::Config("max_tick_attempts must be > 0".into()));
+        }
         Ok(self)
     }
 
@@ -94,6 +103,7 @@ impl CoordinatorConfig {
         crate::jobs::JobSettings {
             phase_deadline: Duration::from_millis(self.phase_deadline_ms),
             recovery_wait: Duration::from_millis(self.recovery_wait_ms),
+            max_tick_attempts: self.max_tick_attempts,
         }
     }
 

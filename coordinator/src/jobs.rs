@@ -9,7 +9,8 @@
 //! A shard that fails a phase before the commit point aborts the tick: every
 //! shard drops what the attempt staged, the driver waits (up to the recovery
 //! wait) for the missing shard to answer again, reruns the workload's setup
-//! and retries the tick with the next attempt number. After the commit point
+//! and retries the tick with the next attempt number, up to the configured
+//! number of attempts per tick. After the commit point
 //! the tick is not retried; the commit is re-sent until every shard has it.
 
 use std::collections::HashMap;
@@ -40,6 +41,8 @@ pub struct JobSettings {
     pub phase_deadline: Duration,
     /// How long a job waits for a missing shard before it fails.
     pub recovery_wait: Duration,
+    /// Attempts one tick gets before the job fails.
+    pub max_tick_attempts: u32,
 }
 
 struct Running {
@@ -267,6 +270,15 @@ impl Driver {
                             ..Default::default()
                         })
                         .await;
+                        if attempt + 1 >= self.jobs.settings.max_tick_attempts {
+                            return Err(Stop::Failed(format!(
+                                "tick {tick} failed {} attempts in a row, the last: {} missing ({}); the store stays at committed tick {}",
+                                attempt + 1,
+                                f.shard,
+                                f.reason,
+                                self.jobs.registry.committed_tick()
+                            )));
+                        }
                         self.wait_recovery(f.shard).await?;
                         need_setup = true;
                         attempt += 1;

@@ -452,3 +452,37 @@ async fn a_cancelled_job_leaves_the_store_at_its_last_committed_tick() {
     assert_eq!(events.last().unwrap().kind, "finished");
     tc.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_that_keeps_failing_fails_the_job_after_its_attempts() {
+    // Every phase takes 1.5 s on the shard and the deadline is 0.3 s, so
+    // every attempt misses it while the shard stays up and healthy: without
+    // a cap the job would retry the tick forever.
+    let tc = TestCluster::start_full(
+        1,
+        vec!["--fault-phase-delay-ms".into(), "1500".into()],
+        vec![
+            "--phase-deadline-ms".into(),
+            "300".into(),
+            "--max-tick-attempts".into(),
+            "2".into(),
+        ],
+    )
+    .await;
+    let client = tc.client().await;
+    client.put(&generate(200, 3)).await.unwrap();
+    let events = run_to_end(&client, spec("attention", 3, &[])).await;
+    let aborted = events.iter().filter(|e| e.kind == "aborted").count();
+    assert_eq!(aborted, 2, "one abort per attempt");
+    let last = events.last().unwrap();
+    assert_eq!(last.kind, "failed", "{}", last.message);
+    assert!(
+        last.message.contains("tick 1 failed 2 attempts in a row")
+            && last.message.contains("no answer within")
+            && last.message.contains("committed tick 0"),
+        "{}",
+        last.message
+    );
+    assert_eq!(last.committed_tick, 0);
+    tc.cluster.shutdown().await;
+}
