@@ -167,9 +167,11 @@ pub fn handles_key(id: u64, chunk: usize) -> Vec<u8> {
 /// when the side file is there already. Run at open, before any read.
 pub fn upgrade<S: KvStore>(kv: &S, col: &StiColumn) -> Result<(), Error> {
     let n = col.len as usize * 8;
+    // Its last value there means the file is whole: no need to read 8 MB.
+    let last = (n as u64).saturating_sub(8);
     if n > 0
         && kv
-            .read_file(values_file(col.buffer), 0, n)
+            .read_file(values_file(col.buffer), last, 8)
             .is_ok_and(|f| f.is_some())
     {
         return Ok(());
