@@ -193,10 +193,6 @@ impl<S: KvStore> AtomStore<S> {
             .is_some_and(|c| Arc::ptr_eq(c, col))
     }
 
-    fn column_chunk(&self, col: &StiColumn, c: usize) -> Result<(Vec<Handle>, Vec<f64>), Error> {
-        column::read_chunk(&self.kv, col, c)
-    }
-
     /// Every committed value of column `id`, in handle order, if `id` is the
     /// current column: a resumed job's fast path.
     pub fn column_values(&self, id: u64) -> Result<Option<Vec<f64>>, Error> {
@@ -227,7 +223,7 @@ impl<S: KvStore> AtomStore<S> {
             }
             let mut found = Vec::new();
             for (c, idx) in by_chunk {
-                let (hs, xs) = self.column_chunk(&col, c)?;
+                let (hs, xs) = column::read_chunk(&self.kv, &col, c)?;
                 for i in idx {
                     if let Ok(p) = hs.binary_search(&handles[i]) {
                         found.push((i, xs[p]));
@@ -255,7 +251,7 @@ impl<S: KvStore> AtomStore<S> {
             return Ok(());
         };
         for c in 0..col.firsts.len() {
-            let (hs, xs) = self.column_chunk(&col, c)?;
+            let (hs, xs) = column::read_chunk(&self.kv, &col, c)?;
             let keys: Vec<Vec<u8>> = hs.iter().map(|h| atom_key(*h)).collect();
             let mut ops = Vec::new();
             for ((h, x), (key, old)) in hs

@@ -163,8 +163,9 @@ pub fn handles_key(id: u64, chunk: usize) -> Vec<u8> {
 
 /// Moves the values of `col` out of the meta keys where stores written
 /// before side files kept them (`col/` ++ id ++ `x` ++ buffer ++ chunk),
-/// into the side file of `col`'s buffer, and removes those keys. A no-op
-/// when the side file is there already. Run at open, before any read.
+/// into the side file of `col`'s buffer, and removes those keys once moved.
+/// A no-op when the side file is there already. Run at open, before any
+/// read.
 pub fn upgrade<S: KvStore>(kv: &S, col: &StiColumn) -> Result<(), Error> {
     let n = col.len as usize * 8;
     // Its last value there means the file is whole: no need to read 8 MB.
@@ -189,9 +190,12 @@ pub fn upgrade<S: KvStore>(kv: &S, col: &StiColumn) -> Result<(), Error> {
         .filter(|(k, _)| k.starts_with(&mine))
         .flat_map(|(_, v)| v.iter().copied())
         .collect();
-    if values.len() == n {
-        kv.put_file(values_file(col.buffer), &values)?;
+    if values.len() != n {
+        // Not a whole column: leave the keys for a person to look at; reads
+        // of the column give a typed error.
+        return Ok(());
     }
+    kv.put_file(values_file(col.buffer), &values)?;
     kv.write(
         rows.into_iter()
             .map(|(k, _)| WriteOp::Delete(Cf::Meta, k))

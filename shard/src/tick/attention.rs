@@ -612,7 +612,8 @@ impl State {
         }
         self.acc_clean = false;
         if !self.share_ready {
-            // After setup, or after an abort: `apply` left no shares for x.
+            // After setup (which a retry after an abort reruns): no `apply`
+            // has computed the shares of this x yet.
             let (share, wide, dangling) = (&mut self.share, &mut self.wide, &mut self.dangling);
             wide.clear();
             *dangling = 0;
