@@ -4,6 +4,12 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+// Under glibc's malloc, over half of a bulk load's client CPU went to
+// consolidating free lists (BENCHMARKS.md §3); mimalloc keeps small frees
+// cheap.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = lockstep::cli::Cli::parse();
     let server = matches!(

@@ -403,10 +403,10 @@ impl<S: KvStore> AtomStore<S> {
             .map(|r| incoming_key(r.target, r.link))
             .collect();
         let iexisting = self.kv.multi_get(Cf::Incoming, &ikeys)?;
-        let mut seen = std::collections::HashSet::new();
-        for ((r, key), old) in incoming.iter().zip(ikeys).zip(iexisting) {
-            if old.is_none() && seen.insert(key.clone()) {
-                ops.push(WriteOp::Put(Cf::Incoming, key, encode_incoming(r)));
+        let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+        for ((r, key), old) in incoming.iter().zip(&ikeys).zip(iexisting) {
+            if old.is_none() && seen.insert(key) {
+                ops.push(WriteOp::Put(Cf::Incoming, key.clone(), encode_incoming(r)));
                 next.incoming += 1;
                 out.incoming += 1;
             }
