@@ -28,9 +28,12 @@
 //!   of `spread` in cache.
 //! - `spread`: one branch-free pass over the flat edge list adds each
 //!   vertex's share x(u)/W(u), in fixed point, into its slots, as u64 adds
-//!   with the rare carries kept aside (see `Sums`); each other shard is then
-//!   sent its range of slots as packed u64 low words plus the rare high
-//!   parts, and those slots are zeroed.
+//!   with the rare carries kept aside (see `Sums`). The edges go one block
+//!   of slots at a time, so the random adds stay in a cache-sized range
+//!   however many slots there are (a shard has a slot for nearly every
+//!   remote vertex, so their number does not shrink with more shards).
+//!   Each other shard is then sent its range of slots as packed u64 low
+//!   words plus the rare high parts, and those slots are zeroed.
 //! - `apply`: the arrays that arrived are added into the local sums, the new
 //!   STI is computed, and it is staged as the shard's STI column (see
 //!   [`crate::column`]), so the tick commits one large value rather than
@@ -60,8 +63,13 @@ const WIDE: usize = 20;
 /// The most payload bytes in one message.
 const MESSAGE_BYTES: usize = 8 << 20;
 
-/// How many edges ahead `spread` prefetches its target slot.
+/// How many edges ahead `spread` prefetches its target slot and share.
 const PREFETCH_AHEAD: usize = 16;
+/// `spread` walks the edges one block of 2^BLOCK_BITS slots (512 KiB of
+/// sums) at a time, so its random adds stay within a range that fits in
+/// a core's L2; within a block the edges go by source, so the shares are
+/// read in ascending order.
+const BLOCK_BITS: u32 = 16;
 
 /// A hint to load the cache line at `p`.
 #[inline(always)]
@@ -127,10 +135,14 @@ impl Sums {
         let lo = &mut self.lo[..];
         let mut carries: Vec<u32> = Vec::new();
         for (e, (&slot, &u)) in slots.iter().zip(src).enumerate() {
-            // The adds land at random: ask for the slot a few edges ahead
-            // now, so its cache miss overlaps this edge's work.
-            if let Some(&ahead) = slots.get(e + PREFETCH_AHEAD) {
+            // The adds land at random within a block, and the shares are
+            // read sparsely: ask for both a few edges ahead now, so their
+            // cache misses overlap this edge's work.
+            if let (Some(&ahead), Some(&from)) =
+                (slots.get(e + PREFETCH_AHEAD), src.get(e + PREFETCH_AHEAD))
+            {
                 prefetch(lo.as_ptr().wrapping_add(ahead as usize));
+                prefetch(share.as_ptr().wrapping_add(from as usize));
             }
             let (sum, carry) = lo[slot as usize].overflowing_add(share[u as usize]);
             lo[slot as usize] = sum;
@@ -139,6 +151,25 @@ impl Sums {
             }
         }
         self.hi.extend(carries.into_iter().map(|slot| (slot, 1)));
+    }
+
+    /// Adds each `(u, c)` of `wide` into every slot that an edge from `u`
+    /// goes to. Rare (stored STI from outside a job), so it costs one more
+    /// pass over the edges rather than a per-source index kept for it.
+    fn add_wide(&mut self, slots: &[u32], src: &[u32], wide: &[(usize, i128)], sources: usize) {
+        if wide.is_empty() {
+            return;
+        }
+        let mut of = vec![0i128; sources];
+        for &(u, c) in wide {
+            of[u] = c;
+        }
+        for (&slot, &u) in slots.iter().zip(src) {
+            let c = of[u as usize];
+            if c != 0 {
+                self.add(slot as usize, c);
+            }
+        }
     }
 
     /// Adds any contribution.
@@ -218,11 +249,10 @@ pub struct State {
     reported: BTreeMap<ShardId, Vec<u32>>,
     /// The slot of each local vertex.
     slot_of: Vec<u32>,
-    /// Out-edges of weight 1, sorted by source: edge `e` goes from
-    /// `src[e]` into `slots[e]`, and vertex `u`'s are
-    /// `offsets[u]..offsets[u + 1]`. `spread` walks the flat edge list, a
-    /// loop without a branch per vertex.
-    offsets: Vec<u32>,
+    /// Out-edges of weight 1, sorted by slot block (see [`BLOCK_BITS`]),
+    /// then source, then slot: edge `e` goes from `src[e]` into
+    /// `slots[e]`. `spread` walks the flat edge list, a loop without a
+    /// branch per vertex.
     src: Vec<u32>,
     slots: Vec<u32>,
     /// Per vertex, this tick's contribution per single link, x(u)/W(u) in
@@ -297,6 +327,18 @@ fn hot_first(mut vs: Vec<u32>) -> Vec<u32> {
     runs.into_iter().map(|(_, v)| v).collect()
 }
 
+/// Reorders edges given by source into [`BLOCK_BITS`] slot blocks, each
+/// keeping the source order.
+fn block_edges(slots: &mut [u32], src: &mut [u32]) {
+    let mut blocked: Vec<(u32, u32)> = slots.iter().copied().zip(src.iter().copied()).collect();
+    // Stable, so each block keeps the edges in source order.
+    blocked.sort_by_key(|&(slot, _)| slot >> BLOCK_BITS);
+    for (e, (slot, u)) in blocked.into_iter().enumerate() {
+        slots[e] = slot;
+        src[e] = u;
+    }
+}
+
 /// Splits a contribution message (see [`Sums::encode`]) into its low
 /// words and its high parts, checking the sizes.
 fn decode_sums(data: &[u8]) -> Result<(&[u8], &[u8]), Error> {
@@ -349,7 +391,6 @@ impl State {
             vertices: 0,
             reported: BTreeMap::new(),
             slot_of: Vec::new(),
-            offsets: Vec::new(),
             src: Vec::new(),
             slots: Vec::new(),
             share: Vec::new(),
@@ -549,14 +590,12 @@ impl State {
         );
         pairs.sort_unstable();
 
-        self.offsets = Vec::with_capacity(n + 1);
         self.slots = Vec::with_capacity(pairs.len());
         self.src = Vec::with_capacity(pairs.len());
         self.multi.clear();
         self.wsum = vec![0; n];
         let mut i = 0;
         for u in 0..n {
-            self.offsets.push(self.slots.len() as u32);
             while i < pairs.len() && pairs[i].0 as usize == u {
                 let first = i;
                 while i < pairs.len() && pairs[i] == pairs[first] {
@@ -572,8 +611,8 @@ impl State {
                 self.wsum[u] += count;
             }
         }
-        self.offsets.push(self.slots.len() as u32);
         drop(pairs);
+        block_edges(&mut self.slots, &mut self.src);
         self.share = vec![0; n];
         self.next_share = vec![0; n];
         self.share_ready = false;
@@ -622,13 +661,9 @@ impl State {
             }
             self.share_ready = true;
         }
-        let slots = &self.slots[..];
-        self.acc.add_shares(slots, &self.src, &self.share);
-        for &(u, c) in &self.wide {
-            for &slot in &slots[self.offsets[u] as usize..self.offsets[u + 1] as usize] {
-                self.acc.add(slot as usize, c);
-            }
-        }
+        self.acc.add_shares(&self.slots, &self.src, &self.share);
+        self.acc
+            .add_wide(&self.slots, &self.src, &self.wide, self.share.len());
         for &(u, slot, k) in &self.multi {
             let u = u as usize;
             let c = to_fixed(self.x[u] * f64::from(k) / f64::from(self.wsum[u]));
@@ -834,6 +869,65 @@ mod tests {
         }
         sums.reset();
         assert!((0..slots).all(|s| sums.get(s) == 0));
+    }
+
+    #[test]
+    fn blocked_edges_give_the_same_sums_as_edges_by_source() {
+        let mut state = 5u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // Sources, and slots spanning several blocks, in source order as
+        // `degrees` builds them.
+        let (sources, slots) = (500usize, 5usize << BLOCK_BITS);
+        let mut pairs: Vec<(u32, u32)> = (0..20_000)
+            .map(|_| {
+                (
+                    (next() % sources as u64) as u32,
+                    (next() % slots as u64) as u32,
+                )
+            })
+            .collect();
+        pairs.sort_unstable();
+        let mut src: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+        let mut dst: Vec<u32> = pairs.iter().map(|p| p.1).collect();
+        let mut share: Vec<u64> = (0..sources).map(|_| next() >> 1).collect();
+        // Two sources whose shares do not fit in u64: `share` holds 0 for
+        // them, as `share_of` leaves it.
+        let wide = vec![(3usize, -7i128), (11usize, (5i128 << 64) + 9)];
+        for &(u, _) in &wide {
+            share[u] = 0;
+        }
+
+        block_edges(&mut dst, &mut src);
+        let blocks: Vec<(u32, u32)> = dst
+            .iter()
+            .map(|&d| d >> BLOCK_BITS)
+            .zip(src.iter().copied())
+            .collect();
+        assert!(blocks.is_sorted(), "by block, then by source");
+        let mut moved: Vec<(u32, u32)> = src.iter().copied().zip(dst.iter().copied()).collect();
+        moved.sort_unstable();
+        assert_eq!(moved, pairs, "the same edges");
+
+        let mut sums = Sums::with_len(slots);
+        sums.add_shares(&dst, &src, &share);
+        sums.add_wide(&dst, &src, &wide, sources);
+        sums.settle();
+        let mut want = vec![0i128; slots];
+        for &(u, d) in &pairs {
+            let c = wide
+                .iter()
+                .find(|w| w.0 == u as usize)
+                .map_or(i128::from(share[u as usize]), |w| w.1);
+            want[d as usize] += c;
+        }
+        for (slot, w) in want.iter().enumerate() {
+            assert_eq!(sums.get(slot), *w, "slot {slot}");
+        }
     }
 
     #[test]
