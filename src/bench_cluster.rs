@@ -1,7 +1,8 @@
 //! End-to-end benchmarks against real processes, each beside a baseline
 //! measured in the same run:
 //! - `ingest`: atoms/s through client, gRPC, shards and RocksDB, against raw
-//!   RocksDB WriteBatches of the same records in one process;
+//!   RocksDB WriteBatches of the same records in one process, and against
+//!   one shard store (same key layout, no gRPC) in this process;
 //! - `ticks`: the time of an empty phase barrier on N shard processes,
 //!   against a raw concurrent tonic fan-out to the same processes;
 //! - `attention`: time per attention tick on 1..N shards against a
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use futures::future::join_all;
 use lockstep_proto::convert::encode_stored;
-use lockstep_proto::model::{AtomRecord, flatten_batch};
+use lockstep_proto::model::{AtomRecord, FlatAtom, flatten_batch};
 use lockstep_proto::pb;
 use serde::Serialize;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -99,11 +100,21 @@ pub struct IngestReport {
     pub raw_records_per_s: f64,
     /// lockstep / raw.
     pub ratio: f64,
+    /// The same atoms through one shard's store in this process (RocksDB,
+    /// the shard's key layout and read-before-write, no gRPC), on one
+    /// thread: what the layout costs before any distribution.
+    pub store_secs: f64,
+    pub store_records_per_s: f64,
+    /// store / raw: the cost of the key layout.
+    pub store_ratio: f64,
+    /// lockstep / store: what distribution adds or gains.
+    pub distributed_ratio: f64,
 }
 
 /// Loads `atoms` generated atoms into a fresh local cluster of `shards`, and
 /// writes the same records (same keys, same encoded values) into one raw
-/// RocksDB in 1,000-record WriteBatches with the WAL on.
+/// RocksDB in 1,000-record WriteBatches with the WAL on, and puts the same
+/// atoms through one shard store in this process.
 pub async fn ingest(
     exe: &Path,
     shards: usize,
@@ -137,6 +148,16 @@ pub async fn ingest(
     .await
     .map_err(|e| Error::Cluster(e.to_string()))??;
 
+    let store_dir = temp_dir("store")?;
+    let store_secs = tokio::task::spawn_blocking({
+        let path = store_dir.path().to_path_buf();
+        let atoms: Vec<FlatAtom> = flat.iter().map(|(a, _)| a.clone()).collect();
+        move || one_store(&path, &atoms)
+    })
+    .await
+    .map_err(|e| Error::Cluster(e.to_string()))??;
+    drop(store_dir);
+
     let dir = temp_dir("ingest")?;
     let local = cluster(exe, shards, dir.path()).await?;
     let client = Client::connect(local.coordinator_addr()).await?;
@@ -159,6 +180,10 @@ pub async fn ingest(
         raw_secs,
         raw_records_per_s: written as f64 / raw_secs,
         ratio: raw_secs / lockstep_secs,
+        store_secs,
+        store_records_per_s: written as f64 / store_secs,
+        store_ratio: raw_secs / store_secs,
+        distributed_ratio: store_secs / lockstep_secs,
     })
 }
 
@@ -201,15 +226,50 @@ fn raw_rocksdb(path: &Path, records: &[(Vec<u8>, Vec<u8>)]) -> Result<f64, Error
     Ok(started.elapsed().as_secs_f64())
 }
 
+/// Puts `atoms` (distinct) into one shard
+/// store with the shard's options, 1,000 atoms and their incoming entries
+/// per write, as a shard applies a batch; returns the seconds taken.
+fn one_store(path: &Path, atoms: &[FlatAtom]) -> Result<f64, Error> {
+    use lockstep_shard::atoms::AtomStore;
+    use lockstep_shard::store::rocks::{RocksOptions, RocksStore};
+    let kv = RocksStore::open(path, &RocksOptions::default())?;
+    let store = AtomStore::open(kv)?;
+    let started = Instant::now();
+    for chunk in atoms.chunks(1_000) {
+        let incoming: Vec<_> = chunk.iter().flat_map(FlatAtom::incoming_refs).collect();
+        store.put(chunk, &incoming)?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    // A baseline that wrote less than the cluster would flatter it.
+    let stored = store.counts().atoms();
+    if stored != atoms.len() as u64 {
+        return Err(Error::Cluster(format!(
+            "the one-store baseline holds {stored} atoms, not {}",
+            atoms.len()
+        )));
+    }
+    Ok(secs)
+}
+
 /// Prints ingest rows as a table.
 pub fn print_ingest(rows: &[IngestReport]) {
     println!(
-        "{:>6} {:>9} {:>9} {:>7} {:>8} {:>14} {:>14} {:>8}",
-        "SHARDS", "RECORDS", "INCOMING", "KEY B", "VALUE B", "LOCKSTEP rec/s", "RAW rec/s", "RATIO"
+        "{:>6} {:>9} {:>9} {:>7} {:>8} {:>14} {:>14} {:>8} {:>14} {:>11} {:>11}",
+        "SHARDS",
+        "RECORDS",
+        "INCOMING",
+        "KEY B",
+        "VALUE B",
+        "LOCKSTEP rec/s",
+        "RAW rec/s",
+        "RATIO",
+        "1 STORE rec/s",
+        "STORE/RAW",
+        "LS/STORE"
     );
     for r in rows {
         println!(
-            "{:>6} {:>9} {:>9} {:>7.1} {:>8.1} {:>14.0} {:>14.0} {:>8.3}",
+            "{:>6} {:>9} {:>9} {:>7.1} {:>8.1} {:>14.0} {:>14.0} {:>8.3} {:>14.0} {:>11.3} {:>11.3}",
             r.shards,
             r.records,
             r.incoming,
@@ -217,7 +277,10 @@ pub fn print_ingest(rows: &[IngestReport]) {
             r.value_bytes,
             r.lockstep_records_per_s,
             r.raw_records_per_s,
-            r.ratio
+            r.ratio,
+            r.store_records_per_s,
+            r.store_ratio,
+            r.distributed_ratio
         );
     }
 }

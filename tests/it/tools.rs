@@ -65,6 +65,17 @@ async fn the_bench_commands_run_end_to_end_and_report_against_their_baselines() 
     assert_eq!(rows[0]["records"], 2000);
     assert!(rows[0]["raw_records_per_s"].as_f64().unwrap() > 0.0);
     assert!(rows[0]["ratio"].as_f64().unwrap() > 0.0);
+    let r = &rows[0];
+    let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} missing: {r}"));
+    assert!(f("store_records_per_s") > 0.0, "{r}");
+    assert!(
+        (f("distributed_ratio") - f("store_secs") / f("lockstep_secs")).abs() < 1e-9,
+        "{r}"
+    );
+    assert!(
+        (f("store_ratio") - f("raw_secs") / f("store_secs")).abs() < 1e-9,
+        "{r}"
+    );
 
     let rows = json(
         &lockstep(&[

@@ -8,6 +8,7 @@ pub fn run_all<S: KvStore>(mut make: impl FnMut() -> S) {
     writes_are_visible_and_families_are_separate(&make());
     deletes_remove_keys(&make());
     scans_respect_prefix_cursor_and_limit(&make());
+    scans_of_store_shaped_keys_match_a_sorted_map(&make());
     multi_get_keeps_order(&make());
     a_batch_applies_each_keys_ops_in_order(&make());
     side_files_are_replaced_read_by_range_and_removed(&make());
@@ -80,6 +81,84 @@ fn scans_respect_prefix_cursor_and_limit<S: KvStore>(s: &S) {
     );
     assert!(s.scan(Cf::Incoming, b"z", None, 10).unwrap().is_empty());
     assert!(s.scan(Cf::Atoms, b"b", None, 10).unwrap().is_empty());
+}
+
+/// Keys shaped like the shard's (16-byte targets then 16-byte links; `a`
+/// and `t`+type keys), half flushed to disk and half in memory, scanned by
+/// prefixes as long as a handle, shorter, and empty: a store that buckets
+/// keys by prefix must still return exactly the sorted range.
+fn scans_of_store_shaped_keys_match_a_sorted_map<S: KvStore>(s: &S) {
+    use std::collections::BTreeMap;
+    let mut want: BTreeMap<(Cf, Vec<u8>), Vec<u8>> = BTreeMap::new();
+    let handle = |i: u32| -> [u8; 16] {
+        let x = u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835);
+        x.to_be_bytes()
+    };
+    for round in 0..2u32 {
+        let mut ops = Vec::new();
+        for t in 0..24u32 {
+            for l in 0..4u32 {
+                let mut k = handle(t).to_vec();
+                k.extend_from_slice(&handle(1_000 + 4 * t + l + 100 * round));
+                ops.push(put(Cf::Incoming, &k, &[t as u8, l as u8]));
+            }
+            let mut a = vec![b'a'];
+            a.extend_from_slice(&handle(t + 50 * round));
+            ops.push(put(Cf::Atoms, &a, b"rec"));
+            let mut ty = vec![b't', 0, (t % 3) as u8];
+            ty.extend_from_slice(&handle(t + 50 * round));
+            ops.push(put(Cf::Atoms, &ty, b""));
+        }
+        for op in &ops {
+            if let WriteOp::Put(cf, k, v) = op {
+                want.insert((*cf, k.clone()), v.clone());
+            }
+        }
+        s.write(ops).unwrap();
+        if round == 0 {
+            s.flush().unwrap();
+        }
+    }
+    let expect = |cf: Cf, prefix: &[u8], after: Option<&[u8]>| -> Vec<(Vec<u8>, Vec<u8>)> {
+        want.iter()
+            .filter(|((c, k), _)| *c == cf && k.starts_with(prefix))
+            .filter(|((_, k), _)| after.is_none_or(|a| k.as_slice() > a))
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let mut prefixes: Vec<(Cf, Vec<u8>)> = vec![
+        (Cf::Incoming, Vec::new()),
+        (Cf::Atoms, Vec::new()),
+        (Cf::Atoms, b"t".to_vec()),
+        (Cf::Atoms, b"a".to_vec()),
+    ];
+    for t in 0..24u32 {
+        prefixes.push((Cf::Incoming, handle(t).to_vec()));
+        prefixes.push((Cf::Incoming, handle(t)[..1].to_vec()));
+        prefixes.push((Cf::Incoming, handle(t)[..15].to_vec()));
+    }
+    for ty in 0..4u8 {
+        prefixes.push((Cf::Atoms, vec![b't', 0, ty]));
+    }
+    for (cf, prefix) in &prefixes {
+        let all = expect(*cf, prefix, None);
+        assert_eq!(
+            s.scan(*cf, prefix, None, usize::MAX).unwrap(),
+            all,
+            "{cf:?} {prefix:x?}"
+        );
+        if let Some((mid, _)) = all.get(all.len() / 2) {
+            assert_eq!(
+                s.scan(*cf, prefix, Some(mid), 3).unwrap(),
+                expect(*cf, prefix, Some(mid))
+                    .into_iter()
+                    .take(3)
+                    .collect::<Vec<_>>(),
+                "{cf:?} {prefix:x?} after {mid:x?}"
+            );
+        }
+    }
+    assert_eq!(expect(Cf::Incoming, &[], None).len(), 24 * 4 * 2);
 }
 
 fn side_files_are_replaced_read_by_range_and_removed<S: KvStore>(s: &S) {
