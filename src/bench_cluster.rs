@@ -134,6 +134,9 @@ pub async fn ingest(
             )
         })
         .collect();
+    // Every chunk re-sends its links' targets, so count distinct records,
+    // as the baselines write them.
+    let written = flat.len() as u64;
     let n = records.len() as f64;
     let key_bytes = records.iter().map(|(k, _)| k.len()).sum::<usize>() as f64 / n;
     let value_bytes = records.iter().map(|(_, v)| v.len()).sum::<usize>() as f64 / n;
@@ -151,7 +154,7 @@ pub async fn ingest(
     let store_dir = temp_dir("store")?;
     let store_secs = tokio::task::spawn_blocking({
         let path = store_dir.path().to_path_buf();
-        let atoms: Vec<FlatAtom> = flat.iter().map(|(a, _)| a.clone()).collect();
+        let atoms: Vec<FlatAtom> = flat.into_iter().map(|(a, _)| a).collect();
         move || one_store(&path, &atoms)
     })
     .await
@@ -166,9 +169,6 @@ pub async fn ingest(
     let lockstep_secs = started.elapsed().as_secs_f64();
     local.shutdown().await;
 
-    // Every chunk re-sends its links' targets, so count distinct records,
-    // as the baseline writes them.
-    let written = flat.len() as u64;
     Ok(IngestReport {
         shards,
         records: written,
@@ -226,9 +226,9 @@ fn raw_rocksdb(path: &Path, records: &[(Vec<u8>, Vec<u8>)]) -> Result<f64, Error
     Ok(started.elapsed().as_secs_f64())
 }
 
-/// Puts `atoms` (distinct) into one shard
-/// store with the shard's options, 1,000 atoms and their incoming entries
-/// per write, as a shard applies a batch; returns the seconds taken.
+/// Puts `atoms` (distinct) into one shard store with the shard's options,
+/// 1,000 atoms and their incoming entries per write, as a shard applies a
+/// batch; returns the seconds taken.
 fn one_store(path: &Path, atoms: &[FlatAtom]) -> Result<f64, Error> {
     use lockstep_shard::atoms::AtomStore;
     use lockstep_shard::store::rocks::{RocksOptions, RocksStore};
