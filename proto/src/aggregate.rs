@@ -23,6 +23,14 @@ pub const FIXED_ONE: f64 = 18_446_744_073_709_551_616.0;
 #[inline]
 pub fn to_fixed(x: f64) -> i128 {
     let y = x * FIXED_ONE;
+    if (0.5..4_503_599_627_370_496.0).contains(&y) {
+        // Below 2^52 units the ulp of y is at most 0.5, so y + 0.5 is
+        // exact, or (once it reaches the next binade) rounds to a value in
+        // the same integer: truncating it is y rounded half up, in one add
+        // and one conversion. The attention workload's per-vertex values
+        // are all here.
+        return i128::from((y + 0.5) as i64);
+    }
     if (0.0..9_223_372_036_854_775_808.0).contains(&y) {
         // Truncation is exact here, and so is `y - t`: t is y's integer
         // part, and below 2^53 their difference is representable; at and
@@ -238,6 +246,11 @@ mod tests {
                 let h = m as f64 * 2f64.powi(e);
                 edge.extend([h, h.next_up(), h.next_down()]);
             }
+        }
+        // Around the end of the one-add path: 2^52 units.
+        for m in [1u64 << 52, (1 << 52) - 1, (1 << 53) - 1] {
+            let b = m as f64 * 2f64.powi(-64);
+            edge.extend([b, b.next_up(), b.next_down(), b * 1.5, b * 0.75]);
         }
         edge.extend([
             -0.0,

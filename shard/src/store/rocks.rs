@@ -21,8 +21,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Direction,
-    IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
+    BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType,
+    Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
 use super::{Cf, KvStore, Rows, Values, WriteOp, check_file_name, short_file};
@@ -71,6 +71,14 @@ fn cf_options(cf: Cf, cache: &Cache) -> Options {
     b.set_block_cache(cache);
     b.set_bloom_filter(10.0, false);
     b.set_cache_index_and_filter_blocks(true);
+    // A full filter or index of a file with millions of keys is megabytes,
+    // more than one shard of the LRU cache (1/64 of it) can keep: it was
+    // evicted as soon as a read let go of it, so the next read loaded and
+    // checksummed it again. Partitioned, they are cached in 4 KiB pieces,
+    // and only their small top levels are pinned.
+    b.set_partition_filters(true);
+    b.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+    b.set_pin_top_level_index_and_filter(true);
     o.set_block_based_table_factory(&b);
     o
 }

@@ -23,9 +23,8 @@
 //! - `degrees`: the owner of `u` builds the CSR. The slot range for shard T
 //!   holds the distinct v indices T reported, most-reported first, which T
 //!   works out the same way from what it sent, so no slot map has to travel
-//!   back. Local slots are ordered the same way, by local in-degree: real
-//!   graphs are skewed, and packing the hubs together keeps the random adds
-//!   of `spread` in cache.
+//!   back. Local slot i is local vertex i, so `apply` reads the sums in
+//!   order.
 //! - `spread`: one branch-free pass over the flat edge list adds each
 //!   vertex's share x(u)/W(u), in fixed point, into its slots, as u64 adds
 //!   with the rare carries kept aside (see `Sums`). The edges go one block
@@ -44,7 +43,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use lockstep_proto::aggregate::{TopEntry, TopK, from_fixed, from_fixed_u64, to_fixed};
+use lockstep_proto::aggregate::{TopEntry, TopK, from_fixed, to_fixed};
 use lockstep_proto::pb::ShardMessage;
 use lockstep_proto::workload::AttentionParams;
 use lockstep_proto::{Handle, ProtoError, ShardId, StiColumn};
@@ -222,8 +221,22 @@ impl Sums {
         data
     }
 
+    /// The settled sums of slots `0..n` in order, each zeroed as it is
+    /// read. The high parts are sorted by slot, so one cursor walks them
+    /// beside the low words.
+    fn take_in_order(&mut self, n: usize) -> impl Iterator<Item = i128> + '_ {
+        let mut hi = self.hi.iter().peekable();
+        self.lo[..n].iter_mut().enumerate().map(move |(i, lo)| {
+            let low = i128::from(std::mem::take(lo));
+            match hi.next_if(|e| e.0 as usize == i) {
+                None => low,
+                Some(&(_, high)) => (high << 64).wrapping_add(low),
+            }
+        })
+    }
+
     /// The settled sum of `slot`.
-    #[inline(always)]
+    #[cfg(test)]
     fn get(&self, slot: usize) -> i128 {
         let lo = i128::from(self.lo[slot]);
         if self.hi.is_empty() {
@@ -247,8 +260,6 @@ pub struct State {
     /// after `degrees`, the local slots of those targets in the order that
     /// shard's contributions arrive in.
     reported: BTreeMap<ShardId, Vec<u32>>,
-    /// The slot of each local vertex.
-    slot_of: Vec<u32>,
     /// Out-edges of weight 1, sorted by slot block (see [`BLOCK_BITS`]),
     /// then source, then slot: edge `e` goes from `src[e]` into
     /// `slots[e]`. `spread` walks the flat edge list, a loop without a
@@ -390,7 +401,6 @@ impl State {
             column: 0,
             vertices: 0,
             reported: BTreeMap::new(),
-            slot_of: Vec::new(),
             src: Vec::new(),
             slots: Vec::new(),
             share: Vec::new(),
@@ -572,22 +582,10 @@ impl State {
             });
             next_slot += order.len();
         }
-        // Local slots: the local hubs first, then every other vertex.
-        let mut order = hot_first(local.iter().map(|e| e.1).collect());
-        let mut placed = vec![false; n];
-        for &v in &order {
-            placed[v as usize] = true;
-        }
-        order.extend((0..n as u32).filter(|&v| !placed[v as usize]));
-        self.slot_of = vec![0; n];
-        for (slot, &v) in order.iter().enumerate() {
-            self.slot_of[v as usize] = slot as u32;
-        }
-        pairs.extend(
-            local
-                .into_iter()
-                .map(|(u, v)| (u, self.slot_of[v as usize])),
-        );
+        // Local slot v is local vertex v, so `apply` reads the sums in
+        // order; the blocks of `spread` keep its random adds in cache
+        // whatever the order of the slots.
+        pairs.extend(local);
         pairs.sort_unstable();
 
         self.slots = Vec::with_capacity(pairs.len());
@@ -619,8 +617,7 @@ impl State {
         self.acc = Sums::with_len(next_slot);
         self.acc_clean = true;
         for targets in self.reported.values_mut() {
-            let order = hot_first(std::mem::take(targets));
-            *targets = order.iter().map(|&v| self.slot_of[v as usize]).collect();
+            *targets = hot_first(std::mem::take(targets));
         }
         out.partial.add_int(
             "edges",
@@ -735,24 +732,16 @@ impl State {
         let mut next_dangling = 0i128;
         self.next_wide.clear();
         self.next_share.resize(n, 0);
-        let no_hi = self.acc.hi.is_empty();
-        for (i, ((&slot, &old), &w)) in self
-            .slot_of
-            .iter()
+        // Local slot i is vertex i. Each slot is cleared for the next
+        // spread as it is read, while its line is in cache.
+        for (i, ((sum, &old), &w)) in self
+            .acc
+            .take_in_order(n)
             .zip(self.x.iter())
             .zip(&self.wsum)
             .enumerate()
         {
-            if let Some(&ahead) = self.slot_of.get(i + PREFETCH_AHEAD) {
-                prefetch(self.acc.lo.as_ptr().wrapping_add(ahead as usize));
-            }
-            let s = if no_hi {
-                from_fixed_u64(self.acc.lo[slot as usize])
-            } else {
-                from_fixed(self.acc.get(slot as usize))
-            };
-            // Read, so cleared for the next spread while the line is here.
-            self.acc.lo[slot as usize] = 0;
+            let s = from_fixed(sum);
             let x = (1.0 - d) / nv + d * (s + dangling / nv);
             total = total.wrapping_add(to_fixed(x));
             l1 = l1.wrapping_add(to_fixed((x - old).abs()));
@@ -869,6 +858,30 @@ mod tests {
         }
         sums.reset();
         assert!((0..slots).all(|s| sums.get(s) == 0));
+    }
+
+    #[test]
+    fn sums_taken_in_order_are_the_settled_sums_and_leave_zeros() {
+        let mut sums = Sums::with_len(8);
+        sums.add_small(0, 7);
+        sums.add_small(2, u64::MAX);
+        sums.add_small(2, 5);
+        sums.add(3, (5i128 << 64) + 9);
+        sums.add(4, -11);
+        sums.add(6, 3i128 << 64);
+        sums.settle();
+        let want: Vec<i128> = (0..6).map(|s| sums.get(s)).collect();
+        assert_eq!(
+            want,
+            vec![7, 0, (1i128 << 64) + 4, (5i128 << 64) + 9, -11, 0]
+        );
+        let got: Vec<i128> = sums.take_in_order(6).collect();
+        assert_eq!(got, want);
+        assert!(
+            sums.lo[..6].iter().all(|&l| l == 0),
+            "read slots are zeroed"
+        );
+        assert_eq!(sums.get(6), 3i128 << 64, "slots past n are left alone");
     }
 
     #[test]
