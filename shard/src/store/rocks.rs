@@ -71,11 +71,12 @@ fn cf_options(cf: Cf, cache: &Cache) -> Options {
     b.set_block_cache(cache);
     b.set_bloom_filter(10.0, false);
     b.set_cache_index_and_filter_blocks(true);
-    // A full filter or index of a file with millions of keys is megabytes,
-    // more than one shard of the LRU cache (1/64 of it) can keep: it was
-    // evicted as soon as a read let go of it, so the next read loaded and
-    // checksummed it again. Partitioned, they are cached in 4 KiB pieces,
-    // and only their small top levels are pinned.
+    // The full filter of a file with a million keys is over 1 MiB, more
+    // than one shard of the LRU cache can keep (RocksDB splits 64 MiB into
+    // 64 shards of 1 MiB): it was evicted as soon as a read let go of it,
+    // so the next read loaded and checksummed it again. Partitioned,
+    // filters and indexes are cached in 4 KiB pieces, and only their small
+    // top levels are pinned.
     b.set_partition_filters(true);
     b.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
     b.set_pin_top_level_index_and_filter(true);
