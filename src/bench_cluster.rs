@@ -418,8 +418,13 @@ pub struct AttentionReport {
     pub first_tick_ms: f64,
     /// Median of ticks 2..=T.
     pub median_tick_ms: f64,
-    /// Median tick of the in-memory single-process baseline, same graph.
+    /// Median tick of the in-memory single-process baseline on the same
+    /// graph, over its runs just before and just after this row's job.
     pub oracle_tick_ms: f64,
+    /// The baseline's median in each of those two runs, to show how far
+    /// the machine drifted during the job.
+    pub oracle_before_ms: f64,
+    pub oracle_after_ms: f64,
     /// median_tick_ms / oracle_tick_ms.
     pub ratio: f64,
     /// Each shard's peak RSS (VmHWM) at the end of the job.
@@ -436,82 +441,92 @@ pub struct AttentionReport {
     pub phase_median_ms: std::collections::BTreeMap<String, f64>,
 }
 
-/// The single-process baseline's figures for one graph.
-#[derive(Clone, Copy, Debug)]
+/// The single-process baseline: the same formula as the workload (PageRank
+/// form with dangling mass), over in-memory arrays with edges sorted by
+/// source, in one thread. Built once per graph; its ticks are timed right
+/// before and right after each cluster's job, so that a row's ratio
+/// compares two measurements taken under the same machine conditions
+/// rather than minutes apart on a shared machine.
 pub struct Baseline {
     pub vertices: usize,
-    pub edges: usize,
-    pub median_tick: Duration,
+    edges: Vec<(u32, u32)>,
+    out_deg: Vec<u32>,
+    inv: Vec<f64>,
+    damping: f64,
 }
 
 impl Baseline {
-    /// Runs [`attention_baseline`] and keeps the median tick.
-    pub fn measure(atoms: &[lockstep_proto::Atom], ticks: u64) -> Baseline {
-        let (vertices, edges, mut times) = attention_baseline(
-            atoms,
-            lockstep_proto::workload::DEFAULT_DAMPING,
-            ticks.max(1),
-        );
-        times.sort();
-        Baseline {
-            vertices,
-            edges,
-            median_tick: times[times.len() / 2],
+    /// Indexes the graph's nodes in generation order and sorts its edges.
+    pub fn new(atoms: &[lockstep_proto::Atom], damping: f64) -> Baseline {
+        use std::collections::HashMap;
+        let flat = flatten_batch(atoms);
+        let mut index: HashMap<lockstep_proto::Handle, u32> = HashMap::new();
+        for (a, _) in &flat {
+            if a.ty.is_node() {
+                let next = index.len() as u32;
+                index.entry(a.handle).or_insert(next);
+            }
         }
+        let n = index.len();
+        let mut edges: Vec<(u32, u32)> = flat
+            .iter()
+            .filter(|(a, _)| !a.ty.is_node() && a.outgoing.len() == 2)
+            .filter_map(|(a, _)| Some((*index.get(&a.outgoing[0])?, *index.get(&a.outgoing[1])?)))
+            .collect();
+        edges.sort_unstable();
+        let mut out_deg = vec![0u32; n];
+        for (u, _) in &edges {
+            out_deg[*u as usize] += 1;
+        }
+        let inv = out_deg
+            .iter()
+            .map(|&d| if d == 0 { 0.0 } else { 1.0 / d as f64 })
+            .collect();
+        Baseline {
+            vertices: n,
+            edges,
+            out_deg,
+            inv,
+            damping,
+        }
+    }
+
+    pub fn edges(&self) -> usize {
+        self.edges.len()
+    }
+
+    /// Runs `ticks` ticks from the uniform start and returns each one's
+    /// time.
+    pub fn run(&self, ticks: u64) -> Vec<Duration> {
+        let n = self.vertices;
+        let nf = n as f64;
+        let d = self.damping;
+        let mut x = vec![1.0 / nf; n];
+        let mut s = vec![0.0f64; n];
+        let mut times = Vec::new();
+        for _ in 0..ticks.max(1) {
+            let started = Instant::now();
+            let dangling: f64 = (0..n).filter(|&i| self.out_deg[i] == 0).map(|i| x[i]).sum();
+            s.iter_mut().for_each(|v| *v = 0.0);
+            for &(u, t) in &self.edges {
+                s[t as usize] += x[u as usize] * self.inv[u as usize];
+            }
+            let base = (1.0 - d) / nf + d * dangling / nf;
+            for i in 0..n {
+                x[i] = base + d * s[i];
+            }
+            std::hint::black_box(&x);
+            times.push(started.elapsed());
+        }
+        times
     }
 }
 
-/// The attention baseline: the same formula as the workload (PageRank form
-/// with dangling mass), over in-memory arrays with edges sorted by source,
-/// in one thread. Returns the vertex and edge counts and each tick's time.
-pub fn attention_baseline(
-    atoms: &[lockstep_proto::Atom],
-    damping: f64,
-    ticks: u64,
-) -> (usize, usize, Vec<Duration>) {
-    use std::collections::HashMap;
-    let flat = flatten_batch(atoms);
-    let mut index: HashMap<lockstep_proto::Handle, u32> = HashMap::new();
-    for (a, _) in &flat {
-        if a.ty.is_node() {
-            let next = index.len() as u32;
-            index.entry(a.handle).or_insert(next);
-        }
-    }
-    let n = index.len();
-    let mut edges: Vec<(u32, u32)> = flat
-        .iter()
-        .filter(|(a, _)| !a.ty.is_node() && a.outgoing.len() == 2)
-        .filter_map(|(a, _)| Some((*index.get(&a.outgoing[0])?, *index.get(&a.outgoing[1])?)))
-        .collect();
-    edges.sort_unstable();
-    let mut out_deg = vec![0u32; n];
-    for (u, _) in &edges {
-        out_deg[*u as usize] += 1;
-    }
-    let inv: Vec<f64> = out_deg
-        .iter()
-        .map(|&d| if d == 0 { 0.0 } else { 1.0 / d as f64 })
-        .collect();
-    let nf = n as f64;
-    let mut x = vec![1.0 / nf; n];
-    let mut s = vec![0.0f64; n];
-    let mut times = Vec::new();
-    for _ in 0..ticks {
-        let started = Instant::now();
-        let dangling: f64 = (0..n).filter(|&i| out_deg[i] == 0).map(|i| x[i]).sum();
-        s.iter_mut().for_each(|v| *v = 0.0);
-        for &(u, t) in &edges {
-            s[t as usize] += x[u as usize] * inv[u as usize];
-        }
-        let base = (1.0 - damping) / nf + damping * dangling / nf;
-        for i in 0..n {
-            x[i] = base + damping * s[i];
-        }
-        std::hint::black_box(&x);
-        times.push(started.elapsed());
-    }
-    (n, edges.len(), times)
+/// The median of some durations, in ms.
+fn median_ms(times: &[Duration]) -> f64 {
+    let mut ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1e3).collect();
+    ms.sort_by(f64::total_cmp);
+    quantile(&ms, 0.5)
 }
 
 /// Peak RSS of process `pid` (VmHWM), in bytes; 0 where unavailable.
@@ -680,6 +695,7 @@ pub async fn attention(
     let atoms_per_shard = stored_per_shard(&client, stored).await?;
     let pids: Vec<u32> = local.shard_pids().iter().flatten().copied().collect();
     let settle_secs = wait_until_idle(&pids, Duration::from_secs(300)).await;
+    let before = baseline.run(ticks);
 
     let stream = client
         .submit_job(pb::JobSpec {
@@ -699,6 +715,8 @@ pub async fn attention(
         _ => {}
     })
     .await?;
+    // The shards are idle again, as they were for `before`.
+    let after = baseline.run(ticks);
     let peak_rss_bytes: Vec<u64> = local
         .shard_pids()
         .iter()
@@ -710,7 +728,7 @@ pub async fn attention(
     let mut rest: Vec<f64> = tick_ms.iter().skip(1).copied().collect();
     rest.sort_by(f64::total_cmp);
     let median_tick_ms = quantile(&rest, 0.5);
-    let oracle_tick_ms = baseline.median_tick.as_secs_f64() * 1e3;
+    let oracle_tick_ms = median_ms(&[before.as_slice(), after.as_slice()].concat());
     let cache = lockstep_shard::config::DEFAULT_BLOCK_CACHE_MB;
     let rss_bytes_per_atom = peak_rss_bytes
         .iter()
@@ -732,13 +750,15 @@ pub async fn attention(
     Ok(AttentionReport {
         shards,
         vertices: baseline.vertices,
-        edges: baseline.edges,
+        edges: baseline.edges(),
         ticks,
         load_secs,
         settle_secs,
         first_tick_ms,
         median_tick_ms,
         oracle_tick_ms,
+        oracle_before_ms: median_ms(&before),
+        oracle_after_ms: median_ms(&after),
         ratio: median_tick_ms / oracle_tick_ms,
         peak_rss_bytes,
         atoms_per_shard,
@@ -753,17 +773,18 @@ pub async fn attention(
 pub fn print_attention(rows: &[AttentionReport]) {
     if let Some(r) = rows.first() {
         println!(
-            "graph: {} vertices, {} edges; baseline (one thread, in memory): {:.1} ms per tick",
-            r.vertices, r.edges, r.oracle_tick_ms
+            "graph: {} vertices, {} edges; baseline: one thread, in memory, timed just before and just after each size's job",
+            r.vertices, r.edges
         );
     }
     println!(
-        "{:>6} {:>9} {:>9} {:>13} {:>14} {:>7} {:>9} {:>22} {:>10} {:>14}",
+        "{:>6} {:>9} {:>9} {:>13} {:>14} {:>22} {:>7} {:>9} {:>22} {:>10} {:>14}",
         "SHARDS",
         "LOAD s",
         "SETTLE s",
         "TICK 1 ms",
         "TICK med ms",
+        "BASE ms (before/after)",
         "× BASE",
         "SPEEDUP",
         "PEAK RSS/SHARD MiB",
@@ -777,13 +798,18 @@ pub fn print_attention(rows: &[AttentionReport]) {
             .iter()
             .map(|b| format!("{:.0}", *b as f64 / (1 << 20) as f64))
             .collect();
+        let base = format!(
+            "{:.1} ({:.1}/{:.1})",
+            r.oracle_tick_ms, r.oracle_before_ms, r.oracle_after_ms
+        );
         println!(
-            "{:>6} {:>9.1} {:>9.1} {:>13.0} {:>14.1} {:>7.2} {:>9.2} {:>22} {:>10.0} {:>14.0}",
+            "{:>6} {:>9.1} {:>9.1} {:>13.0} {:>14.1} {:>22} {:>7.2} {:>9.2} {:>22} {:>10.0} {:>14.0}",
             r.shards,
             r.load_secs,
             r.settle_secs,
             r.first_tick_ms,
             r.median_tick_ms,
+            base,
             r.ratio,
             one / r.median_tick_ms,
             rss.join(","),

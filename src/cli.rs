@@ -294,6 +294,13 @@ pub struct ShardArgs {
     /// RocksDB block cache in MiB [default: 64].
     #[arg(long, env = "LOCKSTEP_BLOCK_CACHE_MB")]
     pub block_cache_mb: Option<u64>,
+    /// HTTP/2 receive window per stream, in MiB; the connection's is twice
+    /// this [default: 16].
+    #[arg(long, env = "LOCKSTEP_HTTP2_WINDOW_MB")]
+    pub http2_window_mb: Option<u32>,
+    /// Largest HTTP/2 frame accepted, in KiB [default: 1024].
+    #[arg(long, env = "LOCKSTEP_HTTP2_FRAME_KB")]
+    pub http2_frame_kb: Option<u32>,
     /// Fault injection: delay every tick phase but commit by this much.
     #[arg(long, env = "LOCKSTEP_FAULT_PHASE_DELAY_MS", hide = true)]
     pub fault_phase_delay_ms: Option<u64>,
@@ -424,6 +431,8 @@ impl ShardArgs {
         set(&mut c.max_batch, &self.max_batch);
         set(&mut c.sync_writes, &self.sync_writes);
         set(&mut c.block_cache_mb, &self.block_cache_mb);
+        set(&mut c.http2_window_mb, &self.http2_window_mb);
+        set(&mut c.http2_frame_kb, &self.http2_frame_kb);
         set(&mut c.fault_phase_delay_ms, &self.fault_phase_delay_ms);
         Ok(c.validate()?)
     }

@@ -111,7 +111,10 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             let exe = std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?;
             // generate() makes one node per five atoms, the rest binary links.
             let atoms = input::generate::generate(args.nodes * 5, args.seed);
-            let baseline = crate::bench_cluster::Baseline::measure(&atoms, args.ticks);
+            let baseline = crate::bench_cluster::Baseline::new(
+                &atoms,
+                lockstep_proto::workload::DEFAULT_DAMPING,
+            );
             let mut rows = Vec::new();
             for &n in &args.shards {
                 let row = crate::bench_cluster::attention(

@@ -15,6 +15,14 @@ pub const DEFAULT_BLOCK_CACHE_MB: u64 = 64;
 pub const DEFAULT_MAX_BATCH: usize = 10_000;
 /// Default time to keep retrying the first registration.
 pub const DEFAULT_REGISTER_TIMEOUT_MS: u64 = 30_000;
+/// Default HTTP/2 receive window per stream of the shard's server, in MiB.
+/// Large, because one Deliver call carries megabytes of slot sums: with
+/// hyper's 1 MiB, each call waits for several window updates, and each of
+/// those waits for the receiving shard's network task to get a core while
+/// its phase computes (BENCHMARKS.md §5, session 11).
+pub const DEFAULT_HTTP2_WINDOW_MB: u32 = 16;
+/// Default largest HTTP/2 frame the shard's server accepts, in KiB.
+pub const DEFAULT_HTTP2_FRAME_KB: u32 = 1024;
 
 /// How a shard runs. Every field has a documented default (see the README's
 /// configuration reference).
@@ -43,6 +51,11 @@ pub struct ShardConfig {
     pub block_cache_mb: u64,
     /// How long to keep retrying the first registration.
     pub register_timeout_ms: u64,
+    /// HTTP/2 receive window per stream of the shard's server, in MiB; the
+    /// connection's window is twice this.
+    pub http2_window_mb: u32,
+    /// Largest HTTP/2 frame the shard's server accepts, in KiB.
+    pub http2_frame_kb: u32,
     /// Fault injection for tests: sleep this long at the start of every
     /// tick phase but commit. 0 (the default) disables it.
     pub fault_phase_delay_ms: u64,
@@ -61,6 +74,8 @@ impl Default for ShardConfig {
             sync_writes: false,
             block_cache_mb: DEFAULT_BLOCK_CACHE_MB,
             register_timeout_ms: DEFAULT_REGISTER_TIMEOUT_MS,
+            http2_window_mb: DEFAULT_HTTP2_WINDOW_MB,
+            http2_frame_kb: DEFAULT_HTTP2_FRAME_KB,
             fault_phase_delay_ms: 0,
         }
     }
@@ -80,6 +95,20 @@ impl ShardConfig {
         }
         if self.max_batch == 0 {
             return Err(Error::Config("max_batch must be > 0".into()));
+        }
+        // HTTP/2's limits: a window below 2^31 bytes (so the connection's,
+        // twice the stream's, is too), a frame from 16 KiB to 16 MiB - 1.
+        if !(1..=1023).contains(&self.http2_window_mb) {
+            return Err(Error::Config(format!(
+                "http2_window_mb must be in [1, 1023], got {}",
+                self.http2_window_mb
+            )));
+        }
+        if !(16..=16383).contains(&self.http2_frame_kb) {
+            return Err(Error::Config(format!(
+                "http2_frame_kb must be in [16, 16383], got {}",
+                self.http2_frame_kb
+            )));
         }
         if self.coordinator.is_empty() {
             return Err(Error::Config("coordinator address is empty".into()));
@@ -104,5 +133,20 @@ mod tests {
             ..ShardConfig::default()
         };
         assert!(bad.validate().is_err());
+        for (window, frame) in [(0, 1024), (1024, 1024), (16, 15), (16, 16384)] {
+            let bad = ShardConfig {
+                http2_window_mb: window,
+                http2_frame_kb: frame,
+                ..ShardConfig::default()
+            };
+            let err = bad.validate().unwrap_err().to_string();
+            assert!(err.contains("http2_"), "{window} MiB, {frame} KiB: {err}");
+        }
+        let edges = ShardConfig {
+            http2_window_mb: 1023,
+            http2_frame_kb: 16383,
+            ..ShardConfig::default()
+        };
+        assert!(edges.validate().is_ok());
     }
 }

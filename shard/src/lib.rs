@@ -120,7 +120,11 @@ pub async fn run(
         },
     ));
     let svc = service::ShardService::new(store.clone(), view, engine, config.max_batch);
+    let window = config.http2_window_mb << 20;
     let served = tonic::transport::Server::builder()
+        .initial_stream_window_size(window)
+        .initial_connection_window_size(2 * window)
+        .max_frame_size(config.http2_frame_kb << 10)
         .add_service(health_service)
         .add_service(
             ShardServer::new(svc)

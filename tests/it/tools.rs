@@ -110,6 +110,25 @@ async fn the_bench_commands_run_end_to_end_and_report_against_their_baselines() 
     assert_eq!(rows[0]["vertices"], 300);
     assert!(rows[0]["edges"].as_u64().unwrap() > 0);
     assert!(rows[0]["median_tick_ms"].as_f64().unwrap() > 0.0);
+    // The baseline ran on both sides of the job, and the ratio is against
+    // the median of both runs, which lies between their medians.
+    let f = |k: &str| {
+        rows[0][k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k}: {}", rows[0]))
+    };
+    let (before, after, base) = (
+        f("oracle_before_ms"),
+        f("oracle_after_ms"),
+        f("oracle_tick_ms"),
+    );
+    assert!(before > 0.0 && after > 0.0, "{}", rows[0]);
+    assert!(
+        before.min(after) - 1e-9 <= base && base <= before.max(after) + 1e-9,
+        "{}",
+        rows[0]
+    );
+    assert!((f("ratio") - f("median_tick_ms") / base).abs() < 1e-9);
     assert!(rows[0]["peak_rss_bytes"][0].as_u64().unwrap() > 0);
     assert_eq!(rows[0]["atoms_per_shard"][0], 1500);
 }

@@ -69,6 +69,8 @@ const PREFETCH_AHEAD: usize = 16;
 /// a core's L2; within a block the edges go by source, so the shares are
 /// read in ascending order.
 const BLOCK_BITS: u32 = 16;
+/// Slots per block.
+const BLOCK: usize = 1 << BLOCK_BITS;
 
 /// A hint to load the cache line at `p`.
 #[inline(always)]
@@ -105,9 +107,11 @@ struct Sums {
 }
 
 impl Sums {
+    /// Sums for `n` slots, rounded up to whole blocks of [`BLOCK`] so that
+    /// `add_shares` can take each block as an array.
     fn with_len(n: usize) -> Sums {
         Sums {
-            lo: vec![0; n],
+            lo: vec![0; n.next_multiple_of(BLOCK)],
             hi: Vec::new(),
         }
     }
@@ -127,27 +131,28 @@ impl Sums {
         }
     }
 
-    /// Adds `share[src[e]]` into slot `slots[e]` for every edge `e`: the
-    /// hot loop of `spread`, on local slices so the compiler need not
-    /// reload the array after every store.
+    /// Adds `share[src[e]]` into slot `slots[e]` for every edge `e`, whose
+    /// edges are sorted by slot block (see [`block_edges`]): the hot loop
+    /// of `spread`, one block at a time.
     fn add_shares(&mut self, slots: &[u32], src: &[u32], share: &[u64]) {
-        let lo = &mut self.lo[..];
+        assert_eq!(slots.len(), src.len(), "one source per edge");
         let mut carries: Vec<u32> = Vec::new();
-        for (e, (&slot, &u)) in slots.iter().zip(src).enumerate() {
-            // The adds land at random within a block, and the shares are
-            // read sparsely: ask for both a few edges ahead now, so their
-            // cache misses overlap this edge's work.
-            if let (Some(&ahead), Some(&from)) =
-                (slots.get(e + PREFETCH_AHEAD), src.get(e + PREFETCH_AHEAD))
-            {
-                prefetch(lo.as_ptr().wrapping_add(ahead as usize));
-                prefetch(share.as_ptr().wrapping_add(from as usize));
-            }
-            let (sum, carry) = lo[slot as usize].overflowing_add(share[u as usize]);
-            lo[slot as usize] = sum;
-            if carry {
-                carries.push(slot);
-            }
+        let mut e = 0;
+        while e < slots.len() {
+            let b = slots[e] >> BLOCK_BITS;
+            let len = slots[e..].partition_point(|&s| s >> BLOCK_BITS == b);
+            let at = b as usize * BLOCK;
+            let block: &mut [u64; BLOCK] = (&mut self.lo[at..at + BLOCK])
+                .try_into()
+                .expect("sums are whole blocks");
+            add_block(
+                block,
+                &slots[e..e + len],
+                &src[e..e + len],
+                share,
+                &mut carries,
+            );
+            e += len;
         }
         self.hi.extend(carries.into_iter().map(|slot| (slot, 1)));
     }
@@ -347,6 +352,42 @@ fn block_edges(slots: &mut [u32], src: &mut [u32]) {
     for (e, (slot, u)) in blocked.into_iter().enumerate() {
         slots[e] = slot;
         src[e] = u;
+    }
+}
+
+/// Adds `share[src[e]]` into `block` at the low [`BLOCK_BITS`] bits of
+/// `slots[e]`, the edges of one slot block, pushing the slots whose low
+/// word carried. The block is a fixed-size array indexed under a mask, so
+/// the random adds need no bounds check, and both reads of an edge a few
+/// edges ahead are prefetched so that their misses overlap.
+#[inline]
+fn add_block(
+    block: &mut [u64; BLOCK],
+    slots: &[u32],
+    src: &[u32],
+    share: &[u64],
+    carries: &mut Vec<u32>,
+) {
+    let src = &src[..slots.len()];
+    let ahead = PREFETCH_AHEAD.min(slots.len());
+    let base = block.as_ptr();
+    let mut add = |slot: u32, u: u32| {
+        let (sum, carry) = block[slot as usize & (BLOCK - 1)].overflowing_add(share[u as usize]);
+        block[slot as usize & (BLOCK - 1)] = sum;
+        if carry {
+            carries.push(slot);
+        }
+    };
+    let (near, tail) = slots.split_at(slots.len() - ahead);
+    for (((&slot, &u), &next), &from) in
+        near.iter().zip(src).zip(&slots[ahead..]).zip(&src[ahead..])
+    {
+        prefetch(base.wrapping_add(next as usize & (BLOCK - 1)));
+        prefetch(share.as_ptr().wrapping_add(from as usize));
+        add(slot, u);
+    }
+    for (&slot, &u) in tail.iter().zip(&src[near.len()..]) {
+        add(slot, u);
     }
 }
 
@@ -894,20 +935,26 @@ mod tests {
             state
         };
         // Sources, and slots spanning several blocks, in source order as
-        // `degrees` builds them.
-        let (sources, slots) = (500usize, 5usize << BLOCK_BITS);
+        // `degrees` builds them: a partial last block, block 2 empty,
+        // block 3 with fewer edges than the prefetch distance, and a few
+        // hot slots that collect enough full-range shares to carry.
+        let (sources, slots) = (500usize, (5usize << BLOCK_BITS) + 123);
         let mut pairs: Vec<(u32, u32)> = (0..20_000)
-            .map(|_| {
-                (
-                    (next() % sources as u64) as u32,
-                    (next() % slots as u64) as u32,
-                )
+            .map(|i| {
+                let slot = match i % 10 {
+                    0 => (next() % 7) as u32,
+                    _ => (next() % slots as u64) as u32,
+                };
+                ((next() % sources as u64) as u32, slot)
             })
+            .filter(|&(_, d)| d >> BLOCK_BITS != 2 && d >> BLOCK_BITS != 3)
+            .chain((0..5).map(|k| (k * 7, (3 << BLOCK_BITS) + k * 1000)))
             .collect();
         pairs.sort_unstable();
+        pairs.dedup();
         let mut src: Vec<u32> = pairs.iter().map(|p| p.0).collect();
         let mut dst: Vec<u32> = pairs.iter().map(|p| p.1).collect();
-        let mut share: Vec<u64> = (0..sources).map(|_| next() >> 1).collect();
+        let mut share: Vec<u64> = (0..sources).map(|_| next()).collect();
         // Two sources whose shares do not fit in u64: `share` holds 0 for
         // them, as `share_of` leaves it.
         let wide = vec![(3usize, -7i128), (11usize, (5i128 << 64) + 9)];
@@ -941,6 +988,10 @@ mod tests {
         for (slot, w) in want.iter().enumerate() {
             assert_eq!(sums.get(slot), *w, "slot {slot}");
         }
+        assert!(
+            want[..7].iter().all(|&w| w >> 64 > 1),
+            "the hot slots carried more than once"
+        );
     }
 
     #[test]
