@@ -121,6 +121,41 @@ async fn attention_matches_the_oracle_and_is_bit_identical_on_1_2_and_3_shards()
     }
 }
 
+/// The shard's HTTP/2 settings at both ends of their accepted ranges carry
+/// a job's exchange between shards (h2 asserts on a frame size outside
+/// HTTP/2's limits when a connection opens, so a bound the validation got
+/// wrong would panic the first Deliver). Out of range, the shard refuses
+/// to start, with one line naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attention_runs_at_the_edges_of_the_http2_settings_and_bad_ones_are_refused() {
+    let atoms = generate(GRAPH_ATOMS, GRAPH_SEED);
+    let want = oracle::attention(&atoms, 0.85, 2);
+    for (window, frame) in [("1", "16"), ("1023", "16383")] {
+        let args = vec![
+            "--http2-window-mb".to_string(),
+            window.to_string(),
+            "--http2-frame-kb".to_string(),
+            frame.to_string(),
+        ];
+        let tc = TestCluster::start_with(2, args).await;
+        let client = tc.client().await;
+        client.put(&atoms).await.unwrap();
+        let events = run_to_end(&client, spec("attention", 2, &[])).await;
+        let last = events.last().unwrap();
+        assert_eq!(last.kind, "finished", "{window} MiB: {}", last.message);
+        check_against_oracle(&stored_sti(&client, &atoms).await, &want);
+        tc.cluster.shutdown().await;
+    }
+    for (flag, value) in [("--http2-window-mb", "1024"), ("--http2-frame-kb", "8")] {
+        let out = lockstep(&["shard", "--coordinator", "127.0.0.1:1", flag, value]).await;
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        let err = text(&out.stderr);
+        let name = flag.trim_start_matches("--").replace('-', "_");
+        assert!(err.contains(&name), "{flag} {value}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_ticks_match_the_oracle_on_1_2_and_3_shards() {
     let (n, batch, ticks) = (2_000usize, 450usize, 5u64);
