@@ -35,6 +35,7 @@ async fn cluster(exe: &Path, shards: usize, dir: &Path) -> Result<LocalCluster, 
         ready_timeout: Duration::from_secs(120),
         shard_args: Vec::new(),
         coordinator_args: Vec::new(),
+        token: Default::default(),
     })
     .await
 }

@@ -24,6 +24,10 @@ pub struct Cli {
     /// else 127.0.0.1:7400.
     #[arg(long, global = true, env = "LOCKSTEP_COORDINATOR")]
     pub coordinator: Option<String>,
+    /// A file holding the cluster token, for clusters that require one
+    /// (`LOCKSTEP_TOKEN` gives the token itself and wins).
+    #[arg(long, global = true, env = "LOCKSTEP_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -50,6 +54,10 @@ pub enum Command {
     Run(RunArgs),
     /// List running and finished jobs.
     Jobs,
+    /// Remove a shard from the registry: a Joining one, or any shard of a
+    /// cluster that holds no data yet (a ring member of a loaded cluster is
+    /// refused until data moves exist).
+    Remove(RemoveArgs),
     /// Check that a coordinator or shard answers its gRPC health service as
     /// serving; exit 0 if it does, 1 if not (container health checks).
     Health(HealthArgs),
@@ -263,6 +271,10 @@ pub struct CoordinatorArgs {
     /// Attempts one tick gets before its job fails [default: 10].
     #[arg(long, env = "LOCKSTEP_MAX_TICK_ATTEMPTS")]
     pub max_tick_attempts: Option<u32>,
+    /// How long a registering shard's health service has to answer at its
+    /// address [default: 2000].
+    #[arg(long, env = "LOCKSTEP_PROBE_TIMEOUT_MS")]
+    pub probe_timeout_ms: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -301,9 +313,51 @@ pub struct ShardArgs {
     /// Largest HTTP/2 frame accepted, in KiB [default: 1024].
     #[arg(long, env = "LOCKSTEP_HTTP2_FRAME_KB")]
     pub http2_frame_kb: Option<u32>,
+    /// The only folder jobs may read files from on this host (`ingest
+    /// --file`, `tfidf --docs`) [default: none, so both are refused].
+    #[arg(long, env = "LOCKSTEP_IMPORT_DIR")]
+    pub import_dir: Option<PathBuf>,
+    /// Largest `ingest --generate` count accepted [default: 20000000].
+    #[arg(long, env = "LOCKSTEP_MAX_GENERATE")]
+    pub max_generate: Option<u64>,
+    /// Most MiB of an input file one tick (or one document) may read
+    /// [default: 256].
+    #[arg(long, env = "LOCKSTEP_MAX_TICK_READ_MB")]
+    pub max_tick_read_mb: Option<u64>,
+    /// Deepest nesting of atoms an input file may have [default: 1000].
+    #[arg(long, env = "LOCKSTEP_MAX_INPUT_DEPTH")]
+    pub max_input_depth: Option<usize>,
+    /// Most MiB of tick messages held for the next phase [default: 1024].
+    #[arg(long, env = "LOCKSTEP_MAX_INBOX_MB")]
+    pub max_inbox_mb: Option<u64>,
+    /// Largest page a scan may ask for [default: 10000].
+    #[arg(long, env = "LOCKSTEP_MAX_SCAN_PAGE")]
+    pub max_scan_page: Option<usize>,
     /// Fault injection: delay every tick phase but commit by this much.
     #[arg(long, env = "LOCKSTEP_FAULT_PHASE_DELAY_MS", hide = true)]
     pub fault_phase_delay_ms: Option<u64>,
+    /// Fault injection: delay every commit phase by this much.
+    #[arg(long, env = "LOCKSTEP_FAULT_COMMIT_DELAY_MS", hide = true)]
+    pub fault_commit_delay_ms: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct RemoveArgs {
+    /// The shard's id: `3` or `shard-3`.
+    pub id: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RemoveArgs {
+    pub fn shard_id(&self) -> Result<lockstep_proto::ShardId, Error> {
+        let digits = self.id.strip_prefix("shard-").unwrap_or(&self.id);
+        digits
+            .parse()
+            .map(lockstep_proto::ShardId)
+            .map_err(|_| Error::Config(format!("{:?} is not a shard id (3 or shard-3)", self.id)))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -410,6 +464,7 @@ impl CoordinatorArgs {
         set(&mut c.phase_deadline_ms, &self.phase_deadline_ms);
         set(&mut c.recovery_wait_ms, &self.recovery_wait_ms);
         set(&mut c.max_tick_attempts, &self.max_tick_attempts);
+        set(&mut c.probe_timeout_ms, &self.probe_timeout_ms);
         Ok(c.validate()?)
     }
 }
@@ -433,7 +488,16 @@ impl ShardArgs {
         set(&mut c.block_cache_mb, &self.block_cache_mb);
         set(&mut c.http2_window_mb, &self.http2_window_mb);
         set(&mut c.http2_frame_kb, &self.http2_frame_kb);
+        if self.import_dir.is_some() {
+            c.import_dir = self.import_dir.clone();
+        }
+        set(&mut c.max_generate, &self.max_generate);
+        set(&mut c.max_tick_read_mb, &self.max_tick_read_mb);
+        set(&mut c.max_input_depth, &self.max_input_depth);
+        set(&mut c.max_inbox_mb, &self.max_inbox_mb);
+        set(&mut c.max_scan_page, &self.max_scan_page);
         set(&mut c.fault_phase_delay_ms, &self.fault_phase_delay_ms);
+        set(&mut c.fault_commit_delay_ms, &self.fault_commit_delay_ms);
         Ok(c.validate()?)
     }
 }

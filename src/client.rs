@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use lockstep_hashing::Ring;
+use lockstep_proto::auth::{Authed, Token, authed};
 use lockstep_proto::model::AtomRecord;
 use lockstep_proto::pb::{self, coordinator_client::CoordinatorClient, shard_client::ShardClient};
 use lockstep_proto::wire_error::epoch_error;
@@ -40,6 +41,12 @@ pub struct ClientOptions {
     /// The most items sent in one request (also capped by the topology).
     pub max_batch: usize,
     pub connect_timeout: Duration,
+    /// How long one request to a shard may take before it is abandoned and
+    /// retried: a shard that stopped answering (SIGSTOP, a dead host not
+    /// yet declared Down) costs this, not TCP's minutes.
+    pub request_timeout: Duration,
+    /// The cluster token every call carries (none by default).
+    pub token: Token,
 }
 
 impl Default for ClientOptions {
@@ -49,6 +56,8 @@ impl Default for ClientOptions {
             backoff: Duration::from_millis(50),
             max_batch: 5_000,
             connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            token: Token::none(),
         }
     }
 }
@@ -117,11 +126,24 @@ impl Routing {
         self.ring.as_ref().ok_or(Error::NoShards)
     }
 
+    /// The address of ring member `id`, unless the topology says it is
+    /// Down: then nothing is sent, and the caller's retries (each after a
+    /// topology refresh) run out within the stated budget instead of each
+    /// waiting on a dead connection.
     fn address(&self, id: ShardId) -> Result<&str, Error> {
-        self.topology
+        let s = self
+            .topology
             .shard(id)
-            .map(|s| s.address.as_str())
-            .ok_or_else(|| Error::Config(format!("{id} is in the ring but not in the topology")))
+            .ok_or_else(|| Error::Config(format!("{id} is in the ring but not in the topology")))?;
+        if s.liveness == lockstep_proto::Liveness::Down {
+            return Err(Error::ShardDown {
+                shard: id,
+                addr: s.address.clone(),
+                silent_ms: None,
+                attempts: 0,
+            });
+        }
+        Ok(s.address.as_str())
     }
 }
 
@@ -168,19 +190,22 @@ enum Outcome<T> {
 /// A connection to a cluster.
 pub struct Client {
     coordinator: String,
-    coord: CoordinatorClient<Channel>,
+    coord: CoordinatorClient<Authed>,
     routing: RwLock<Arc<Routing>>,
-    shards: Mutex<HashMap<String, ShardClient<Channel>>>,
+    shards: Mutex<HashMap<String, ShardClient<Authed>>>,
     opts: ClientOptions,
 }
 
-fn channel(addr: &str, timeout: Duration) -> Result<Channel, Error> {
+fn endpoint(addr: &str, timeout: Duration) -> Result<tonic::transport::Endpoint, Error> {
     Ok(Channel::from_shared(format!("http://{addr}"))
         .map_err(|e| Error::Config(format!("bad address {addr:?}: {e}")))?
         .connect_timeout(timeout)
         .http2_keep_alive_interval(Duration::from_secs(2))
-        .keep_alive_timeout(Duration::from_secs(4))
-        .connect_lazy())
+        .keep_alive_timeout(Duration::from_secs(4)))
+}
+
+fn channel(addr: &str, timeout: Duration) -> Result<Channel, Error> {
+    Ok(endpoint(addr, timeout)?.connect_lazy())
 }
 
 fn unreachable(addr: &str, st: &tonic::Status) -> Error {
@@ -205,7 +230,8 @@ impl Client {
     }
 
     pub async fn connect_with(addr: &str, opts: ClientOptions) -> Result<Client, Error> {
-        let coord = CoordinatorClient::new(channel(addr, opts.connect_timeout)?);
+        let coord =
+            CoordinatorClient::new(authed(channel(addr, opts.connect_timeout)?, &opts.token));
         let client = Client {
             coordinator: addr.to_string(),
             coord,
@@ -264,12 +290,15 @@ impl Client {
         *self.routing.write() = Arc::new(r);
     }
 
-    fn shard(&self, addr: &str) -> Result<ShardClient<Channel>, Error> {
+    fn shard(&self, addr: &str) -> Result<ShardClient<Authed>, Error> {
         let mut shards = self.shards.lock();
         if let Some(c) = shards.get(addr) {
             return Ok(c.clone());
         }
-        let c = ShardClient::new(channel(addr, self.opts.connect_timeout)?)
+        let ch = endpoint(addr, self.opts.connect_timeout)?
+            .timeout(self.opts.request_timeout)
+            .connect_lazy();
+        let c = ShardClient::new(authed(ch, &self.opts.token))
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20);
         shards.insert(addr.to_string(), c.clone());
@@ -300,9 +329,17 @@ impl Client {
 
     async fn backoff(&self, attempt: u32, last: Error) -> Result<(), Error> {
         if attempt > self.opts.retries {
-            return Err(Error::RetriesExhausted {
-                attempts: attempt,
-                last: last.to_string(),
+            return Err(match last {
+                Error::ShardDown { shard, addr, .. } => Error::ShardDown {
+                    silent_ms: self.silence(shard).await,
+                    shard,
+                    addr,
+                    attempts: attempt,
+                },
+                last => Error::RetriesExhausted {
+                    attempts: attempt,
+                    last: last.to_string(),
+                },
             });
         }
         let wait = self.opts.backoff * 2u32.saturating_pow(attempt.saturating_sub(1));
@@ -312,6 +349,16 @@ impl Client {
             debug!(error = %e, "topology refresh failed");
         }
         Ok(())
+    }
+
+    /// How long the coordinator has not heard from `shard`, if it says.
+    async fn silence(&self, shard: ShardId) -> Option<u64> {
+        let st = self.status().await.ok()?;
+        st.shards
+            .iter()
+            .find(|s| s.shard.as_ref().is_some_and(|e| e.id == shard.0))
+            .map(|s| s.ms_since_heartbeat)
+            .filter(|ms| *ms != u64::MAX)
     }
 
     /// Writes items, grouped by owner at the current epoch, all shards in
@@ -329,15 +376,24 @@ impl Client {
                 .collect();
             let limit = self.batch_limit(&routing);
             let mut calls = Vec::new();
+            let mut failed = Vec::new();
+            let mut last = None;
             for (shard, idx) in ring.group_by_owner(&positions) {
-                let addr = routing.address(shard)?.to_string();
+                let addr = match routing.address(shard) {
+                    Ok(a) => a.to_string(),
+                    // A Down owner: its items wait for the next round.
+                    Err(e) if e.retryable() => {
+                        failed.extend(idx.iter().map(|&j| pending[j]));
+                        last = Some(e);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 for chunk in idx.chunks(limit) {
                     let chunk: Vec<usize> = chunk.iter().map(|&j| pending[j]).collect();
                     calls.push(self.put_chunk(addr.clone(), routing.topology.epoch, items, chunk));
                 }
             }
-            let mut failed = Vec::new();
-            let mut last = None;
             for (chunk, res) in join_all(calls).await {
                 match res? {
                     Outcome::Done(s) => stats += s,
@@ -455,7 +511,11 @@ impl Client {
         let limit = self.batch_limit(&routing);
         let mut calls = Vec::new();
         for (shard, idx) in ring.group_by_owner(&positions) {
-            let addr = routing.address(shard)?.to_string();
+            let addr = match routing.address(shard) {
+                Ok(a) => a.to_string(),
+                Err(e) if e.retryable() => return Ok(Outcome::Retry(e)),
+                Err(e) => return Err(e),
+            };
             for chunk in idx.chunks(limit) {
                 let chunk = chunk.to_vec();
                 let req = pb::GetAtomsRequest {
@@ -491,14 +551,22 @@ impl Client {
     /// epoch errors and unavailable shards.
     async fn on_owner<T, F, Fut>(&self, key: Handle, call: F) -> Result<T, Error>
     where
-        F: Fn(ShardClient<Channel>, Epoch) -> Fut,
+        F: Fn(ShardClient<Authed>, Epoch) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
         let mut attempt = 0;
         loop {
             let routing = self.routing();
             let owner = routing.ring()?.owner(key.ring_position());
-            let addr = routing.address(owner)?.to_string();
+            let addr = match routing.address(owner) {
+                Ok(a) => a.to_string(),
+                Err(e) if e.retryable() => {
+                    attempt += 1;
+                    self.backoff(attempt, e).await?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             match call(self.shard(&addr)?, routing.topology.epoch).await {
                 Ok(v) => return Ok(v),
                 Err(st) => match self.classify::<()>(&addr, st)? {
@@ -692,6 +760,20 @@ impl Client {
             .map_err(|st| unreachable_or_rpc(&self.coordinator, &st))?
             .into_inner()
             .committed_tick)
+    }
+
+    /// Removes a shard from the registry (refused while it owns data);
+    /// returns the ring epoch after it.
+    pub async fn remove_shard(&self, shard: ShardId) -> Result<Epoch, Error> {
+        Ok(Epoch(
+            self.coord
+                .clone()
+                .remove_shard(pb::RemoveShardRequest { shard_id: shard.0 })
+                .await
+                .map_err(|st| unreachable_or_rpc(&self.coordinator, &st))?
+                .into_inner()
+                .epoch,
+        ))
     }
 
     /// Running and finished jobs.

@@ -30,6 +30,9 @@ pub struct LocalSpec {
     pub shard_args: Vec<String>,
     /// Extra flags for the coordinator.
     pub coordinator_args: Vec<String>,
+    /// The cluster token the children require (they are given it through
+    /// their flags or environment); this process's own calls carry it.
+    pub token: lockstep_proto::auth::Token,
 }
 
 /// A running local cluster. Children are killed if this is dropped without
@@ -120,27 +123,33 @@ pub async fn stop_child(child: &mut Child, grace: Duration) {
     }
 }
 
+/// Spawns the coordinator on `listen` (port 0 picks one).
+async fn spawn_coordinator(spec: &LocalSpec, listen: &str) -> Result<(Child, String), Error> {
+    let mut args = vec![
+        "coordinator".to_string(),
+        "--listen".into(),
+        listen.to_string(),
+        "--data-dir".into(),
+        spec.data_dir.join("coordinator").display().to_string(),
+    ];
+    args.extend(spec.coordinator_args.iter().cloned());
+    spawn_server(
+        &spec.exe,
+        &args,
+        &spec.data_dir.join("logs").join("coordinator.log"),
+        spec.ready_timeout,
+    )
+    .await
+}
+
 impl LocalCluster {
     /// Starts a coordinator and the shards, and waits until every shard is
     /// registered and Up.
     pub async fn start(spec: LocalSpec) -> Result<LocalCluster, Error> {
         let logs = spec.data_dir.join("logs");
         std::fs::create_dir_all(&logs).map_err(|e| Error::io(&logs, e))?;
-        let mut args = vec![
-            "coordinator".to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{}", spec.port),
-            "--data-dir".into(),
-            spec.data_dir.join("coordinator").display().to_string(),
-        ];
-        args.extend(spec.coordinator_args.iter().cloned());
-        let (coordinator, coordinator_addr) = spawn_server(
-            &spec.exe,
-            &args,
-            &logs.join("coordinator.log"),
-            spec.ready_timeout,
-        )
-        .await?;
+        let (coordinator, coordinator_addr) =
+            spawn_coordinator(&spec, &format!("127.0.0.1:{}", spec.port)).await?;
         let mut cluster = LocalCluster {
             spec,
             coordinator,
@@ -200,7 +209,7 @@ impl LocalCluster {
                     )));
                 }
             }
-            if let Ok(client) = Client::connect(&self.coordinator_addr).await
+            if let Ok(client) = self.connect().await
                 && let Ok(st) = client.status().await
             {
                 let up = st
@@ -255,11 +264,62 @@ impl LocalCluster {
         out
     }
 
+    /// The coordinator's exit status, once it has exited.
+    pub fn coordinator_exited(&mut self) -> Option<std::process::ExitStatus> {
+        if self.coordinator.id().is_none() {
+            return None;
+        }
+        self.coordinator.try_wait().ok().flatten()
+    }
+
+    /// Kills the coordinator with SIGKILL, as a crash would, and reaps it.
+    pub async fn kill_coordinator(&mut self) -> Result<(), Error> {
+        self.coordinator
+            .start_kill()
+            .map_err(|e| Error::Cluster(format!("kill coordinator: {e}")))?;
+        self.coordinator
+            .wait()
+            .await
+            .map_err(|e| Error::Cluster(format!("reap coordinator: {e}")))?;
+        Ok(())
+    }
+
+    /// Starts the coordinator again on the address it had, so the shards
+    /// and clients that know that address find it again.
+    pub async fn restart_coordinator(&mut self) -> Result<(), Error> {
+        let (child, addr) = spawn_coordinator(&self.spec, &self.coordinator_addr).await?;
+        if addr != self.coordinator_addr {
+            return Err(Error::Cluster(format!(
+                "the coordinator came back on {addr}, not {}",
+                self.coordinator_addr
+            )));
+        }
+        self.coordinator = child;
+        Ok(())
+    }
+
+    /// Process id of the coordinator.
+    pub fn coordinator_pid(&self) -> Option<u32> {
+        self.coordinator.id()
+    }
+
     /// Starts shard `i` again on its data folder (after a kill or exit).
     pub async fn restart_shard(&mut self, i: usize) -> Result<(), Error> {
         let child = self.spawn_shard(i).await?;
         self.shards[i] = child;
         Ok(())
+    }
+
+    /// A client of this cluster, carrying its token.
+    pub async fn connect(&self) -> Result<Client, Error> {
+        Client::connect_with(
+            &self.coordinator_addr,
+            crate::client::ClientOptions {
+                token: self.spec.token.clone(),
+                ..Default::default()
+            },
+        )
+        .await
     }
 
     pub fn coordinator_addr(&self) -> &str {

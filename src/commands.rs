@@ -55,25 +55,49 @@ async fn bind(addr: &str, role: &str) -> Result<TcpListener, Error> {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), Error> {
     let flag = cli.coordinator.as_deref();
+    let auth = Auth {
+        value: std::env::var("LOCKSTEP_TOKEN")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        file: cli.token_file.clone(),
+    };
     match cli.command {
         Command::Coordinator(args) => {
-            let config = args.config()?;
+            let mut config = args.config()?;
+            config.token = auth.value.clone();
+            if auth.file.is_some() {
+                config.token_file = auth.file.clone();
+            }
             let listener = bind(&config.listen, "coordinator").await?;
             Ok(lockstep_coordinator::run(listener, config, shutdown_signal()).await?)
         }
         Command::Shard(args) => {
-            let config = args.config(flag)?;
+            let mut config = args.config(flag)?;
+            config.token = auth.value.clone();
+            if auth.file.is_some() {
+                config.token_file = auth.file.clone();
+            }
             let listener = bind(&config.listen, "shard").await?;
             Ok(lockstep_shard::run(listener, config, shutdown_signal()).await?)
         }
-        Command::Up(args) => up(args).await,
-        Command::Load(args) => load(&connect(flag).await?, args).await,
-        Command::Get(args) => get(&connect(flag).await?, args).await,
-        Command::Delete(args) => delete(&connect(flag).await?, args).await,
-        Command::Scan(args) => scan(&connect(flag).await?, args).await,
-        Command::Status(args) => status(&connect(flag).await?, args).await,
-        Command::Run(args) => run_command(&connect(flag).await?, args).await,
-        Command::Jobs => jobs(&connect(flag).await?).await,
+        Command::Up(args) => up(args, &auth).await,
+        Command::Load(args) => load(&connect(flag, &auth).await?, args).await,
+        Command::Get(args) => get(&connect(flag, &auth).await?, args).await,
+        Command::Delete(args) => delete(&connect(flag, &auth).await?, args).await,
+        Command::Scan(args) => scan(&connect(flag, &auth).await?, args).await,
+        Command::Status(args) => status(&connect(flag, &auth).await?, args).await,
+        Command::Run(args) => run_command(&connect(flag, &auth).await?, args).await,
+        Command::Jobs => jobs(&connect(flag, &auth).await?).await,
+        Command::Remove(args) => {
+            let id = args.shard_id()?;
+            let epoch = connect(flag, &auth).await?.remove_shard(id).await?;
+            if args.json {
+                println!("{}", json!({"removed": id.0, "epoch": epoch.0}));
+            } else {
+                println!("removed {id}; ring epoch {epoch}");
+            }
+            Ok(())
+        }
         Command::Health(args) => {
             let addr = match args.address {
                 Some(a) => a,
@@ -81,7 +105,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             };
             health(&addr, Duration::from_millis(args.timeout_ms)).await
         }
-        Command::Demo(args) => demo(args).await,
+        Command::Demo(args) => demo(args, &auth).await,
         Command::Bench(crate::cli::BenchCommand::Ring(args)) => {
             let shards: Vec<u32> = args.shards.iter().copied().filter(|&n| n >= 2).collect();
             let rows = crate::bench::ring_balance(args.keys, &shards, args.vnodes);
@@ -153,11 +177,83 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
-async fn connect(flag: Option<&str>) -> Result<Client, Error> {
-    Client::connect(&resolve_coordinator(flag)).await
+/// Where the cluster token comes from: `LOCKSTEP_TOKEN`, else the file.
+pub struct Auth {
+    pub value: Option<String>,
+    pub file: Option<std::path::PathBuf>,
 }
 
-async fn up(args: UpArgs) -> Result<(), Error> {
+impl Auth {
+    pub fn token(&self) -> Result<lockstep_proto::auth::Token, Error> {
+        Ok(lockstep_shard::config::read_token(
+            self.value.as_deref(),
+            self.file.as_deref(),
+        )?)
+    }
+}
+
+async fn connect(flag: Option<&str>, auth: &Auth) -> Result<Client, Error> {
+    Client::connect_with(
+        &resolve_coordinator(flag),
+        crate::client::ClientOptions {
+            token: auth.token()?,
+            ..Default::default()
+        },
+    )
+    .await
+}
+
+/// Holds `DIR/up.lock` for as long as it lives, so a second `lockstep up`
+/// on the same folder is refused instead of starting a second coordinator
+/// on the same registry.
+struct FolderLock {
+    _file: std::fs::File,
+}
+
+impl FolderLock {
+    fn take(dir: &Path) -> Result<FolderLock, Error> {
+        use std::io::{Read, Seek, Write};
+        use std::os::fd::AsRawFd;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join("up.lock");
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        // SAFETY: flock(2) on a descriptor this function owns.
+        let locked = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if !locked {
+            let mut pid = String::new();
+            let _ = f.read_to_string(&mut pid);
+            return Err(Error::Cluster(format!(
+                "{} is in use by another `lockstep up` (pid {})",
+                dir.display(),
+                pid.trim()
+            )));
+        }
+        let _ = f.set_len(0);
+        let _ = f.rewind();
+        let _ = write!(f, "{}", std::process::id());
+        Ok(FolderLock { _file: f })
+    }
+}
+
+/// The flags that hand a token file on to child processes (a token from
+/// `LOCKSTEP_TOKEN` reaches them through the environment).
+fn token_flags(auth: &Auth) -> Vec<String> {
+    match &auth.file {
+        Some(f) => vec!["--token-file".into(), f.display().to_string()],
+        None => Vec::new(),
+    }
+}
+
+async fn up(args: UpArgs, auth: &Auth) -> Result<(), Error> {
+    let token = auth.token()?;
+    let token_args = token_flags(auth);
+    let _lock = FolderLock::take(&args.data_dir)?;
     let exe = std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?;
     let mut cluster = LocalCluster::start(LocalSpec {
         exe,
@@ -165,18 +261,22 @@ async fn up(args: UpArgs) -> Result<(), Error> {
         data_dir: args.data_dir.clone(),
         port: args.port,
         ready_timeout: Duration::from_secs(args.ready_timeout),
-        shard_args: Vec::new(),
-        coordinator_args: Vec::new(),
+        shard_args: token_args.clone(),
+        coordinator_args: token_args,
+        token: token.clone(),
     })
     .await?;
     let addr = cluster.coordinator_addr().to_string();
     record(&addr, cluster.data_dir());
-    let client = Client::connect(&addr).await?;
+    let client = cluster.connect().await?;
     println!("coordinator  {addr}");
     for s in client.routing().topology.shards.iter() {
         println!("{:<12} {}", s.id.to_string(), s.address);
     }
     println!("data         {}", cluster.data_dir().display());
+    if let Some(pid) = cluster.coordinator_pid() {
+        println!("pid coordinator {pid}");
+    }
     for (i, pid) in cluster.shard_pids().iter().enumerate() {
         if let Some(pid) = pid {
             println!("pid shard-{i} {pid}");
@@ -444,41 +544,101 @@ async fn status(client: &Client, args: StatusArgs) -> Result<(), Error> {
 
 /// Waits for Ctrl-C or SIGTERM, restarting any shard that exits meanwhile,
 /// with a backoff that doubles up to 10 s per shard.
+/// Restart state of one supervised process.
+struct Restarts {
+    name: String,
+    backoff: Duration,
+    due: Option<Instant>,
+    started: Instant,
+}
+
+impl Restarts {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(10);
+    /// A process that ran this long before exiting starts over at the
+    /// first backoff; one that exits sooner waits twice as long as before.
+    const STABLE: Duration = Duration::from_secs(10);
+
+    fn new(name: String) -> Restarts {
+        Restarts {
+            name,
+            backoff: Restarts::FIRST,
+            due: None,
+            started: Instant::now(),
+        }
+    }
+
+    fn exited(&mut self, status: std::process::ExitStatus) {
+        if self.started.elapsed() >= Restarts::STABLE {
+            self.backoff = Restarts::FIRST;
+        }
+        println!(
+            "{} exited ({status}); restarting in {:?}",
+            self.name, self.backoff
+        );
+        self.due = Some(Instant::now() + self.backoff);
+        self.backoff = (self.backoff * 2).min(Restarts::MAX);
+    }
+
+    fn is_due(&mut self) -> bool {
+        if self.due.is_some_and(|t| Instant::now() >= t) {
+            self.due = None;
+            return true;
+        }
+        false
+    }
+
+    fn restarted(&mut self, res: Result<(), Error>) {
+        match res {
+            Ok(()) => {
+                println!("{} restarted", self.name);
+                self.started = Instant::now();
+            }
+            Err(e) => {
+                println!(
+                    "{} restart failed: {e}; retrying in {:?}",
+                    self.name, self.backoff
+                );
+                self.due = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(Restarts::MAX);
+            }
+        }
+    }
+}
+
+/// Restarts whatever exits, the coordinator on its own address, each with
+/// a backoff that grows while the process keeps failing, until Ctrl-C.
 async fn supervise(cluster: &mut LocalCluster) {
     let signal = shutdown_signal();
     tokio::pin!(signal);
     let n = cluster.shard_count();
-    let mut backoff = vec![Duration::from_millis(250); n];
-    let mut due: Vec<Option<Instant>> = vec![None; n];
+    let mut shards: Vec<Restarts> = (0..n)
+        .map(|i| Restarts::new(format!("shard-{i}")))
+        .collect();
+    let mut coordinator = Restarts::new("coordinator".into());
     loop {
         tokio::select! {
             _ = &mut signal => return,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
-        for (i, status) in cluster.exited() {
-            println!(
-                "shard-{i} exited ({status}); restarting in {:?}",
-                backoff[i]
-            );
-            due[i] = Some(Instant::now() + backoff[i]);
+        if coordinator.due.is_none()
+            && let Some(status) = cluster.coordinator_exited()
+        {
+            coordinator.exited(status);
         }
-        for i in 0..n {
-            if due[i].is_some_and(|t| Instant::now() >= t) {
-                due[i] = None;
-                match cluster.restart_shard(i).await {
-                    Ok(()) => {
-                        println!("shard-{i} restarted");
-                        backoff[i] = Duration::from_millis(250);
-                    }
-                    Err(e) => {
-                        backoff[i] = (backoff[i] * 2).min(Duration::from_secs(10));
-                        println!(
-                            "shard-{i} restart failed: {e}; retrying in {:?}",
-                            backoff[i]
-                        );
-                        due[i] = Some(Instant::now() + backoff[i]);
-                    }
-                }
+        if coordinator.is_due() {
+            let res = cluster.restart_coordinator().await;
+            coordinator.restarted(res);
+        }
+        for (i, status) in cluster.exited() {
+            if shards[i].due.is_none() {
+                shards[i].exited(status);
+            }
+        }
+        for (i, r) in shards.iter_mut().enumerate() {
+            if r.is_due() {
+                let res = cluster.restart_shard(i).await;
+                r.restarted(res);
             }
         }
     }
@@ -525,8 +685,19 @@ pub async fn follow_job(
         };
         let ev = match msg {
             Ok(Some(ev)) => ev,
-            Ok(None) => return Err(Error::Cluster("the job's event stream ended early".into())),
-            Err(st) => return Err(Error::rpc(client.coordinator(), &st)),
+            Ok(None) if job_id == 0 => {
+                return Err(Error::Cluster("the job's event stream ended early".into()));
+            }
+            Err(st) if job_id == 0 => return Err(Error::rpc(client.coordinator(), &st)),
+            // The stream broke mid-job (the coordinator crashed, or the
+            // connection did): find out how the job ended.
+            Ok(None) | Err(_) => {
+                bar.println(format!(
+                    "job {job_id}: lost the coordinator's event stream; reconnecting to {}…",
+                    client.coordinator()
+                ));
+                return reattach(client, job_id, ticks, phases, &bar).await;
+            }
         };
         job_id = ev.job_id;
         match ev.kind.as_str() {
@@ -560,6 +731,85 @@ pub async fn follow_job(
     }
 }
 
+/// How long a client whose job stream broke waits for the coordinator.
+const REATTACH_WAIT: Duration = Duration::from_secs(60);
+
+/// Asks the coordinator, once it answers again, how job `job_id` ended. A
+/// restarted coordinator has forgotten its jobs: then the job is gone, and
+/// the store stays at the committed tick it reports.
+async fn reattach(
+    client: &Client,
+    job_id: u64,
+    ticks: Vec<pb::JobEvent>,
+    phases: Vec<pb::JobEvent>,
+    bar: &ProgressBar,
+) -> Result<JobOutcome, Error> {
+    let mut deadline = Instant::now() + REATTACH_WAIT;
+    let mut last_error = String::new();
+    loop {
+        match client.jobs().await {
+            Ok(jobs) => {
+                let committed = client.status().await.map(|s| s.committed_tick).ok();
+                let committed = committed.map_or("unknown".to_string(), |t| t.to_string());
+                match jobs.into_iter().find(|j| j.job_id == job_id) {
+                    None => {
+                        bar.abandon();
+                        return Err(Error::Job {
+                            job_id,
+                            message: format!(
+                                "the coordinator restarted and the job is gone with it; the store stays at committed tick {committed}"
+                            ),
+                        });
+                    }
+                    // Still running on a coordinator that kept it: wait
+                    // for as long as it keeps answering.
+                    Some(j) if j.outcome == "running" => {
+                        deadline = Instant::now() + REATTACH_WAIT;
+                    }
+                    Some(j) if j.outcome == "finished" => {
+                        bar.finish_and_clear();
+                        let last = pb::JobEvent {
+                            job_id,
+                            kind: "finished".into(),
+                            tick: j.ticks_done,
+                            committed_tick: j.committed_tick,
+                            message: "finished while the event stream was lost: its results were not received".into(),
+                            ..Default::default()
+                        };
+                        return Ok(JobOutcome {
+                            job_id,
+                            ticks,
+                            phases,
+                            last,
+                        });
+                    }
+                    Some(j) => {
+                        bar.abandon();
+                        return Err(Error::Job {
+                            job_id,
+                            message: format!(
+                                "{}: {}; the store stays at committed tick {}",
+                                j.outcome, j.message, j.committed_tick
+                            ),
+                        });
+                    }
+                }
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+        if Instant::now() >= deadline {
+            bar.abandon();
+            return Err(Error::Job {
+                job_id,
+                message: format!(
+                    "the coordinator did not answer within {REATTACH_WAIT:?} ({last_error}); the job's outcome is unknown"
+                ),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 fn aggregates_json(a: &lockstep_proto::aggregate::Aggregates) -> serde_json::Value {
     json!({
         "sums": a.fixed_sums.keys().map(|k| (k.clone(), json!(a.fixed(k)))).chain(
@@ -590,6 +840,7 @@ pub fn print_outcome(o: &JobOutcome, json_out: bool) {
                        "phases": phases, "aggregates": aggregates_json(&a)})
             }).collect::<Vec<_>>(),
             "result": aggregates_json(&last),
+            "message": o.last.message,
         });
         println!("{v:#}");
         return;
@@ -615,6 +866,9 @@ pub fn print_outcome(o: &JobOutcome, json_out: bool) {
             t.duration_us as f64 / 1000.0,
             parts.join(" ")
         );
+    }
+    if !o.last.message.is_empty() {
+        println!("note: {}", o.last.message);
     }
     for (name, top) in &last.topk {
         println!();
@@ -657,7 +911,7 @@ async fn jobs(client: &Client) -> Result<(), Error> {
     Ok(())
 }
 
-async fn demo(args: DemoArgs) -> Result<(), Error> {
+async fn demo(args: DemoArgs, auth: &Auth) -> Result<(), Error> {
     let exe = std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?;
     println!(
         "starting {} shards in {}",
@@ -670,8 +924,9 @@ async fn demo(args: DemoArgs) -> Result<(), Error> {
         data_dir: args.data_dir.clone(),
         port: 0,
         ready_timeout: Duration::from_secs(120),
-        shard_args: Vec::new(),
-        coordinator_args: Vec::new(),
+        shard_args: token_flags(auth),
+        coordinator_args: token_flags(auth),
+        token: auth.token()?,
     })
     .await?;
     let result = demo_body(&cluster, &args).await;
@@ -683,7 +938,7 @@ async fn demo(args: DemoArgs) -> Result<(), Error> {
 }
 
 async fn demo_body(cluster: &LocalCluster, args: &DemoArgs) -> Result<(), Error> {
-    let client = Client::connect(cluster.coordinator_addr()).await?;
+    let client = cluster.connect().await?;
     load(
         &client,
         LoadArgs {

@@ -19,6 +19,17 @@ pub enum Error {
     Unhealthy { addr: String, reason: String },
     #[error("the cluster has no shards in its ring yet")]
     NoShards,
+    #[error(
+        "{shard} at {addr} is Down{}{}",
+        silent_ms.map(|ms| format!(" (no heartbeat for {:.1} s)", ms as f64 / 1000.0)).unwrap_or_default(),
+        if *attempts > 0 { format!("; gave up after {attempts} attempts") } else { String::new() }
+    )]
+    ShardDown {
+        shard: lockstep_proto::ShardId,
+        addr: String,
+        silent_ms: Option<u64>,
+        attempts: u32,
+    },
     #[error("gave up after {attempts} attempts: {last}")]
     RetriesExhausted { attempts: u32, last: String },
     #[error(transparent)]
@@ -46,11 +57,16 @@ impl Error {
     /// Whether the operation may succeed if tried again.
     pub fn retryable(&self) -> bool {
         match self {
+            // Cancelled is what a request that ran past the client's
+            // request timeout ends with.
             Error::Rpc { code, .. } => matches!(
                 code,
-                tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::Unknown
+                    | tonic::Code::Cancelled
             ),
-            Error::Unreachable { .. } | Error::NoShards => true,
+            Error::Unreachable { .. } | Error::NoShards | Error::ShardDown { .. } => true,
             _ => false,
         }
     }

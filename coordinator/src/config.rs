@@ -15,6 +15,7 @@ pub const DEFAULT_MAX_BATCH: u32 = 10_000;
 pub const DEFAULT_PHASE_DEADLINE_MS: u64 = 60_000;
 pub const DEFAULT_RECOVERY_WAIT_MS: u64 = 60_000;
 pub const DEFAULT_MAX_TICK_ATTEMPTS: u32 = 10;
+pub const DEFAULT_PROBE_TIMEOUT_MS: u64 = 2_000;
 
 /// How the coordinator runs. Every field has a documented default (see the
 /// README's configuration reference).
@@ -43,6 +44,16 @@ pub struct CoordinatorConfig {
     /// that repeats (a shard that keeps answering with the same error, a
     /// phase that never fits the deadline) must end the job, not spin.
     pub max_tick_attempts: u32,
+    /// How long a registering shard's health service has to answer at the
+    /// address it registers before the registration is refused.
+    pub probe_timeout_ms: u64,
+    /// A file holding the cluster token: every call but the health check
+    /// must carry it, and the coordinator's calls to shards do.
+    pub token_file: Option<PathBuf>,
+    /// The cluster token itself, from `LOCKSTEP_TOKEN`; never read from
+    /// the TOML file.
+    #[serde(skip)]
+    pub token: Option<String>,
 }
 
 impl Default for CoordinatorConfig {
@@ -58,6 +69,9 @@ impl Default for CoordinatorConfig {
             phase_deadline_ms: DEFAULT_PHASE_DEADLINE_MS,
             recovery_wait_ms: DEFAULT_RECOVERY_WAIT_MS,
             max_tick_attempts: DEFAULT_MAX_TICK_ATTEMPTS,
+            probe_timeout_ms: DEFAULT_PROBE_TIMEOUT_MS,
+            token_file: None,
+            token: None,
         }
     }
 }
@@ -93,10 +107,27 @@ impl CoordinatorConfig {
         if self.phase_deadline_ms == 0 {
             return Err(Error::Config("phase_deadline_ms must be > 0".into()));
         }
+        if self.probe_timeout_ms == 0 {
+            return Err(Error::Config("probe_timeout_ms must be > 0".into()));
+        }
         if self.max_tick_attempts == 0 {
             return Err(Error::Config("max_tick_attempts must be > 0".into()));
         }
         Ok(self)
+    }
+
+    /// The cluster token: `token` if set, else the contents of
+    /// `token_file`, else none.
+    pub fn token(&self) -> Result<lockstep_proto::auth::Token, Error> {
+        use lockstep_proto::auth::Token;
+        let secret = match (&self.token, &self.token_file) {
+            (Some(v), _) => v.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| {
+                Error::Config(format!("cannot read the token file {}: {e}", f.display()))
+            })?,
+            (None, None) => return Ok(Token::none()),
+        };
+        Token::new(&secret).map_err(|e| Error::Config(e.to_string()))
     }
 
     pub fn job_settings(&self) -> crate::jobs::JobSettings {

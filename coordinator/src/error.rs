@@ -10,6 +10,12 @@ pub enum Error {
     WrongCluster { sent: String, ours: String },
     #[error("{0} is not registered with this coordinator")]
     UnknownShard(ShardId),
+    #[error(
+        "{0} owns part of the ring and the cluster holds data; it cannot be removed until data moves exist"
+    )]
+    OwnsData(ShardId),
+    #[error("shard at {address} cannot be reached: {reason}")]
+    Unreachable { address: String, reason: String },
     #[error("busy: job {0} is running")]
     Busy(u64),
     #[error("no job {0}")]
@@ -29,7 +35,10 @@ pub enum Error {
 impl Error {
     /// Whether the caller may retry the same request.
     pub fn retryable(&self) -> bool {
-        matches!(self, Error::Persist { .. } | Error::Io(_))
+        matches!(
+            self,
+            Error::Persist { .. } | Error::Io(_) | Error::Unreachable { .. }
+        )
     }
 }
 
@@ -37,7 +46,8 @@ impl From<Error> for Status {
     fn from(e: Error) -> Status {
         let msg = e.to_string();
         match e {
-            Error::WrongCluster { .. } => Status::failed_precondition(msg),
+            Error::WrongCluster { .. } | Error::OwnsData(_) => Status::failed_precondition(msg),
+            Error::Unreachable { .. } => Status::unavailable(msg),
             Error::UnknownShard(_) | Error::UnknownJob(_) => Status::not_found(msg),
             Error::Busy(_) => Status::resource_exhausted(msg),
             Error::Invalid(_) => Status::invalid_argument(msg),

@@ -124,6 +124,19 @@ impl Registry {
         })
     }
 
+    /// Records, durably, that the cluster holds data; returns the epoch.
+    pub fn declare_data(&self) -> Result<lockstep_proto::Epoch, Error> {
+        self.apply(|st| Ok(st.declare_data()))
+    }
+
+    /// Removes a shard (see [`RegistryState::remove`]).
+    pub fn remove(&self, id: ShardId) -> Result<lockstep_proto::Epoch, Error> {
+        self.apply(|st| {
+            let fx = st.remove(id)?;
+            Ok((st.epoch(), fx))
+        })
+    }
+
     pub fn heartbeat(&self, id: ShardId, metrics: pb::ShardMetrics) -> Result<(), Error> {
         self.apply(|st| Ok(((), st.heartbeat(id, metrics, Instant::now())?)))
     }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use lockstep_proto::aggregate::Aggregates;
+use lockstep_proto::auth::{Authed, Token, authed};
 use lockstep_proto::pb::{self, shard_client::ShardClient};
 use lockstep_proto::wire_error::peer_error;
 use lockstep_proto::workload::{COMMIT, Workload};
@@ -27,12 +28,11 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tonic::Status;
 use tonic::transport::Channel;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use tracing::{info, warn};
 
 use crate::Error;
 use crate::handle::Registry;
+use crate::peers;
 
 /// How jobs are driven.
 #[derive(Clone, Copy, Debug)]
@@ -61,16 +61,19 @@ struct Inner {
 pub struct Jobs {
     registry: Registry,
     settings: JobSettings,
+    /// The cluster token every call to a shard carries.
+    token: Token,
     inner: Arc<Mutex<Inner>>,
 }
 
 pub type EventStream = mpsc::Receiver<Result<pb::JobEvent, Status>>;
 
 impl Jobs {
-    pub fn new(registry: Registry, settings: JobSettings) -> Jobs {
+    pub fn new(registry: Registry, settings: JobSettings, token: Token) -> Jobs {
         Jobs {
             registry,
             settings,
+            token,
             inner: Arc::new(Mutex::new(Inner {
                 next_id: 1,
                 running: None,
@@ -89,6 +92,12 @@ impl Jobs {
         let mut inner = self.inner.lock();
         if let Some(r) = &inner.running {
             return Err(Error::Busy(r.id));
+        }
+        // A job that writes makes the cluster hold data before its first
+        // prepare, so a shard that registers during the job is Joining and
+        // the ring stays as the job found it.
+        if !matches!(workload, Workload::Barrier) {
+            self.registry.declare_data()?;
         }
         let id = inner.next_id;
         inner.next_id += 1;
@@ -131,6 +140,11 @@ impl Jobs {
         }
     }
 
+    /// The id of the running job, if one is.
+    pub fn running(&self) -> Option<u64> {
+        self.inner.lock().running.as_ref().map(|r| r.id)
+    }
+
     pub fn list(&self) -> Vec<pb::JobSummary> {
         self.inner.lock().history.clone()
     }
@@ -155,6 +169,27 @@ impl Jobs {
 struct PhaseFailure {
     shard: ShardId,
     reason: String,
+    /// The shard answered, and its answer will not change on a retry (an
+    /// invalid parameter, a missing or unparseable input file, an address
+    /// that cannot be dialled): the job fails at once instead of waiting
+    /// for the shard and retrying the tick.
+    fatal: bool,
+}
+
+impl PhaseFailure {
+    fn missing(shard: ShardId, reason: String) -> PhaseFailure {
+        PhaseFailure {
+            shard,
+            reason,
+            fatal: false,
+        }
+    }
+}
+
+/// Whether a shard's answer to a phase is its final word: the request
+/// itself is wrong, so retrying it gives the same answer.
+fn deterministic(st: &Status) -> bool {
+    matches!(st.code(), tonic::Code::InvalidArgument)
 }
 
 enum Stop {
@@ -191,7 +226,7 @@ impl Driver {
         })
         .await;
         let (kind, message, aggs) = match self.drive().await {
-            Ok(aggs) => ("finished", String::new(), Some(aggs)),
+            Ok(aggs) => ("finished", self.input_left_message(&aggs), Some(aggs)),
             Err(Stop::Cancelled) => (
                 "cancelled",
                 format!(
@@ -219,6 +254,23 @@ impl Driver {
             ..Default::default()
         })
         .await;
+    }
+
+    /// What a finished `ingest` says when its ticks did not reach the end
+    /// of its input (every shard reports `more_input` from its own read
+    /// of the same stream).
+    fn input_left_message(&self, last: &Aggregates) -> String {
+        match &self.workload {
+            Workload::Ingest(p) if last.maxs.get("more_input").is_some_and(|v| *v > 0.0) => {
+                format!(
+                    "the input goes on past {} ticks of {} atoms: only the first {} top-level atoms were loaded; run it with more --ticks to load the rest",
+                    self.spec.ticks,
+                    p.batch,
+                    self.spec.ticks.saturating_mul(p.batch as u64)
+                )
+            }
+            _ => String::new(),
+        }
     }
 
     fn cancelled(&self) -> bool {
@@ -255,6 +307,16 @@ impl Driver {
                         break;
                     }
                     Err(Err(stop)) => return Err(stop),
+                    Err(Ok(f)) if f.fatal => {
+                        warn!(job = self.id, shard = %f.shard, reason = %f.reason, "job failed");
+                        self.abort_all(tick, attempt).await;
+                        return Err(Stop::Failed(format!(
+                            "tick {tick}: {} refused {}; the store stays at committed tick {}",
+                            f.shard,
+                            f.reason,
+                            self.jobs.registry.committed_tick()
+                        )));
+                    }
                     Err(Ok(f)) => {
                         let message = format!(
                             "tick {tick} attempt {attempt} aborted: {} missing ({})",
@@ -354,39 +416,30 @@ impl Driver {
         }
     }
 
-    fn channel(&mut self, addr: &str) -> Channel {
-        self.channels
-            .entry(addr.to_string())
-            .or_insert_with(|| {
-                Channel::from_shared(format!("http://{addr}"))
-                    .expect("registered addresses are valid")
-                    .connect_timeout(Duration::from_secs(2))
-                    // A shard cut off mid-phase is noticed in seconds.
-                    .http2_keep_alive_interval(Duration::from_secs(1))
-                    .keep_alive_timeout(Duration::from_secs(2))
-                    .keep_alive_while_idle(true)
-                    .connect_lazy()
-            })
-            .clone()
+    fn channel(&mut self, addr: &str) -> Result<Channel, Error> {
+        if let Some(c) = self.channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = peers::channel(addr)?;
+        self.channels.insert(addr.to_string(), c.clone());
+        Ok(c)
     }
 
-    fn client(&mut self, addr: &str) -> ShardClient<Channel> {
-        ShardClient::new(self.channel(addr))
-            .max_decoding_message_size(256 << 20)
-            .max_encoding_message_size(256 << 20)
+    fn client(&mut self, addr: &str) -> Result<ShardClient<Authed>, Error> {
+        Ok(
+            ShardClient::new(authed(self.channel(addr)?, &self.jobs.token))
+                .max_decoding_message_size(256 << 20)
+                .max_encoding_message_size(256 << 20),
+        )
     }
 
     /// Whether the shard at `addr` answers its health check as serving. The
     /// probe has no side effects, so it is safe after the commit decision.
     async fn serving(&mut self, addr: &str) -> bool {
-        let mut health = HealthClient::new(self.channel(addr));
-        let req = HealthCheckRequest {
-            service: String::new(),
+        let Ok(ch) = self.channel(addr) else {
+            return false;
         };
-        matches!(
-            tokio::time::timeout(Duration::from_secs(1), health.check(req)).await,
-            Ok(Ok(r)) if r.get_ref().status == ServingStatus::Serving as i32
-        )
+        peers::probe(ch, Duration::from_secs(1)).await == Ok(peers::Probe::Serving)
     }
 
     fn ring_shards(&self) -> Vec<lockstep_proto::ShardEntry> {
@@ -414,10 +467,7 @@ impl Driver {
         let shards: Vec<lockstep_proto::ShardEntry> =
             topology.shards.into_iter().filter(|s| s.in_ring).collect();
         if let Some(s) = shards.iter().find(|s| s.liveness == Liveness::Down) {
-            return Err(PhaseFailure {
-                shard: s.id,
-                reason: "it is Down".into(),
-            });
+            return Err(PhaseFailure::missing(s.id, "it is Down".into()));
         }
         let req = pb::StartPhaseRequest {
             job: Some(pb::JobContext {
@@ -433,10 +483,26 @@ impl Driver {
             epoch,
         };
         let deadline = self.jobs.settings.phase_deadline;
+        let mut clients = Vec::with_capacity(shards.len());
+        for s in &shards {
+            match self.client(&s.address) {
+                Ok(c) => clients.push(c),
+                Err(e) => {
+                    return Err(PhaseFailure {
+                        shard: s.id,
+                        reason: format!(
+                            "{phase}: {e}; `lockstep remove {}` takes it out of the registry",
+                            s.id.0
+                        ),
+                        fatal: true,
+                    });
+                }
+            }
+        }
         let calls: Vec<_> = shards
             .iter()
-            .map(|s| {
-                let mut c = self.client(&s.address);
+            .zip(clients)
+            .map(|(s, mut c)| {
                 let req = req.clone();
                 let id = s.id;
                 async move {
@@ -456,23 +522,35 @@ impl Driver {
                 Ok(Err(st)) => match peer_error(&st) {
                     Some(addr) => {
                         let blamed = shards.iter().find(|s| s.address == addr).map(|s| s.id);
-                        via_peer.get_or_insert(PhaseFailure {
-                            shard: blamed.unwrap_or(id),
-                            reason: format!("{phase}: {id}: {}", st.message()),
-                        });
+                        via_peer.get_or_insert(PhaseFailure::missing(
+                            blamed.unwrap_or(id),
+                            format!("{phase}: {id}: {}", st.message()),
+                        ));
+                    }
+                    None if deterministic(&st) => {
+                        // A shard's own final answer outranks any other
+                        // failure of the phase: retrying cannot help.
+                        let f = PhaseFailure {
+                            shard: id,
+                            reason: format!("the {phase} phase: {}", st.message()),
+                            fatal: true,
+                        };
+                        if direct.as_ref().is_none_or(|d: &PhaseFailure| !d.fatal) {
+                            direct = Some(f);
+                        }
                     }
                     None => {
-                        direct.get_or_insert(PhaseFailure {
-                            shard: id,
-                            reason: format!("{phase}: {}", st.message()),
-                        });
+                        direct.get_or_insert(PhaseFailure::missing(
+                            id,
+                            format!("{phase}: {}", st.message()),
+                        ));
                     }
                 },
                 Err(_) => {
-                    direct.get_or_insert(PhaseFailure {
-                        shard: id,
-                        reason: format!("{phase}: no answer within {deadline:?}"),
-                    });
+                    direct.get_or_insert(PhaseFailure::missing(
+                        id,
+                        format!("{phase}: no answer within {deadline:?}"),
+                    ));
                 }
             }
         }
@@ -504,11 +582,9 @@ impl Driver {
         let calls: Vec<_> = self
             .ring_shards()
             .iter()
-            .map(|s| {
-                let mut c = self.client(&s.address);
-                async move {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), c.abort_tick(req)).await;
-                }
+            .filter_map(|s| self.client(&s.address).ok())
+            .map(|mut c| async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), c.abort_tick(req)).await;
             })
             .collect();
         join_all(calls).await;

@@ -7,6 +7,7 @@
 //!   publishes.
 //! - [`jobs`]: the job driver: phases, barriers, aggregation, aborts and
 //!   the commit point.
+//! - [`peers`]: channels to shards and the health probe.
 //! - [`service`]: the gRPC service.
 //! - [`config`]: the typed configuration.
 //!
@@ -15,6 +16,7 @@
 pub mod config;
 pub mod handle;
 pub mod jobs;
+pub mod peers;
 pub mod registry;
 pub mod service;
 
@@ -26,6 +28,7 @@ use std::time::Duration;
 use lockstep_proto::pb::coordinator_server::CoordinatorServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tracing::{info, warn};
 
@@ -42,6 +45,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let config = config.validate()?;
+    let token = config.token()?;
 
     // 1. The registry, from disk when there is one.
     let registry = Registry::open(
@@ -80,14 +84,16 @@ pub async fn run(
         .await;
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(
+        .add_service(InterceptedService::new(
             CoordinatorServer::new(service::CoordinatorService::new(
                 registry.clone(),
-                jobs::Jobs::new(registry.clone(), config.job_settings()),
+                jobs::Jobs::new(registry.clone(), config.job_settings(), token.clone()),
+                Duration::from_millis(config.probe_timeout_ms),
             ))
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20),
-        )
+            token.guard(),
+        ))
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY a response written in more than one
             // segment waits for the peer's delayed ACK: 40 ms stalls.

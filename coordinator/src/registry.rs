@@ -92,6 +92,46 @@ impl ShardRecord {
     }
 }
 
+/// The most bytes a shard address may have.
+const MAX_ADDRESS_LEN: usize = 255;
+
+/// Checks that `addr` is `host:port` that a client can dial: an IPv4
+/// address, a bracketed IPv6 address or a DNS name, and a port in 1..=65535.
+/// Anything else would enter the ring and fail every later dial.
+pub fn validate_address(addr: &str) -> Result<(), Error> {
+    let bad =
+        |why: &str| Error::Invalid(format!("shard address {addr:?} {why}; expected host:port"));
+    if addr.is_empty() || addr.len() > MAX_ADDRESS_LEN {
+        return Err(bad("is empty or too long"));
+    }
+    let (host, port) = addr.rsplit_once(':').ok_or_else(|| bad("has no port"))?;
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => {}
+        _ => return Err(bad("has no valid port")),
+    }
+    let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>().is_ok()
+    } else if host.parse::<std::net::Ipv4Addr>().is_ok() {
+        true
+    } else {
+        // A DNS name: dot-separated labels of letters, digits and '-', none
+        // empty, none starting or ending with '-'.
+        host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+    };
+    if !host_ok {
+        return Err(bad("has no valid host"));
+    }
+    Ok(())
+}
+
 /// A registration request, in domain terms.
 #[derive(Clone, Debug)]
 pub struct Registration {
@@ -264,9 +304,7 @@ impl RegistryState {
                 r.weight
             )));
         }
-        if r.address.is_empty() {
-            return Err(Error::Invalid("empty shard address".into()));
-        }
+        validate_address(&r.address)?;
         if !r.cluster_id.is_empty() && r.cluster_id != self.cluster_id {
             return Err(Error::WrongCluster {
                 sent: r.cluster_id,
@@ -341,6 +379,38 @@ impl RegistryState {
         let in_ring = self.shards[&id].in_ring;
         fx.merge(self.note_atoms(in_ring, r.atoms));
         Ok((id, fx))
+    }
+
+    /// Records that the cluster holds data, before any write is
+    /// acknowledged: from here on a new shard registers as Joining. Returns
+    /// the epoch the data is written under, which no join changes.
+    pub fn declare_data(&mut self) -> (Epoch, Effects) {
+        let mut fx = Effects::default();
+        if !self.has_data {
+            self.has_data = true;
+            fx.persist = true;
+            fx.publish = true;
+        }
+        (self.epoch, fx)
+    }
+
+    /// Removes a shard from the registry. A ring member is refused once the
+    /// cluster holds data, since its ranges would have nowhere to go until
+    /// data moves exist; a Joining shard, or any shard of an empty cluster,
+    /// goes (a ring member's departure bumps the epoch).
+    pub fn remove(&mut self, id: ShardId) -> Result<Effects, Error> {
+        let rec = self.shards.get(&id).ok_or(Error::UnknownShard(id))?;
+        if rec.in_ring && self.has_data {
+            return Err(Error::OwnsData(id));
+        }
+        if rec.in_ring {
+            self.epoch = self.epoch.next();
+        }
+        self.shards.remove(&id);
+        Ok(Effects {
+            persist: true,
+            publish: true,
+        })
     }
 
     /// Records a heartbeat and its metrics.
@@ -434,7 +504,7 @@ mod tests {
         let mut r = RegistryState::new("c".into(), settings());
         let now = Instant::now();
         for i in 0..5 {
-            r.register(reg(None, "", &format!("h:{i}"), 0), now)
+            r.register(reg(None, "", &format!("h:{}", i + 1), 0), now)
                 .unwrap();
         }
         let t = r.topology();
@@ -505,6 +575,78 @@ mod tests {
             r.heartbeat(ShardId(3), Default::default(), now),
             Err(Error::UnknownShard(_))
         ));
+    }
+
+    #[test]
+    fn addresses_must_be_host_and_port() {
+        for ok in [
+            "127.0.0.1:7400",
+            "[::1]:1",
+            "shard-1.lockstep-net:9",
+            "shard:65535",
+        ] {
+            assert!(validate_address(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "a b:1",
+            "host",
+            "host:",
+            "host:0",
+            "host:70000",
+            ":80",
+            "[::1:80",
+            "h/x:1",
+            "-a:1",
+            "a..b:1",
+            "1.2.3.4:80/path",
+            "http://h:1",
+        ] {
+            assert!(validate_address(bad).is_err(), "{bad:?} accepted");
+        }
+        let mut r = RegistryState::new("c".into(), settings());
+        assert!(matches!(
+            r.register(reg(None, "", "a b", 0), Instant::now()),
+            Err(Error::Invalid(_))
+        ));
+        assert_eq!(r.shards().count(), 0);
+    }
+
+    #[test]
+    fn declared_data_makes_later_shards_join_as_joining() {
+        let mut r = RegistryState::new("c".into(), settings());
+        let now = Instant::now();
+        r.register(reg(None, "", "h:1", 0), now).unwrap();
+        let (epoch, fx) = r.declare_data();
+        assert!(fx.persist);
+        assert_eq!(epoch, r.epoch());
+        let (b, _) = r.register(reg(None, "", "h:2", 0), now).unwrap();
+        assert_eq!(r.epoch(), epoch);
+        assert!(!r.topology().shard(b).unwrap().in_ring);
+        // Declaring again changes nothing, and the flag survives a restart.
+        assert_eq!(r.declare_data().1, Effects::default());
+        assert!(RegistryState::from_snapshot(r.snapshot(), settings()).has_data());
+    }
+
+    #[test]
+    fn a_shard_is_removed_unless_it_owns_data() {
+        let mut r = RegistryState::new("c".into(), settings());
+        let now = Instant::now();
+        let (a, _) = r.register(reg(None, "", "h:1", 0), now).unwrap();
+        let (b, _) = r.register(reg(None, "", "h:2", 0), now).unwrap();
+        let epoch = r.epoch();
+        // Before any data a ring member can go; the ring changes.
+        r.remove(b).unwrap();
+        assert!(r.epoch() > epoch);
+        assert!(r.topology().shard(b).is_none());
+        r.declare_data();
+        let (c, _) = r.register(reg(None, "", "h:3", 0), now).unwrap();
+        assert!(matches!(r.remove(a), Err(Error::OwnsData(_))));
+        let epoch = r.epoch();
+        r.remove(c).unwrap();
+        assert_eq!(r.epoch(), epoch, "a Joining shard's removal keeps the ring");
+        assert!(matches!(r.remove(c), Err(Error::UnknownShard(_))));
     }
 
     #[test]

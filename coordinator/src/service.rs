@@ -1,7 +1,7 @@
 //! The gRPC Coordinator service over a [`Registry`].
 
 use std::pin::Pin;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::Stream;
 use lockstep_proto::ShardId;
@@ -18,11 +18,17 @@ use crate::registry::Registration;
 pub struct CoordinatorService {
     registry: Registry,
     jobs: Jobs,
+    /// How long a registering shard's health service has to answer.
+    probe_timeout: Duration,
 }
 
 impl CoordinatorService {
-    pub fn new(registry: Registry, jobs: Jobs) -> Self {
-        CoordinatorService { registry, jobs }
+    pub fn new(registry: Registry, jobs: Jobs, probe_timeout: Duration) -> Self {
+        CoordinatorService {
+            registry,
+            jobs,
+            probe_timeout,
+        }
     }
 }
 
@@ -44,6 +50,10 @@ impl Coordinator for CoordinatorService {
             weight: req.weight,
             atoms: req.metrics.map(|m| m.atoms).unwrap_or(0),
         };
+        // Only an address that parses, and at which the shard's health
+        // service answers, enters the registry.
+        crate::registry::validate_address(&reg.address)?;
+        crate::peers::reachable(&reg.address, self.probe_timeout).await?;
         let (id, topology) = self.registry.register(reg)?;
         tracing::info!(shard = %id, epoch = %topology.epoch, "shard registered");
         let settings = self.registry.settings();
@@ -148,6 +158,29 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<pb::CancelJobResponse>, Status> {
         let committed_tick = self.jobs.cancel(req.into_inner().job_id)?;
         Ok(Response::new(pb::CancelJobResponse { committed_tick }))
+    }
+
+    async fn declare_data(
+        &self,
+        _req: Request<pb::DeclareDataRequest>,
+    ) -> Result<Response<pb::DeclareDataResponse>, Status> {
+        let epoch = self.registry.declare_data()?;
+        Ok(Response::new(pb::DeclareDataResponse { epoch: epoch.0 }))
+    }
+
+    async fn remove_shard(
+        &self,
+        req: Request<pb::RemoveShardRequest>,
+    ) -> Result<Response<pb::RemoveShardResponse>, Status> {
+        let id = ShardId(req.into_inner().shard_id);
+        if self.jobs.running().is_some() {
+            return Err(
+                crate::Error::Invalid(format!("{id} cannot be removed while a job runs")).into(),
+            );
+        }
+        let epoch = self.registry.remove(id)?;
+        tracing::info!(shard = %id, %epoch, "shard removed");
+        Ok(Response::new(pb::RemoveShardResponse { epoch: epoch.0 }))
     }
 
     async fn list_jobs(

@@ -7,6 +7,7 @@
 //!   attention values, [`Tick`].
 //! - [`convert`]: every proto<->domain conversion, one file per type.
 //! - [`aggregate`]: mergeable aggregates with fixed-point sums.
+//! - [`auth`]: the cluster token, added to calls and checked by servers.
 //! - [`workload`]: the built-in workloads' names, phases and parameters,
 //!   shared by coordinator and shards.
 //! - [`input`]: Atomese and JSON Lines parsers and the seeded generator.
@@ -16,6 +17,7 @@
 //! The ids `ShardId` and `Epoch` come from the ring crate and are re-exported.
 
 pub mod aggregate;
+pub mod auth;
 pub mod convert;
 pub mod input;
 pub mod model;

@@ -22,6 +22,8 @@ pub enum WireKind {
     NotOwner,
     /// The server's epoch is behind the request's; retry shortly.
     EpochAhead,
+    /// The server's disk is full: nothing was written.
+    DiskFull,
 }
 
 impl WireKind {
@@ -30,6 +32,7 @@ impl WireKind {
             WireKind::WrongEpoch => "wrong-epoch",
             WireKind::NotOwner => "not-owner",
             WireKind::EpochAhead => "epoch-ahead",
+            WireKind::DiskFull => "disk-full",
         }
     }
 
@@ -38,20 +41,35 @@ impl WireKind {
             "wrong-epoch" => Some(WireKind::WrongEpoch),
             "not-owner" => Some(WireKind::NotOwner),
             "epoch-ahead" => Some(WireKind::EpochAhead),
+            "disk-full" => Some(WireKind::DiskFull),
             _ => None,
         }
     }
+}
+
+/// A status with `code` that carries `kind` in its metadata.
+pub fn kind_status(kind: WireKind, code: Code, message: String) -> Status {
+    let mut st = Status::new(code, message);
+    st.metadata_mut().insert(
+        KIND_KEY,
+        tonic::metadata::MetadataValue::from_static(kind.as_str()),
+    );
+    st
+}
+
+/// The kind a status carries, if any.
+pub fn error_kind(status: &Status) -> Option<WireKind> {
+    WireKind::parse(status.metadata().get(KIND_KEY)?.to_str().ok()?)
 }
 
 /// A status for an epoch error, carrying the server's current epoch.
 pub fn epoch_status(kind: WireKind, current: Epoch, message: String) -> Status {
     let code = match kind {
         WireKind::EpochAhead => Code::Unavailable,
-        WireKind::WrongEpoch | WireKind::NotOwner => Code::FailedPrecondition,
+        _ => Code::FailedPrecondition,
     };
-    let mut st = Status::new(code, message);
+    let mut st = kind_status(kind, code, message);
     let md = st.metadata_mut();
-    md.insert(KIND_KEY, kind.as_str().parse().expect("ascii"));
     md.insert(
         EPOCH_KEY,
         current.0.to_string().parse().expect("digits are ascii"),
@@ -100,5 +118,13 @@ mod tests {
         assert_eq!(st.code(), Code::FailedPrecondition);
         assert_eq!(epoch_error(&st), Some((WireKind::WrongEpoch, Epoch(7))));
         assert_eq!(epoch_error(&Status::internal("x")), None);
+    }
+
+    #[test]
+    fn a_full_disk_is_a_kind_of_its_own() {
+        let st = kind_status(WireKind::DiskFull, Code::ResourceExhausted, "full".into());
+        assert_eq!(error_kind(&st), Some(WireKind::DiskFull));
+        assert_eq!(epoch_error(&st), None);
+        assert_eq!(error_kind(&Status::internal("x")), None);
     }
 }

@@ -11,7 +11,7 @@
 //!   `last_tick`, `prepared` (a tick's writes between prepare and commit),
 //!   and the STI column (see [`crate::column`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use lockstep_proto::convert::{decode_incoming, decode_stored, encode_incoming, encode_stored};
@@ -33,14 +33,8 @@ const META_INCOMING_COUNT: &[u8] = b"incoming_count";
 const META_LAST_TICK: &[u8] = b"last_tick";
 const META_PREPARED: &[u8] = b"prepared";
 
-fn cf_id(cf: Cf) -> u32 {
-    match cf {
-        Cf::Atoms => 0,
-        Cf::Incoming => 1,
-        Cf::Meta => 2,
-    }
-}
-
+/// The family of a planned op in a batch an older release prepared
+/// (0 atoms, 1 incoming, 2 meta).
 fn cf_from_id(id: u32) -> Result<Cf, Error> {
     match id {
         0 => Ok(Cf::Atoms),
@@ -64,6 +58,10 @@ fn load_counts<S: KvStore>(kv: &S) -> Result<Counts, Error> {
         counts.incoming = decode_u64(&v)?;
     }
     Ok(counts)
+}
+
+fn corrupt_prepared(e: lockstep_proto::ProtoError) -> Error {
+    Error::Storage(format!("corrupt prepared batch: {e}"))
 }
 
 fn read_prepared<S: KvStore>(kv: &S) -> Result<Option<pb::PreparedBatch>, Error> {
@@ -148,6 +146,10 @@ pub struct AtomStore<S> {
     /// The committed STI column, if any. Changed only with `counts` held;
     /// readers take the `Arc` and re-check it after reading the chunks.
     column: RwLock<Option<Arc<StiColumn>>>,
+    /// The targets of the incoming-set entries the prepared batch adds:
+    /// atoms a committing tick links to, which a delete must not remove.
+    /// Changed only with `counts` held.
+    linked: Mutex<HashSet<Handle>>,
 }
 
 fn load_column<S: KvStore>(kv: &S) -> Result<Option<Arc<StiColumn>>, Error> {
@@ -168,13 +170,21 @@ impl<S: KvStore> AtomStore<S> {
         if let Some(col) = &column {
             column::upgrade(&kv, col)?;
         }
-        if let Some(p) = read_prepared(&kv)?.and_then(|b| b.column) {
-            column::upgrade(&kv, &StiColumn::try_from(p)?)?;
+        let prepared = read_prepared(&kv)?;
+        let mut linked = HashSet::new();
+        if let Some(b) = prepared {
+            if let Some(p) = b.column {
+                column::upgrade(&kv, &StiColumn::try_from(p)?)?;
+            }
+            for r in b.incoming {
+                linked.insert(IncomingRef::try_from(r).map_err(corrupt_prepared)?.target);
+            }
         }
         Ok(AtomStore {
             kv,
             counts: Mutex::new(counts),
             column: RwLock::new(column),
+            linked: Mutex::new(linked),
         })
     }
 
@@ -432,10 +442,14 @@ impl<S: KvStore> AtomStore<S> {
         read_prepared(&self.kv)
     }
 
-    /// Phase one of a tick's commit: plans the tick's writes against the
-    /// current state and stores them, durably but invisibly, as the
-    /// prepared batch for `tick`. A staged STI column is written in place,
-    /// into the spare buffer (see [`crate::column`]).
+    /// Phase one of a tick's commit: stores the tick's writes, durably but
+    /// invisibly, as the prepared batch for `tick`. They are stored as
+    /// operations (the atoms to upsert and the incoming-set entries to add),
+    /// and [`AtomStore::commit`] plans them against the store as it is
+    /// then, so that a client write acknowledged in between is kept and
+    /// counted. The outcome returned is planned against the store as it is
+    /// now. A staged STI column is written in place, into the spare buffer
+    /// (see [`crate::column`]).
     pub fn prepare(
         &self,
         tick: u64,
@@ -446,15 +460,10 @@ impl<S: KvStore> AtomStore<S> {
         use prost::Message;
         let counts = self.counts.lock();
         let other_column = column.is_some_and(|w| self.column().is_some_and(|c| c.id != w.id));
-        if !atoms.is_empty() || other_column {
+        if other_column {
             self.fold(&counts)?;
         }
-        let (mut ops, _, out) = self.plan(&counts, atoms, incoming)?;
-        ops.push(WriteOp::Put(
-            Cf::Meta,
-            META_LAST_TICK.to_vec(),
-            tick.to_le_bytes().to_vec(),
-        ));
+        let (_, _, out) = self.plan(&counts, atoms, incoming)?;
         let mut writes = Vec::new();
         let pointer = column.map(|w| {
             let current = self.column().filter(|c| c.id == w.id);
@@ -469,23 +478,9 @@ impl<S: KvStore> AtomStore<S> {
         let batch = pb::PreparedBatch {
             tick,
             column: pointer,
-            ops: ops
-                .into_iter()
-                .map(|op| match op {
-                    WriteOp::Put(cf, key, value) => pb::PreparedOp {
-                        cf: cf_id(cf),
-                        key,
-                        value,
-                        delete: false,
-                    },
-                    WriteOp::Delete(cf, key) => pb::PreparedOp {
-                        cf: cf_id(cf),
-                        key,
-                        value: Vec::new(),
-                        delete: true,
-                    },
-                })
-                .collect(),
+            ops: Vec::new(),
+            atoms: atoms.iter().map(Into::into).collect(),
+            incoming: incoming.iter().map(Into::into).collect(),
         };
         writes.push(WriteOp::Put(
             Cf::Meta,
@@ -493,12 +488,14 @@ impl<S: KvStore> AtomStore<S> {
             batch.encode_to_vec(),
         ));
         self.kv.write(writes)?;
+        *self.linked.lock() = incoming.iter().map(|r| r.target).collect();
         Ok(out)
     }
 
-    /// Phase two: applies the prepared batch of `tick` in one write that also
-    /// records `tick` as the last committed. Idempotent: a tick already
-    /// committed is a no-op.
+    /// Phase two: plans the prepared batch of `tick` against the current
+    /// state and applies it in one write that also records `tick` as the
+    /// last committed, all under the writers' lock. Idempotent: a tick
+    /// already committed is a no-op.
     pub fn commit(&self, tick: u64) -> Result<(), Error> {
         use prost::Message;
         let mut counts = self.counts.lock();
@@ -509,7 +506,34 @@ impl<S: KvStore> AtomStore<S> {
             .read_prepared()?
             .filter(|b| b.tick == tick)
             .ok_or_else(|| Error::Storage(format!("no prepared batch for tick {tick}")))?;
-        let mut ops = Vec::with_capacity(batch.ops.len() + 1);
+        let atoms = batch
+            .atoms
+            .into_iter()
+            .map(FlatAtom::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(corrupt_prepared)?;
+        let incoming = batch
+            .incoming
+            .into_iter()
+            .map(IncomingRef::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(corrupt_prepared)?;
+        let pointer = batch.column.map(StiColumn::try_from).transpose()?;
+        // Records are about to be rewritten: the committed column's values
+        // go into them first, as for any put. So does a column that the
+        // new pointer replaces.
+        if !atoms.is_empty()
+            || pointer
+                .as_ref()
+                .is_some_and(|p| self.column().is_some_and(|c| c.id != p.id))
+        {
+            self.fold(&counts)?;
+        }
+        let (mut ops, mut next, _) = self.plan(&counts, &atoms, &incoming)?;
+        // A batch prepared by an older release holds planned writes and
+        // absolute counters: they are applied as they are, and the
+        // counters read back.
+        let legacy = !batch.ops.is_empty();
         for op in batch.ops {
             let cf = cf_from_id(op.cf)?;
             ops.push(if op.delete {
@@ -518,11 +542,12 @@ impl<S: KvStore> AtomStore<S> {
                 WriteOp::Put(cf, op.key, op.value)
             });
         }
-        let pointer = batch.column.map(StiColumn::try_from).transpose()?;
+        ops.push(WriteOp::Put(
+            Cf::Meta,
+            META_LAST_TICK.to_vec(),
+            tick.to_le_bytes().to_vec(),
+        ));
         if let Some(p) = &pointer {
-            if self.column().is_some_and(|c| c.id != p.id) {
-                self.fold(&counts)?;
-            }
             ops.push(WriteOp::Put(
                 Cf::Meta,
                 column::POINTER.to_vec(),
@@ -531,7 +556,11 @@ impl<S: KvStore> AtomStore<S> {
         }
         ops.push(WriteOp::Delete(Cf::Meta, META_PREPARED.to_vec()));
         self.kv.write(ops)?;
-        *counts = load_counts(&self.kv)?;
+        if legacy {
+            next = load_counts(&self.kv)?;
+        }
+        *counts = next;
+        self.linked.lock().clear();
         if let Some(p) = pointer {
             *self.column.write() = Some(Arc::new(p));
         }
@@ -552,6 +581,7 @@ impl<S: KvStore> AtomStore<S> {
             column::delete_ops(p.id, p.len, &mut ops);
         }
         self.kv.write(ops)?;
+        self.linked.lock().clear();
         // The value buffers go with the last column that names them.
         if orphan.is_some() && current.is_none() {
             column::remove_values(&self.kv)?;
@@ -646,9 +676,18 @@ impl<S: KvStore> AtomStore<S> {
         // A deleted atom must not keep a column value a later re-creation
         // would inherit.
         self.fold(&counts)?;
-        for &h in handles {
-            if self.has_incoming(h)? {
-                return Err(Error::HasIncoming(h));
+        {
+            // A link the prepared batch adds is not in the incoming family
+            // yet, but it will be at the commit: deleting its target now
+            // would leave that link pointing at nothing.
+            let linked = self.linked.lock();
+            for &h in handles {
+                if self.has_incoming(h)? {
+                    return Err(Error::HasIncoming(h));
+                }
+                if linked.contains(&h) {
+                    return Err(Error::LinkedByTick(h));
+                }
             }
         }
         let mut next = counts.clone();
@@ -834,6 +873,100 @@ mod tests {
         s.resolve_prepared(2).unwrap();
         assert_eq!(s.last_tick().unwrap(), 2);
         assert_eq!(s.counts().atoms(), 3);
+    }
+
+    /// The counters as a scan of the store finds them.
+    fn scanned<S: KvStore>(s: &AtomStore<S>) -> Counts {
+        let mut c = Counts::default();
+        for ty in lockstep_proto::model::ATOM_TYPES {
+            let n = s
+                .scan_type_handles(ty, None, usize::MAX - 1)
+                .unwrap()
+                .0
+                .len() as u64;
+            if n > 0 {
+                c.by_type.insert(ty.id, n);
+            }
+        }
+        c.incoming = s
+            .kv()
+            .scan(Cf::Incoming, &[], None, usize::MAX)
+            .unwrap()
+            .len() as u64;
+        c
+    }
+
+    #[test]
+    fn client_writes_between_prepare_and_commit_are_kept_and_counted() {
+        let kv = Arc::new(MemStore::default());
+        let s = AtomStore::open(kv.clone()).unwrap();
+        let (a, b) = (concept("a"), concept("b"));
+        s.put(&[a.clone()], &[]).unwrap();
+        // The tick upserts a (no values), creates b and a link a -> b.
+        let l = inheritance(a.handle, b.handle);
+        s.prepare(1, &[a.clone(), b.clone(), l.clone()], &refs_for(&l), None)
+            .unwrap();
+
+        // Between prepare and commit a client writes a's attention value,
+        // creates b itself (which the tick also creates) and an atom of
+        // its own, and deletes an unlinked one.
+        let mut a_av = concept("a");
+        a_av.av = Some(lockstep_proto::AttentionValue::new(7.0, 1.0).unwrap());
+        let mut b_tv = concept("b");
+        b_tv.tv = Some(TruthValue::new(0.25, 0.5).unwrap());
+        let c = concept("c");
+        s.put(&[a_av, b_tv, c.clone()], &[]).unwrap();
+        s.delete(&[c.handle]).unwrap();
+
+        s.commit(1).unwrap();
+        let got = s.get(&[a.handle, b.handle, c.handle]).unwrap();
+        assert_eq!(
+            got[0].as_ref().unwrap().av.sti,
+            7.0,
+            "a's AV was overwritten"
+        );
+        assert_eq!(
+            got[1].as_ref().unwrap().tv.strength,
+            0.25,
+            "b's TV was overwritten"
+        );
+        assert!(got[2].is_none());
+        assert_eq!(s.counts().atoms(), 3);
+        assert_eq!(s.counts(), scanned(&s));
+        // The counters on disk agree too.
+        assert_eq!(AtomStore::open(kv).unwrap().counts(), scanned(&s));
+    }
+
+    #[test]
+    fn a_target_a_prepared_tick_links_to_cannot_be_deleted() {
+        let kv = Arc::new(MemStore::default());
+        let s = AtomStore::open(kv.clone()).unwrap();
+        let (a, b) = (concept("a"), concept("b"));
+        s.put(&[a.clone(), b.clone()], &[]).unwrap();
+        // This shard holds a and b; the link itself lives elsewhere, so
+        // only its incoming-set entries are prepared here.
+        let l = inheritance(a.handle, b.handle);
+        s.prepare(1, &[], &refs_for(&l), None).unwrap();
+        assert!(matches!(
+            s.delete(&[b.handle]),
+            Err(Error::LinkedByTick(h)) if h == b.handle
+        ));
+        // Still refused after a restart with the batch prepared.
+        let s = AtomStore::open(kv.clone()).unwrap();
+        assert!(matches!(s.delete(&[a.handle]), Err(Error::LinkedByTick(_))));
+        s.commit(1).unwrap();
+        assert!(matches!(s.delete(&[a.handle]), Err(Error::HasIncoming(_))));
+        assert_eq!(s.counts(), scanned(&s));
+
+        // A dropped batch no longer protects anything.
+        let c = concept("c");
+        s.put(&[c.clone()], &[]).unwrap();
+        let l2 = inheritance(c.handle, a.handle);
+        s.prepare(2, &[], &refs_for(&l2)[..1], None).unwrap();
+        assert!(matches!(s.delete(&[c.handle]), Err(Error::LinkedByTick(_))));
+        s.discard_prepared().unwrap();
+        assert_eq!(s.delete(&[c.handle]).unwrap().len(), 1);
+        assert_eq!(s.counts(), scanned(&s));
     }
 
     fn sti<S: KvStore>(s: &AtomStore<S>, h: Handle) -> f64 {

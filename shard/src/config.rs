@@ -23,6 +23,16 @@ pub const DEFAULT_REGISTER_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_HTTP2_WINDOW_MB: u32 = 16;
 /// Default largest HTTP/2 frame the shard's server accepts, in KiB.
 pub const DEFAULT_HTTP2_FRAME_KB: u32 = 1024;
+/// Default largest `ingest --generate` count a shard accepts.
+pub const DEFAULT_MAX_GENERATE: u64 = 20_000_000;
+/// Default most bytes of an input file one tick may read, in MiB.
+pub const DEFAULT_MAX_TICK_READ_MB: u64 = 256;
+/// Default deepest nesting of atoms the readers accept.
+pub const DEFAULT_MAX_INPUT_DEPTH: usize = lockstep_proto::input::DEFAULT_MAX_DEPTH;
+/// Default most bytes of undelivered tick messages a shard holds, in MiB.
+pub const DEFAULT_MAX_INBOX_MB: u64 = 1024;
+/// Default largest page a scan or incoming-set read may ask for.
+pub const DEFAULT_MAX_SCAN_PAGE: usize = 10_000;
 
 /// How a shard runs. Every field has a documented default (see the README's
 /// configuration reference).
@@ -56,9 +66,36 @@ pub struct ShardConfig {
     pub http2_window_mb: u32,
     /// Largest HTTP/2 frame the shard's server accepts, in KiB.
     pub http2_frame_kb: u32,
+    /// A file holding the cluster token: every call this shard takes must
+    /// carry it, and every call it makes does.
+    pub token_file: Option<PathBuf>,
+    /// The cluster token itself, from `LOCKSTEP_TOKEN`; never read from
+    /// the TOML file.
+    #[serde(skip)]
+    pub token: Option<String>,
+    /// The only folder from which jobs may read files on this host
+    /// (`ingest --file`, `tfidf --docs`). Unset (the default): they are
+    /// refused.
+    pub import_dir: Option<PathBuf>,
+    /// The largest `ingest --generate` count accepted.
+    pub max_generate: u64,
+    /// The most bytes of an input file one ingest tick (or one tf-idf
+    /// document) may read, in MiB.
+    pub max_tick_read_mb: u64,
+    /// The deepest nesting of atoms an input file may have.
+    pub max_input_depth: usize,
+    /// The most bytes of tick messages from other shards held for the next
+    /// phase, in MiB; a Deliver past it is refused.
+    pub max_inbox_mb: u64,
+    /// The largest page a scan or incoming-set read may ask for.
+    pub max_scan_page: usize,
     /// Fault injection for tests: sleep this long at the start of every
     /// tick phase but commit. 0 (the default) disables it.
     pub fault_phase_delay_ms: u64,
+    /// Fault injection for tests: sleep this long at the start of every
+    /// commit phase, widening the window between prepare and commit. 0
+    /// (the default) disables it.
+    pub fault_commit_delay_ms: u64,
 }
 
 impl Default for ShardConfig {
@@ -76,7 +113,16 @@ impl Default for ShardConfig {
             register_timeout_ms: DEFAULT_REGISTER_TIMEOUT_MS,
             http2_window_mb: DEFAULT_HTTP2_WINDOW_MB,
             http2_frame_kb: DEFAULT_HTTP2_FRAME_KB,
+            token_file: None,
+            token: None,
+            import_dir: None,
+            max_generate: DEFAULT_MAX_GENERATE,
+            max_tick_read_mb: DEFAULT_MAX_TICK_READ_MB,
+            max_input_depth: DEFAULT_MAX_INPUT_DEPTH,
+            max_inbox_mb: DEFAULT_MAX_INBOX_MB,
+            max_scan_page: DEFAULT_MAX_SCAN_PAGE,
             fault_phase_delay_ms: 0,
+            fault_commit_delay_ms: 0,
         }
     }
 }
@@ -113,12 +159,63 @@ impl ShardConfig {
         if self.coordinator.is_empty() {
             return Err(Error::Config("coordinator address is empty".into()));
         }
+        for (name, v) in [
+            ("max_generate", self.max_generate),
+            ("max_tick_read_mb", self.max_tick_read_mb),
+            ("max_input_depth", self.max_input_depth as u64),
+            ("max_inbox_mb", self.max_inbox_mb),
+            ("max_scan_page", self.max_scan_page as u64),
+        ] {
+            if v == 0 {
+                return Err(Error::Config(format!("{name} must be > 0")));
+            }
+        }
+        if let Some(dir) = &self.import_dir
+            && !dir.is_dir()
+        {
+            return Err(Error::Config(format!(
+                "import_dir {} is not a folder",
+                dir.display()
+            )));
+        }
         Ok(self)
+    }
+
+    /// The cluster token: `token` if set, else the contents of
+    /// `token_file`, else none.
+    pub fn token(&self) -> Result<lockstep_proto::auth::Token, Error> {
+        read_token(self.token.as_deref(), self.token_file.as_deref())
+    }
+
+    /// The limits jobs read their inputs under.
+    pub fn input_limits(&self) -> crate::tick::InputLimits {
+        crate::tick::InputLimits {
+            import_dir: self.import_dir.clone(),
+            max_generate: self.max_generate,
+            max_read_bytes: self.max_tick_read_mb.saturating_mul(1 << 20),
+            max_depth: self.max_input_depth,
+        }
     }
 
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval_ms)
     }
+}
+
+/// The cluster token from a value or a file (see [`ShardConfig::token`]).
+pub fn read_token(
+    value: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<lockstep_proto::auth::Token, Error> {
+    use lockstep_proto::auth::Token;
+    let secret = match (value, file) {
+        (Some(v), _) => v.to_string(),
+        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| {
+            Error::Config(format!("cannot read the token file {}: {e}", f.display()))
+        })?,
+        (None, None) => return Ok(Token::none()),
+    };
+    Token::new(&secret).map_err(|e| Error::Config(e.to_string()))
 }
 
 #[cfg(test)]

@@ -1,8 +1,8 @@
 //! The shard crate's error enum and its one mapping to a gRPC `Status`.
 
-use lockstep_proto::wire_error::{WireKind, epoch_status, peer_status};
+use lockstep_proto::wire_error::{WireKind, epoch_status, kind_status, peer_status};
 use lockstep_proto::{Epoch, Handle, ProtoError, ShardId};
-use tonic::Status;
+use tonic::{Code, Status};
 
 /// Everything that can go wrong in a shard.
 #[derive(Debug, thiserror::Error)]
@@ -26,12 +26,26 @@ pub enum Error {
         "atom {0} has a non-empty incoming set; delete recursively to remove it with its links"
     )]
     HasIncoming(Handle),
+    #[error(
+        "atom {0} is linked by a tick being committed; retry the delete once the tick has committed"
+    )]
+    LinkedByTick(Handle),
     #[error("data folder {path} is in use by another shard process (RocksDB lock held)")]
     Locked { path: String },
     #[error(
         "data folder belongs to cluster {stored}, but the coordinator runs cluster {coordinator}"
     )]
     WrongCluster { stored: String, coordinator: String },
+    #[error("{what} exceeds {limit} = {max}")]
+    OverLimit {
+        what: String,
+        limit: &'static str,
+        max: u64,
+    },
+    #[error("{0}")]
+    Import(String),
+    #[error("disk full: {0}")]
+    DiskFull(String),
     #[error("storage error: {0}")]
     Storage(String),
     #[error("coordinator {addr} unreachable: {reason}")]
@@ -67,6 +81,7 @@ impl Error {
                 | Error::Fenced { .. }
                 | Error::Coordinator { .. }
                 | Error::Peer { .. }
+                | Error::LinkedByTick(_)
         )
     }
 }
@@ -75,15 +90,25 @@ impl From<Error> for Status {
     fn from(e: Error) -> Status {
         let msg = e.to_string();
         match e {
-            Error::Invalid(_) | Error::BatchTooLarge { .. } => Status::invalid_argument(msg),
+            Error::Invalid(_)
+            | Error::BatchTooLarge { .. }
+            | Error::OverLimit { .. }
+            | Error::Import(_) => Status::invalid_argument(msg),
+            Error::DiskFull(_) => kind_status(WireKind::DiskFull, Code::ResourceExhausted, msg),
+            Error::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => kind_status(
+                WireKind::DiskFull,
+                Code::ResourceExhausted,
+                format!("disk full: {e}"),
+            ),
             Error::WrongEpoch { current, .. } => epoch_status(WireKind::WrongEpoch, current, msg),
             Error::EpochAhead { current, .. } => epoch_status(WireKind::EpochAhead, current, msg),
             Error::NotOwner { epoch, .. } => epoch_status(WireKind::NotOwner, epoch, msg),
             Error::HasIncoming(_) => Status::failed_precondition(msg),
             Error::Peer { addr, .. } => peer_status(&addr, msg),
-            Error::NotReady | Error::Fenced { .. } | Error::Coordinator { .. } => {
-                Status::unavailable(msg)
-            }
+            Error::NotReady
+            | Error::Fenced { .. }
+            | Error::Coordinator { .. }
+            | Error::LinkedByTick(_) => Status::unavailable(msg),
             Error::Locked { .. }
             | Error::WrongCluster { .. }
             | Error::Storage(_)
@@ -95,6 +120,14 @@ impl From<Error> for Status {
 
 impl From<rocksdb::Error> for Error {
     fn from(e: rocksdb::Error) -> Error {
-        Error::Storage(e.into_string())
+        let msg = e.into_string();
+        // RocksDB reports ENOSPC as an IO error whose text carries the
+        // system's message; it is the one storage error an operator can
+        // fix by hand, so it gets a kind of its own.
+        if msg.contains("No space left on device") {
+            Error::DiskFull(msg)
+        } else {
+            Error::Storage(msg)
+        }
     }
 }

@@ -6,6 +6,8 @@
 //! - [`atoms`]: atom semantics over a key-value store.
 //! - [`column`]: the STI column, a workload's per-vertex values committed
 //!   as chunked arrays.
+//! - [`import`]: the operator's import folder, the only place jobs read
+//!   host files from.
 //! - [`routing`]: the shard's ring and the epoch/ownership checks.
 //! - [`service`]: the gRPC data service.
 //! - [`tick`]: the tick engine: phases, messages between shards, staged
@@ -19,6 +21,7 @@
 pub mod atoms;
 pub mod column;
 pub mod config;
+pub mod import;
 pub mod membership;
 pub mod routing;
 pub mod service;
@@ -33,6 +36,7 @@ use std::sync::Arc;
 use lockstep_proto::pb::shard_server::ShardServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tracing::info;
 
@@ -52,6 +56,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let config = config.validate()?;
+    let token = config.token()?;
     let bound = listener.local_addr()?;
     let address = match &config.advertise {
         Some(a) => a.clone(),
@@ -75,21 +80,66 @@ pub async fn run(
     )?;
     let store = Arc::new(AtomStore::open(rocks)?);
 
-    // 2. Identity and the first topology.
-    let mut coord = membership::coordinator_channel(&config.coordinator)?;
-    let reg = membership::register(
+    // 2. Serve, before registering: the coordinator admits a shard only
+    // once its health service answers at the address it registers. Until
+    // then the health service says NOT_SERVING and every data call is
+    // `UNAVAILABLE: not registered yet`.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_not_serving::<ShardServer<service::ShardService<RocksStore>>>()
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    let ready = Arc::new(std::sync::OnceLock::new());
+    let svc = service::ShardService::new(
+        store.clone(),
+        ready.clone(),
+        config.max_batch,
+        config.max_scan_page,
+    );
+    let window = config.http2_window_mb << 20;
+    let served = tonic::transport::Server::builder()
+        .initial_stream_window_size(window)
+        .initial_connection_window_size(2 * window)
+        .max_frame_size(config.http2_frame_kb << 10)
+        .add_service(health_service)
+        .add_service(InterceptedService::new(
+            ShardServer::new(svc)
+                .max_decoding_message_size(256 << 20)
+                .max_encoding_message_size(256 << 20),
+            token.guard(),
+        ))
+        .serve_with_incoming_shutdown(
+            // Without TCP_NODELAY a response written in more than one
+            // segment waits for the peer's delayed ACK: 40 ms stalls.
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        );
+    tokio::pin!(served);
+
+    // 3. Identity and the first topology.
+    let mut coord = membership::coordinator_channel(&config.coordinator, &token)?;
+    let registering = membership::register(
         &mut coord,
         &store,
         &address,
         config.weight,
         std::time::Duration::from_millis(config.register_timeout_ms),
         &config.coordinator,
-    )
-    .await?;
+    );
+    let reg = tokio::select! {
+        r = registering => r?,
+        r = &mut served => {
+            r.map_err(|e| Error::Storage(format!("server failed: {e}")))?;
+            info!("shut down before registering");
+            return Ok(());
+        }
+    };
     info!(shard = %reg.id, %address, epoch = %reg.topology.epoch, "registered");
     let (routing_tx, routing_rx) = watch::channel(Arc::new(Routing::new(reg.topology)?));
 
-    // 3. Background loops, stopped through `stop`.
+    // 4. Background loops, stopped through `stop`.
     let (stop_tx, stop_rx) = watch::channel(false);
     let watcher = tokio::spawn(membership::watch_topology(
         coord.clone(),
@@ -97,7 +147,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
     let beats = tokio::spawn(membership::heartbeat_loop(
-        coord,
+        coord.clone(),
         reg.id,
         store.clone(),
         routing_rx.clone(),
@@ -106,40 +156,40 @@ pub async fn run(
         stop_rx,
     ));
 
-    // 4. Serve.
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<ShardServer<service::ShardService<RocksStore>>>()
-        .await;
+    // 5. Ready: data calls and ticks are served from here on.
     let view = RoutingView::new(reg.id, routing_rx, reg.lease);
     let engine = Arc::new(tick::TickEngine::new(
         store.clone(),
         view.clone(),
         tick::Faults {
             phase_delay: std::time::Duration::from_millis(config.fault_phase_delay_ms),
+            commit_delay: std::time::Duration::from_millis(config.fault_commit_delay_ms),
         },
+        config.input_limits(),
+        config.max_inbox_mb.saturating_mul(1 << 20) as usize,
+        token.clone(),
     ));
-    let svc = service::ShardService::new(store.clone(), view, engine, config.max_batch);
-    let window = config.http2_window_mb << 20;
-    let served = tonic::transport::Server::builder()
-        .initial_stream_window_size(window)
-        .initial_connection_window_size(2 * window)
-        .max_frame_size(config.http2_frame_kb << 10)
-        .add_service(health_service)
-        .add_service(
-            ShardServer::new(svc)
-                .max_decoding_message_size(256 << 20)
-                .max_encoding_message_size(256 << 20),
-        )
-        .serve_with_incoming_shutdown(
-            // Without TCP_NODELAY a response written in more than one
-            // segment waits for the peer's delayed ACK: 40 ms stalls.
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+    let has_atoms = store.counts().atoms() > 0;
+    let gate = membership::DataGate::new(reg.id, &config.coordinator, coord, has_atoms);
+    if ready
+        .set(service::Ready {
+            routing: view,
+            engine,
+            gate,
+        })
+        .is_err()
+    {
+        return Err(Error::Storage("shard service made ready twice".into()));
+    }
+    health
+        .set_serving::<ShardServer<service::ShardService<RocksStore>>>()
         .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
+    let served = served.await;
 
-    // 5. Drain: stop the loops, then make everything durable.
+    // 6. Drain: stop the loops, then make everything durable.
     let _ = stop_tx.send(true);
     let _ = watcher.await;
     let _ = beats.await;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lockstep_proto::auth::{Authed, Token, authed};
 use lockstep_proto::pb::{self, coordinator_client::CoordinatorClient};
 use lockstep_proto::{ShardId, Topology};
 use tokio::sync::watch;
@@ -91,7 +92,7 @@ pub async fn advertise_address(
 }
 
 /// Opens a lazy channel to the coordinator.
-pub fn coordinator_channel(addr: &str) -> Result<CoordinatorClient<Channel>, Error> {
+pub fn coordinator_channel(addr: &str, token: &Token) -> Result<CoordinatorClient<Authed>, Error> {
     let endpoint = Channel::from_shared(format!("http://{addr}"))
         .map_err(|e| Error::Config(format!("bad coordinator address {addr:?}: {e}")))?
         .connect_timeout(Duration::from_secs(2))
@@ -100,7 +101,10 @@ pub fn coordinator_channel(addr: &str) -> Result<CoordinatorClient<Channel>, Err
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(2))
         .keep_alive_while_idle(true);
-    Ok(CoordinatorClient::new(endpoint.connect_lazy()))
+    Ok(CoordinatorClient::new(authed(
+        endpoint.connect_lazy(),
+        token,
+    )))
 }
 
 /// What registration returned.
@@ -115,7 +119,7 @@ pub struct Registered {
 /// Registers, retrying while the coordinator is unreachable, until
 /// `deadline`. Stores the identity on first registration.
 pub async fn register<S: KvStore>(
-    client: &mut CoordinatorClient<Channel>,
+    client: &mut CoordinatorClient<Authed>,
     store: &AtomStore<S>,
     address: &str,
     weight: f64,
@@ -183,10 +187,73 @@ pub async fn register<S: KvStore>(
     }
 }
 
+/// The gate every client write passes before its shard accepts it: the
+/// coordinator must have recorded that the cluster holds data, and this
+/// shard's ring must be at the epoch it was recorded under. Joins are then
+/// decided from the coordinator's own record, not from heartbeats: a shard
+/// that registers afterwards is Joining, and a write routed on a ring from
+/// before a join that made it in time is refused as stale.
+#[derive(Clone)]
+pub struct DataGate {
+    me: ShardId,
+    coordinator: String,
+    client: CoordinatorClient<Authed>,
+    declared: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl DataGate {
+    /// `declared`: already known to hold data (this shard has atoms, which
+    /// its registration reported).
+    pub fn new(
+        me: ShardId,
+        coordinator: &str,
+        client: CoordinatorClient<Authed>,
+        declared: bool,
+    ) -> DataGate {
+        DataGate {
+            me,
+            coordinator: coordinator.to_string(),
+            client,
+            declared: Arc::new(std::sync::atomic::AtomicBool::new(declared)),
+        }
+    }
+
+    /// Ok once the cluster is recorded as holding data and `routing` has
+    /// caught up with the epoch it was recorded at. One coordinator call
+    /// per shard process, on its first write.
+    pub async fn ensure(&self, routing: &crate::routing::RoutingView) -> Result<(), Error> {
+        use std::sync::atomic::Ordering;
+        if self.declared.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let resp = self
+            .client
+            .clone()
+            .declare_data(pb::DeclareDataRequest {
+                shard_id: self.me.0,
+            })
+            .await
+            .map_err(|st| Error::Coordinator {
+                addr: self.coordinator.clone(),
+                reason: st.message().to_string(),
+            })?;
+        match routing
+            .at(lockstep_proto::Epoch(resp.into_inner().epoch))
+            .await
+        {
+            // Already past that epoch is as good.
+            Ok(_) | Err(Error::WrongEpoch { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        self.declared.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
 /// Sends a heartbeat every `interval` until `stop` flips, renewing `lease`
 /// with each one the coordinator acknowledges.
 pub async fn heartbeat_loop<S: KvStore>(
-    mut client: CoordinatorClient<Channel>,
+    mut client: CoordinatorClient<Authed>,
     id: ShardId,
     store: Arc<AtomStore<S>>,
     routing: watch::Receiver<Arc<Routing>>,
@@ -224,7 +291,7 @@ pub async fn heartbeat_loop<S: KvStore>(
 /// Follows the coordinator's topology stream, reconnecting with backoff,
 /// and publishes each topology to `tx`.
 pub async fn watch_topology(
-    mut client: CoordinatorClient<Channel>,
+    mut client: CoordinatorClient<Authed>,
     tx: watch::Sender<Arc<Routing>>,
     mut stop: watch::Receiver<bool>,
 ) {

@@ -1,7 +1,7 @@
 //! The gRPC data service: validation, epoch and ownership checks, then the
 //! atom store on a blocking thread.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use lockstep_proto::convert::handles_from_pb;
 use lockstep_proto::pb::{self, shard_server::Shard};
@@ -10,36 +10,49 @@ use tonic::{Request, Response, Status};
 
 use crate::Error;
 use crate::atoms::AtomStore;
+use crate::membership::DataGate;
 use crate::routing::RoutingView;
 use crate::store::KvStore;
 use crate::tick::TickEngine;
 
-/// The largest page a scan or incoming-set read returns.
-const MAX_PAGE: usize = 10_000;
 /// The page size when the request says 0.
 const DEFAULT_PAGE: usize = 1_000;
 
-/// The Shard service over an atom store.
+/// What the service needs once the shard is registered.
+pub struct Ready<S> {
+    pub routing: RoutingView,
+    pub engine: Arc<TickEngine<S>>,
+    pub gate: DataGate,
+}
+
+/// The Shard service over an atom store. It serves from before
+/// registration (so the coordinator can reach the shard's health service
+/// at the address it registers), answering `UNAVAILABLE: not registered
+/// yet` until [`Ready`] is set.
 pub struct ShardService<S> {
     store: Arc<AtomStore<S>>,
-    routing: RoutingView,
-    engine: Arc<TickEngine<S>>,
+    ready: Arc<OnceLock<Ready<S>>>,
     max_batch: usize,
+    max_page: usize,
 }
 
 impl<S: KvStore> ShardService<S> {
     pub fn new(
         store: Arc<AtomStore<S>>,
-        routing: RoutingView,
-        engine: Arc<TickEngine<S>>,
+        ready: Arc<OnceLock<Ready<S>>>,
         max_batch: usize,
+        max_page: usize,
     ) -> Self {
         ShardService {
             store,
-            routing,
-            engine,
+            ready,
             max_batch,
+            max_page,
         }
+    }
+
+    fn ready(&self) -> Result<&Ready<S>, Error> {
+        self.ready.get().ok_or(Error::NotReady)
     }
 
     fn check_len(&self, len: usize) -> Result<(), Error> {
@@ -52,6 +65,20 @@ impl<S: KvStore> ShardService<S> {
         Ok(())
     }
 
+    /// A page size: 0 asks for the default, and more than the configured
+    /// maximum is refused, naming the limit.
+    fn page_limit(&self, limit: u32) -> Result<usize, Error> {
+        match limit as usize {
+            0 => Ok(DEFAULT_PAGE.min(self.max_page)),
+            n if n > self.max_page => Err(Error::OverLimit {
+                what: format!("a page of {n}"),
+                limit: "max_scan_page",
+                max: self.max_page as u64,
+            }),
+            n => Ok(n),
+        }
+    }
+
     /// Runs a store call on the blocking pool.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -61,13 +88,6 @@ impl<S: KvStore> ShardService<S> {
         tokio::task::spawn_blocking(move || f(&store))
             .await
             .map_err(|e| Error::Storage(format!("store task failed: {e}")))?
-    }
-}
-
-fn page_limit(limit: u32) -> usize {
-    match limit as usize {
-        0 => DEFAULT_PAGE,
-        n => n.min(MAX_PAGE),
     }
 }
 
@@ -101,8 +121,12 @@ impl<S: KvStore> Shard for ShardService<S> {
             .map(IncomingRef::try_from)
             .collect::<Result<Vec<_>, ProtoError>>()
             .map_err(Error::from)?;
-        let routing = self.routing.at(Epoch(req.epoch)).await?;
-        self.routing.check_owned(
+        let r = self.ready()?;
+        // The cluster is recorded as holding data before this shard's
+        // first write is acknowledged.
+        r.gate.ensure(&r.routing).await?;
+        let routing = r.routing.at(Epoch(req.epoch)).await?;
+        r.routing.check_owned(
             &routing,
             atoms
                 .iter()
@@ -124,9 +148,9 @@ impl<S: KvStore> Shard for ShardService<S> {
         let req = req.into_inner();
         self.check_len(req.handles.len())?;
         let handles = handles_from_pb(&req.handles).map_err(Error::from)?;
-        let routing = self.routing.at(Epoch(req.epoch)).await?;
-        self.routing
-            .check_owned(&routing, handles.iter().copied())?;
+        let r = self.ready()?;
+        let routing = r.routing.at(Epoch(req.epoch)).await?;
+        r.routing.check_owned(&routing, handles.iter().copied())?;
         let recs = self.blocking(move |s| s.get(&handles)).await?;
         Ok(Response::new(pb::GetAtomsResponse {
             atoms: recs
@@ -145,9 +169,9 @@ impl<S: KvStore> Shard for ShardService<S> {
         let req = req.into_inner();
         self.check_len(req.handles.len())?;
         let handles = handles_from_pb(&req.handles).map_err(Error::from)?;
-        let routing = self.routing.at(Epoch(req.epoch)).await?;
-        self.routing
-            .check_owned(&routing, handles.iter().copied())?;
+        let r = self.ready()?;
+        let routing = r.routing.at(Epoch(req.epoch)).await?;
+        r.routing.check_owned(&routing, handles.iter().copied())?;
         let deleted = self.blocking(move |s| s.delete(&handles)).await?;
         Ok(Response::new(pb::DeleteAtomsResponse {
             deleted: deleted.iter().map(Into::into).collect(),
@@ -166,8 +190,9 @@ impl<S: KvStore> Shard for ShardService<S> {
             .map(IncomingRef::try_from)
             .collect::<Result<Vec<_>, ProtoError>>()
             .map_err(Error::from)?;
-        let routing = self.routing.at(Epoch(req.epoch)).await?;
-        self.routing
+        let r = self.ready()?;
+        let routing = r.routing.at(Epoch(req.epoch)).await?;
+        r.routing
             .check_owned(&routing, refs.iter().map(|r| r.target))?;
         let removed = self.blocking(move |s| s.remove_incoming(&refs)).await?;
         Ok(Response::new(pb::RemoveIncomingResponse { removed }))
@@ -180,9 +205,10 @@ impl<S: KvStore> Shard for ShardService<S> {
         let req = req.into_inner();
         let target = Handle::from_slice(&req.target).map_err(Error::from)?;
         let after = cursor(&req.after)?;
-        let limit = page_limit(req.limit);
-        let routing = self.routing.at(Epoch(req.epoch)).await?;
-        self.routing.check_owned(&routing, [target])?;
+        let limit = self.page_limit(req.limit)?;
+        let r = self.ready()?;
+        let routing = r.routing.at(Epoch(req.epoch)).await?;
+        r.routing.check_owned(&routing, [target])?;
         let (refs, more) = self
             .blocking(move |s| s.incoming(target, after, limit))
             .await?;
@@ -199,10 +225,10 @@ impl<S: KvStore> Shard for ShardService<S> {
         let req = req.into_inner();
         let ty = AtomType::by_name(&req.r#type).map_err(Error::from)?;
         let after = cursor(&req.after)?;
-        let limit = page_limit(req.limit);
+        let limit = self.page_limit(req.limit)?;
         // A scan reads whatever this shard holds; the epoch still has to be
         // current so that the caller's view of "all shards" is complete.
-        self.routing.at(Epoch(req.epoch)).await?;
+        self.ready()?.routing.at(Epoch(req.epoch)).await?;
         let (recs, more) = self
             .blocking(move |s| s.scan_type(ty, after, limit))
             .await?;
@@ -217,7 +243,7 @@ impl<S: KvStore> Shard for ShardService<S> {
         req: Request<pb::StartPhaseRequest>,
     ) -> Result<Response<pb::PhaseDone>, Status> {
         Ok(Response::new(
-            self.engine.start_phase(req.into_inner()).await?,
+            self.ready()?.engine.start_phase(req.into_inner()).await?,
         ))
     }
 
@@ -225,7 +251,7 @@ impl<S: KvStore> Shard for ShardService<S> {
         &self,
         req: Request<pb::AbortTickRequest>,
     ) -> Result<Response<pb::AbortTickResponse>, Status> {
-        self.engine.abort(req.into_inner()).await?;
+        self.ready()?.engine.abort(req.into_inner()).await?;
         Ok(Response::new(pb::AbortTickResponse {}))
     }
 
@@ -233,7 +259,7 @@ impl<S: KvStore> Shard for ShardService<S> {
         &self,
         req: Request<pb::DeliverRequest>,
     ) -> Result<Response<pb::DeliverResponse>, Status> {
-        self.engine.deliver(req.into_inner()).await?;
+        self.ready()?.engine.deliver(req.into_inner()).await?;
         Ok(Response::new(pb::DeliverResponse {}))
     }
 }

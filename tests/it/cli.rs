@@ -43,7 +43,7 @@ async fn up_with_output(
             if let Some(a) = line.strip_prefix("coordinator") {
                 addr = Some(a.trim().to_string());
             }
-            if let Some(p) = line.strip_prefix("pid ") {
+            if let Some(p) = line.strip_prefix("pid shard-") {
                 pids.push(p.split_whitespace().nth(1).unwrap().parse().unwrap());
             }
             if line.starts_with("ready:") {

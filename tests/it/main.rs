@@ -7,6 +7,7 @@ mod cluster;
 mod containers;
 mod durability;
 mod epoch;
+mod hardening;
 mod oracle;
 mod ticks;
 mod tools;

@@ -230,11 +230,15 @@ async fn tfidf_matches_the_oracle_on_1_2_and_3_shards() {
         std::fs::write(path, t).unwrap();
     }
     let (want_top, want_df) = oracle::tfidf(docs.path(), 8);
+    // The documents are the import folder itself; `.` names it.
+    let import = vec![
+        "--import-dir".to_string(),
+        docs.path().display().to_string(),
+    ];
     for shards in [1, 2, 3] {
-        let tc = TestCluster::start(shards).await;
+        let tc = TestCluster::start_with(shards, import.clone()).await;
         let client = tc.client().await;
-        let dir = docs.path().to_str().unwrap();
-        let events = run_to_end(&client, spec("tfidf", 2, &[("docs", dir), ("top", "8")])).await;
+        let events = run_to_end(&client, spec("tfidf", 2, &[("docs", "."), ("top", "8")])).await;
         let last = events.last().unwrap();
         assert_eq!(last.kind, "finished", "{}", last.message);
         let a = aggs(last);

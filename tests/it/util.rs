@@ -49,10 +49,33 @@ impl TestCluster {
         TestCluster::start_full(shards, extra_shard_args, Vec::new()).await
     }
 
+    /// A cluster whose every process requires the token in `token_file`.
+    pub async fn start_with_token(shards: usize, token_file: &std::path::Path) -> TestCluster {
+        let flag = vec!["--token-file".to_string(), token_file.display().to_string()];
+        let secret = std::fs::read_to_string(token_file).expect("token file");
+        let token = lockstep::proto::auth::Token::new(&secret).expect("valid token");
+        TestCluster::start_spec(shards, flag.clone(), flag, token).await
+    }
+
     pub async fn start_full(
         shards: usize,
         extra_shard_args: Vec<String>,
         extra_coordinator_args: Vec<String>,
+    ) -> TestCluster {
+        TestCluster::start_spec(
+            shards,
+            extra_shard_args,
+            extra_coordinator_args,
+            Default::default(),
+        )
+        .await
+    }
+
+    async fn start_spec(
+        shards: usize,
+        extra_shard_args: Vec<String>,
+        extra_coordinator_args: Vec<String>,
+        token: lockstep::proto::auth::Token,
     ) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut shard_args = shard_args();
@@ -67,6 +90,7 @@ impl TestCluster {
             ready_timeout: Duration::from_secs(60),
             shard_args,
             coordinator_args: coord_args,
+            token,
         })
         .await
         .expect("local cluster starts");
@@ -78,9 +102,7 @@ impl TestCluster {
     }
 
     pub async fn client(&self) -> Client {
-        Client::connect(&self.addr())
-            .await
-            .expect("client connects")
+        self.cluster.connect().await.expect("client connects")
     }
 }
 
@@ -152,11 +174,19 @@ pub async fn follow(
 
 /// Runs the CLI to completion, bounded in time.
 pub async fn lockstep(args: &[&str]) -> std::process::Output {
+    lockstep_env(args, &[]).await
+}
+
+/// Runs the CLI with extra environment variables.
+pub async fn lockstep_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let home = tempfile::tempdir().expect("temp dir");
     let fut = tokio::process::Command::new(exe())
         .args(args)
         .env("LOCKSTEP_HOME", home.path())
         .env_remove("LOCKSTEP_COORDINATOR")
+        .env_remove("LOCKSTEP_TOKEN")
+        .env_remove("LOCKSTEP_TOKEN_FILE")
+        .envs(env.iter().copied())
         .kill_on_drop(true)
         .output();
     tokio::time::timeout(Duration::from_secs(120), fut)

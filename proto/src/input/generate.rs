@@ -17,39 +17,84 @@ const SKEW: f64 = 2.5;
 /// `atoms` distinct atoms: one node per five atoms (at least two), the rest
 /// binary links. Nodes come first.
 pub fn generate(atoms: usize, seed: u64) -> Vec<Atom> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let nodes = (atoms / 5).max(2).min(atoms);
-    let links = atoms - nodes;
-    let concept = AtomType::by_name("ConceptNode").expect("built-in type");
-    let link_types: Vec<&'static AtomType> = LINK_TYPES
-        .iter()
-        .map(|t| AtomType::by_name(t).expect("built-in type"))
-        .collect();
-    let mut out = Vec::with_capacity(atoms);
-    let node = |i: usize| Atom::node(concept, format!("n{i}")).expect("non-empty name");
-    for i in 0..nodes {
-        let tv = TruthValue::new(rng.random::<f64>(), rng.random::<f64>()).expect("in range");
-        out.push(node(i).with_tv(tv));
-    }
-    // Distinct (type, a, b) triples; with few nodes the space may run out,
-    // which the attempt bound turns into a shorter output instead of a hang.
-    let mut seen = HashSet::with_capacity(links);
-    let mut attempts = 0usize;
-    while out.len() < atoms && attempts < links.saturating_mul(50) + 100 {
-        attempts += 1;
-        let a = (nodes as f64 * rng.random::<f64>().powf(SKEW)) as usize;
-        let b = (nodes as f64 * rng.random::<f64>().powf(SKEW)) as usize;
-        let t = rng.random_range(0..link_types.len());
-        if a == b || !seen.insert((t, a, b)) {
-            continue;
+    Generator::new(atoms, seed).collect()
+}
+
+/// The atoms of [`generate`], one at a time, so that a shard can take its
+/// tick's slice without holding the whole set. Memory grows only with the
+/// links produced so far (the set that keeps them distinct).
+pub struct Generator {
+    rng: ChaCha8Rng,
+    atoms: usize,
+    nodes: usize,
+    links: usize,
+    produced: usize,
+    concept: &'static AtomType,
+    link_types: Vec<&'static AtomType>,
+    seen: HashSet<(usize, usize, usize)>,
+    attempts: usize,
+}
+
+impl Generator {
+    pub fn new(atoms: usize, seed: u64) -> Generator {
+        let nodes = (atoms / 5).max(2).min(atoms);
+        Generator {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            atoms,
+            nodes,
+            links: atoms - nodes,
+            produced: 0,
+            concept: AtomType::by_name("ConceptNode").expect("built-in type"),
+            link_types: LINK_TYPES
+                .iter()
+                .map(|t| AtomType::by_name(t).expect("built-in type"))
+                .collect(),
+            seen: HashSet::new(),
+            attempts: 0,
         }
-        let tv = TruthValue::new(rng.random::<f64>(), rng.random::<f64>()).expect("in range");
-        let link = Atom::link(link_types[t], vec![node(a), node(b)])
-            .expect("binary link")
-            .with_tv(tv);
-        out.push(link);
     }
-    out
+
+    fn node(&self, i: usize) -> Atom {
+        Atom::node(self.concept, format!("n{i}")).expect("non-empty name")
+    }
+}
+
+impl Iterator for Generator {
+    type Item = Atom;
+
+    fn next(&mut self) -> Option<Atom> {
+        if self.produced >= self.atoms {
+            return None;
+        }
+        if self.produced < self.nodes {
+            let i = self.produced;
+            self.produced += 1;
+            let tv = TruthValue::new(self.rng.random::<f64>(), self.rng.random::<f64>())
+                .expect("in range");
+            return Some(self.node(i).with_tv(tv));
+        }
+        // Distinct (type, a, b) triples; with few nodes the space may run
+        // out, which the attempt bound turns into a shorter output instead
+        // of a hang.
+        while self.attempts < self.links.saturating_mul(50) + 100 {
+            self.attempts += 1;
+            let a = (self.nodes as f64 * self.rng.random::<f64>().powf(SKEW)) as usize;
+            let b = (self.nodes as f64 * self.rng.random::<f64>().powf(SKEW)) as usize;
+            let t = self.rng.random_range(0..self.link_types.len());
+            if a == b || !self.seen.insert((t, a, b)) {
+                continue;
+            }
+            let tv = TruthValue::new(self.rng.random::<f64>(), self.rng.random::<f64>())
+                .expect("in range");
+            self.produced += 1;
+            return Some(
+                Atom::link(self.link_types[t], vec![self.node(a), self.node(b)])
+                    .expect("binary link")
+                    .with_tv(tv),
+            );
+        }
+        None
+    }
 }
 
 #[cfg(test)]

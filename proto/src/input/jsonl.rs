@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use crate::{Atom, AtomType, AttentionValue, TruthValue};
 use serde::Deserialize;
 
-use super::ParseError;
+use std::io::{BufRead, Read};
+
+use super::{ParseError, ReadError, ReadLimits};
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -86,22 +88,104 @@ impl JsonAtom {
     }
 }
 
+/// A stream of atoms in JSON Lines. JSON nesting is bounded by
+/// serde_json's recursion limit (128 levels, about 64 levels of atoms), and
+/// each atom's depth by [`ReadLimits::max_depth`].
+pub struct Reader<R> {
+    input: R,
+    offset: u64,
+    limit: u64,
+    line: usize,
+    max_depth: usize,
+    buf: Vec<u8>,
+}
+
+fn depth(a: &Atom) -> usize {
+    // Iterative, like the reader.
+    let mut max = 0;
+    let mut stack = vec![(a, 1usize)];
+    while let Some((a, d)) = stack.pop() {
+        max = max.max(d);
+        stack.extend(a.outgoing.iter().map(|o| (o, d + 1)));
+    }
+    max
+}
+
+impl<R: BufRead> Reader<R> {
+    pub fn new(input: R, limits: ReadLimits) -> Reader<R> {
+        Reader {
+            input,
+            offset: 0,
+            limit: limits.max_bytes,
+            line: 0,
+            max_depth: limits.max_depth,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    pub fn set_limit(&mut self, limit: u64) {
+        self.limit = limit;
+    }
+
+    /// The next atom, or `None` at the end of the input.
+    pub fn next_atom(&mut self) -> Result<Option<Atom>, ReadError> {
+        loop {
+            self.buf.clear();
+            let room = self.limit.saturating_sub(self.offset);
+            // One byte past the budget tells a line that ends exactly at
+            // it from one that goes on.
+            let n = (&mut self.input)
+                .take(room.saturating_add(1))
+                .read_until(b'\n', &mut self.buf)? as u64;
+            if n == 0 {
+                return Ok(None);
+            }
+            if n > room {
+                return Err(ReadError::TooLarge { limit: self.limit });
+            }
+            self.offset += n;
+            self.line += 1;
+            let line = self.line;
+            let text = std::str::from_utf8(&self.buf)
+                .map_err(|_| ReadError::Parse(ParseError::new(line, 1, "invalid UTF-8")))?;
+            if text.trim().is_empty() {
+                continue;
+            }
+            let j: JsonAtom = serde_json::from_str(text).map_err(|e| {
+                ReadError::Parse(ParseError::new(line, e.column().max(1), e.to_string()))
+            })?;
+            let col = text.len() - text.trim_start().len() + 1;
+            let atom = j
+                .into_atom()
+                .map_err(|e| ReadError::Parse(ParseError::new(line, col, e.to_string())))?;
+            if depth(&atom) > self.max_depth {
+                return Err(ReadError::Parse(ParseError::new(
+                    line,
+                    col,
+                    format!("atoms nested deeper than the limit of {}", self.max_depth),
+                )));
+            }
+            return Ok(Some(atom));
+        }
+    }
+}
+
 /// Parses every line of `text`.
 pub fn parse(text: &str) -> Result<Vec<Atom>, ParseError> {
+    let mut r = Reader::new(text.as_bytes(), ReadLimits::default());
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
+    loop {
+        match r.next_atom() {
+            Ok(Some(a)) => out.push(a),
+            Ok(None) => return Ok(out),
+            Err(ReadError::Parse(e)) => return Err(e),
+            Err(e) => return Err(ParseError::new(r.line.max(1), 1, e.to_string())),
         }
-        let j: JsonAtom = serde_json::from_str(line)
-            .map_err(|e| ParseError::new(i + 1, e.column().max(1), e.to_string()))?;
-        let col = line.len() - line.trim_start().len() + 1;
-        out.push(
-            j.into_atom()
-                .map_err(|e| ParseError::new(i + 1, col, e.to_string()))?,
-        );
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -133,5 +217,35 @@ mod tests {
         assert_eq!(e.line, 1);
         let e = parse(r#"{"type": "Concept", "name": ""}"#).unwrap_err();
         assert!(e.message.contains("non-empty name"));
+    }
+
+    #[test]
+    fn deep_json_and_endless_lines_are_refused() {
+        let mut deep = String::new();
+        for _ in 0..5_000 {
+            deep.push_str(r#"{"type": "List", "outgoing": ["#);
+        }
+        let e = parse(&deep).unwrap_err();
+        assert!(e.message.contains("recursion limit"), "{}", e.message);
+        let line = r#"{"type": "List", "outgoing": [{"type": "List", "outgoing": [{"type": "Concept", "name": "x"}]}]}"#;
+        let mut r = Reader::new(
+            line.as_bytes(),
+            ReadLimits {
+                max_depth: 2,
+                max_bytes: u64::MAX,
+            },
+        );
+        assert!(
+            matches!(r.next_atom(), Err(ReadError::Parse(e)) if e.message.contains("limit of 2"))
+        );
+        let zeros = std::io::Read::take(std::io::repeat(b'x'), 1 << 30);
+        let mut r = Reader::new(
+            std::io::BufReader::new(zeros),
+            ReadLimits {
+                max_depth: 10,
+                max_bytes: 1 << 20,
+            },
+        );
+        assert!(matches!(r.next_atom(), Err(ReadError::TooLarge { .. })));
     }
 }

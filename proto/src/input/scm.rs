@@ -1,11 +1,17 @@
-//! A parser for the Atomese s-expression forms Lockstep loads:
+//! A reader for the Atomese s-expression forms Lockstep loads:
 //! `(ConceptNode "x")`, nested links, short forms such as `(Concept "x")`,
 //! `(stv s c)` truth values and `(av sti lti)` attention values, with `;`
 //! comments.
+//!
+//! It reads a byte stream one token at a time and parses with an explicit
+//! stack of open forms, so nesting depth costs heap (bounded by
+//! [`ReadLimits::max_depth`]) and never the thread's stack.
+
+use std::io::BufRead;
 
 use crate::{Atom, AtomType, AttentionValue, TruthValue};
 
-use super::ParseError;
+use super::{ParseError, ReadError, ReadLimits};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
@@ -22,99 +28,59 @@ struct Token {
     col: usize,
 }
 
-fn lex(text: &str) -> Result<Vec<Token>, ParseError> {
-    let mut out = Vec::new();
-    let mut chars = text.chars().peekable();
-    let (mut line, mut col) = (1usize, 1usize);
-    let advance = |c: char, line: &mut usize, col: &mut usize| {
-        if c == '\n' {
-            *line += 1;
-            *col = 1;
-        } else {
-            *col += 1;
-        }
-    };
-    while let Some(&c) = chars.peek() {
-        let (l, k) = (line, col);
-        match c {
-            c if c.is_whitespace() => {
-                chars.next();
-                advance(c, &mut line, &mut col);
-            }
-            ';' => {
-                while let Some(&c) = chars.peek() {
-                    if c == '\n' {
-                        break;
-                    }
-                    chars.next();
-                    advance(c, &mut line, &mut col);
-                }
-            }
-            '(' | ')' => {
-                chars.next();
-                advance(c, &mut line, &mut col);
-                out.push(Token {
-                    tok: if c == '(' { Tok::Open } else { Tok::Close },
-                    line: l,
-                    col: k,
-                });
-            }
-            '"' => {
-                chars.next();
-                advance(c, &mut line, &mut col);
-                let mut s = String::new();
-                loop {
-                    let Some(c) = chars.next() else {
-                        return Err(ParseError::new(l, k, "unterminated string"));
-                    };
-                    advance(c, &mut line, &mut col);
-                    match c {
-                        '"' => break,
-                        '\\' => {
-                            let Some(e) = chars.next() else {
-                                return Err(ParseError::new(l, k, "unterminated string"));
-                            };
-                            advance(e, &mut line, &mut col);
-                            s.push(match e {
-                                'n' => '\n',
-                                't' => '\t',
-                                other => other,
-                            });
-                        }
-                        other => s.push(other),
-                    }
-                }
-                out.push(Token {
-                    tok: Tok::Str(s),
-                    line: l,
-                    col: k,
-                });
-            }
-            _ => {
-                let mut s = String::new();
-                while let Some(&c) = chars.peek() {
-                    if c.is_whitespace() || c == '(' || c == ')' || c == '"' || c == ';' {
-                        break;
-                    }
-                    s.push(c);
-                    chars.next();
-                    advance(c, &mut line, &mut col);
-                }
-                out.push(Token {
-                    tok: Tok::Sym(s),
-                    line: l,
-                    col: k,
-                });
-            }
-        }
-    }
-    Ok(out)
+/// Bytes from a `BufRead`, with the position (line, column in characters)
+/// and a byte budget.
+struct Source<R> {
+    input: R,
+    offset: u64,
+    limit: u64,
+    line: usize,
+    col: usize,
 }
 
-struct Parser {
-    toks: Vec<Token>,
-    pos: usize,
-    end: (usize, usize),
+impl<R: BufRead> Source<R> {
+    fn peek(&mut self) -> Result<Option<u8>, ReadError> {
+        if self.offset >= self.limit {
+            // Only an input that goes on past the budget is an error.
+            let more = !self.input.fill_buf()?.is_empty();
+            return if more {
+                Err(ReadError::TooLarge { limit: self.limit })
+            } else {
+                Ok(None)
+            };
+        }
+        Ok(self.input.fill_buf()?.first().copied())
+    }
+
+    /// Consumes the byte `peek` returned.
+    fn bump(&mut self, b: u8) {
+        self.input.consume(1);
+        self.offset += 1;
+        if b == b'\n' {
+            self.line += 1;
+            self.col = 1;
+        } else if b & 0xC0 != 0x80 {
+            // A column is a character: UTF-8 continuation bytes add none.
+            self.col += 1;
+        }
+    }
+
+    fn next(&mut self) -> Result<Option<u8>, ReadError> {
+        let b = self.peek()?;
+        if let Some(b) = b {
+            self.bump(b);
+        }
+        Ok(b)
+    }
+}
+
+fn utf8(bytes: Vec<u8>, line: usize, col: usize) -> Result<String, ReadError> {
+    String::from_utf8(bytes)
+        .map_err(|_| ReadError::Parse(ParseError::new(line, col, "invalid UTF-8")))
+}
+
+fn parse_err(line: usize, col: usize, message: impl Into<String>) -> ReadError {
+    ReadError::Parse(ParseError::new(line, col, message))
 }
 
 /// What can appear inside an atom's parentheses.
@@ -125,181 +91,304 @@ enum Arg {
     Name(String, usize, usize),
 }
 
-impl Parser {
-    fn peek(&self) -> Option<&Token> {
-        self.toks.get(self.pos)
+/// An atom whose ')' has not been read yet.
+struct Open {
+    ty: &'static AtomType,
+    line: usize,
+    col: usize,
+    args: Vec<Arg>,
+}
+
+/// A stream of top-level atoms in Atomese.
+pub struct Reader<R> {
+    src: Source<R>,
+    max_depth: usize,
+    /// A token read ahead.
+    pending: Option<Token>,
+}
+
+impl<R: BufRead> Reader<R> {
+    pub fn new(input: R, limits: ReadLimits) -> Reader<R> {
+        Reader {
+            src: Source {
+                input,
+                offset: 0,
+                limit: limits.max_bytes,
+                line: 1,
+                col: 1,
+            },
+            max_depth: limits.max_depth,
+            pending: None,
+        }
     }
 
-    fn next(&mut self) -> Result<Token, ParseError> {
-        let t = self.toks.get(self.pos).cloned().ok_or_else(|| {
-            ParseError::new(
-                self.end.0,
-                self.end.1,
-                "unexpected end of input: missing ')'",
-            )
-        })?;
-        self.pos += 1;
-        Ok(t)
+    pub fn offset(&self) -> u64 {
+        self.src.offset
     }
 
-    fn number(&mut self) -> Result<f64, ParseError> {
-        let t = self.next()?;
-        match &t.tok {
-            Tok::Sym(s) => s.parse::<f64>().map_err(|_| {
-                ParseError::new(t.line, t.col, format!("expected a number, got {s:?}"))
-            }),
-            other => Err(ParseError::new(
+    pub fn set_limit(&mut self, limit: u64) {
+        self.src.limit = limit;
+    }
+
+    fn token(&mut self) -> Result<Option<Token>, ReadError> {
+        if let Some(t) = self.pending.take() {
+            return Ok(Some(t));
+        }
+        let src = &mut self.src;
+        loop {
+            let Some(c) = src.peek()? else {
+                return Ok(None);
+            };
+            let (line, col) = (src.line, src.col);
+            let at = |tok| Ok(Some(Token { tok, line, col }));
+            match c {
+                b if b.is_ascii_whitespace() => src.bump(b),
+                b';' => {
+                    while let Some(c) = src.peek()? {
+                        if c == b'\n' {
+                            break;
+                        }
+                        src.bump(c);
+                    }
+                }
+                b'(' | b')' => {
+                    src.bump(c);
+                    return at(if c == b'(' { Tok::Open } else { Tok::Close });
+                }
+                b'"' => {
+                    src.bump(c);
+                    let mut s = Vec::new();
+                    loop {
+                        let Some(c) = src.next()? else {
+                            return Err(parse_err(line, col, "unterminated string"));
+                        };
+                        match c {
+                            b'"' => break,
+                            b'\\' => {
+                                let Some(e) = src.next()? else {
+                                    return Err(parse_err(line, col, "unterminated string"));
+                                };
+                                s.push(match e {
+                                    b'n' => b'\n',
+                                    b't' => b'\t',
+                                    other => other,
+                                });
+                            }
+                            other => s.push(other),
+                        }
+                    }
+                    return at(Tok::Str(utf8(s, line, col)?));
+                }
+                _ => {
+                    let mut s = Vec::new();
+                    while let Some(c) = src.peek()? {
+                        if c.is_ascii_whitespace() || matches!(c, b'(' | b')' | b'"' | b';') {
+                            break;
+                        }
+                        s.push(c);
+                        src.bump(c);
+                    }
+                    return at(Tok::Sym(utf8(s, line, col)?));
+                }
+            }
+        }
+    }
+
+    fn end_error(&self, msg: String) -> ReadError {
+        parse_err(self.src.line, self.src.col, msg)
+    }
+
+    fn number(&mut self) -> Result<f64, ReadError> {
+        match self.token()? {
+            Some(Token {
+                tok: Tok::Sym(s),
+                line,
+                col,
+            }) => s
+                .parse::<f64>()
+                .map_err(|_| parse_err(line, col, format!("expected a number, got {s:?}"))),
+            Some(t) => Err(parse_err(
                 t.line,
                 t.col,
-                format!("expected a number, got {other:?}"),
+                format!("expected a number, got {:?}", t.tok),
             )),
+            None => Err(self.end_error("unexpected end of input: missing ')'".into())),
         }
     }
 
-    fn close(&mut self) -> Result<(), ParseError> {
-        let t = self.next()?;
-        if t.tok != Tok::Close {
-            return Err(ParseError::new(t.line, t.col, "expected ')'"));
+    fn close(&mut self) -> Result<(), ReadError> {
+        match self.token()? {
+            Some(Token {
+                tok: Tok::Close, ..
+            }) => Ok(()),
+            Some(t) => Err(parse_err(t.line, t.col, "expected ')'")),
+            None => Err(self.end_error("unexpected end of input: missing ')'".into())),
         }
-        Ok(())
     }
 
-    /// Parses one parenthesised form; the opening '(' is next.
-    fn form(&mut self) -> Result<Arg, ParseError> {
-        let open = self.next()?;
-        if open.tok != Tok::Open {
-            return Err(ParseError::new(open.line, open.col, "expected '('"));
-        }
-        let head = self.next()?;
-        let Tok::Sym(name) = &head.tok else {
-            return Err(ParseError::new(
-                head.line,
-                head.col,
-                "expected an atom type after '('",
-            ));
-        };
-        match name.as_str() {
-            "stv" | "SimpleTruthValue" => {
-                let (s, c) = (self.number()?, self.number()?);
-                self.close()?;
-                return TruthValue::new(s, c)
-                    .map(Arg::Tv)
-                    .map_err(|e| ParseError::new(head.line, head.col, e.to_string()));
-            }
-            "av" | "AttentionValue" => {
-                let (s, l) = (self.number()?, self.number()?);
-                self.close()?;
-                return AttentionValue::new(s, l)
-                    .map(Arg::Av)
-                    .map_err(|e| ParseError::new(head.line, head.col, e.to_string()));
-            }
-            _ => {}
-        }
-        let ty = AtomType::by_name(name)
-            .map_err(|e| ParseError::new(head.line, head.col, e.to_string()))?;
-        let mut args = Vec::new();
+    /// The next top-level atom, or `None` at the end of the input.
+    pub fn next_atom(&mut self) -> Result<Option<Atom>, ReadError> {
+        let mut stack: Vec<Open> = Vec::new();
         loop {
-            match self.peek() {
-                Some(Token {
-                    tok: Tok::Close, ..
-                }) => {
-                    self.pos += 1;
-                    break;
+            let Some(t) = self.token()? else {
+                return match stack.last() {
+                    None => Ok(None),
+                    Some(o) => Err(self.end_error(format!(
+                        "unexpected end of input inside {}: missing ')'",
+                        o.ty.name
+                    ))),
+                };
+            };
+            let arg = match t.tok {
+                Tok::Open => {
+                    let head = self.token()?;
+                    let Some(Token {
+                        tok: Tok::Sym(name),
+                        line,
+                        col,
+                    }) = head
+                    else {
+                        let (l, c) =
+                            head.map_or((self.src.line, self.src.col), |h| (h.line, h.col));
+                        return Err(parse_err(l, c, "expected an atom type after '('"));
+                    };
+                    match name.as_str() {
+                        "stv" | "SimpleTruthValue" => {
+                            let (s, c) = (self.number()?, self.number()?);
+                            self.close()?;
+                            Arg::Tv(
+                                TruthValue::new(s, c)
+                                    .map_err(|e| parse_err(line, col, e.to_string()))?,
+                            )
+                        }
+                        "av" | "AttentionValue" => {
+                            let (s, l) = (self.number()?, self.number()?);
+                            self.close()?;
+                            Arg::Av(
+                                AttentionValue::new(s, l)
+                                    .map_err(|e| parse_err(line, col, e.to_string()))?,
+                            )
+                        }
+                        _ => {
+                            let ty = AtomType::by_name(&name)
+                                .map_err(|e| parse_err(line, col, e.to_string()))?;
+                            if stack.len() >= self.max_depth {
+                                return Err(parse_err(
+                                    line,
+                                    col,
+                                    format!(
+                                        "atoms nested deeper than the limit of {}",
+                                        self.max_depth
+                                    ),
+                                ));
+                            }
+                            stack.push(Open {
+                                ty,
+                                line,
+                                col,
+                                args: Vec::new(),
+                            });
+                            continue;
+                        }
+                    }
                 }
-                Some(Token { tok: Tok::Open, .. }) => args.push(self.form()?),
-                Some(Token {
-                    tok: Tok::Str(s),
-                    line,
-                    col,
-                }) => {
-                    args.push(Arg::Name(s.clone(), *line, *col));
-                    self.pos += 1;
+                Tok::Close => {
+                    let Some(open) = stack.pop() else {
+                        return Err(parse_err(t.line, t.col, "unexpected ')'"));
+                    };
+                    Arg::Atom(build(open)?)
                 }
-                Some(t) => {
-                    return Err(ParseError::new(
+                Tok::Str(s) if !stack.is_empty() => Arg::Name(s, t.line, t.col),
+                tok => {
+                    return Err(match stack.last() {
+                        Some(o) => parse_err(
+                            t.line,
+                            t.col,
+                            format!("unexpected {tok:?} inside {}", o.ty.name),
+                        ),
+                        None => parse_err(t.line, t.col, "expected '('"),
+                    });
+                }
+            };
+            match (stack.last_mut(), arg) {
+                (Some(parent), arg) => parent.args.push(arg),
+                (None, Arg::Atom(a)) => return Ok(Some(a)),
+                (None, _) => {
+                    return Err(parse_err(
                         t.line,
                         t.col,
-                        format!("unexpected {:?} inside {}", t.tok, ty.name),
-                    ));
-                }
-                None => {
-                    return Err(ParseError::new(
-                        self.end.0,
-                        self.end.1,
-                        format!("unexpected end of input inside {}: missing ')'", ty.name),
+                        "a truth or attention value must be inside an atom",
                     ));
                 }
             }
         }
-        let (mut tv, mut av, mut name_arg, mut outgoing) = (None, None, None, Vec::new());
-        for a in args {
-            match a {
-                Arg::Tv(t) => tv = Some(t),
-                Arg::Av(v) => av = Some(v),
-                Arg::Atom(a) => outgoing.push(a),
-                Arg::Name(s, l, c) => {
-                    if name_arg.is_some() {
-                        return Err(ParseError::new(l, c, format!("{} takes one name", ty.name)));
-                    }
-                    name_arg = Some(s);
-                }
-            }
-        }
-        let at = |e: crate::ProtoError| ParseError::new(head.line, head.col, e.to_string());
-        let mut atom = if ty.is_node() {
-            if !outgoing.is_empty() {
-                return Err(ParseError::new(
-                    head.line,
-                    head.col,
-                    format!("{} is a node type and cannot contain atoms", ty.name),
-                ));
-            }
-            Atom::node(ty, name_arg.unwrap_or_default()).map_err(at)?
-        } else {
-            if name_arg.is_some() {
-                return Err(ParseError::new(
-                    head.line,
-                    head.col,
-                    format!("{} is a link type and cannot have a name", ty.name),
-                ));
-            }
-            Atom::link(ty, outgoing).map_err(at)?
-        };
-        atom.tv = tv;
-        atom.av = av;
-        Ok(Arg::Atom(atom))
     }
 }
 
-/// Parses every top-level atom in `text`.
-pub fn parse(text: &str) -> Result<Vec<Atom>, ParseError> {
-    let toks = lex(text)?;
-    let lines = text.lines().count().max(1);
-    let last_col = text
-        .lines()
-        .last()
-        .map(|l| l.chars().count() + 1)
-        .unwrap_or(1);
-    let mut p = Parser {
-        toks,
-        pos: 0,
-        end: (lines, last_col),
-    };
-    let mut out = Vec::new();
-    while let Some(t) = p.peek() {
-        let (line, col) = (t.line, t.col);
-        match p.form()? {
-            Arg::Atom(a) => out.push(a),
-            _ => {
-                return Err(ParseError::new(
-                    line,
-                    col,
-                    "a truth or attention value must be inside an atom",
-                ));
+/// The atom an open form makes once its ')' is read.
+fn build(open: Open) -> Result<Atom, ReadError> {
+    let Open {
+        ty,
+        line,
+        col,
+        args,
+    } = open;
+    let (mut tv, mut av, mut name_arg, mut outgoing) = (None, None, None, Vec::new());
+    for a in args {
+        match a {
+            Arg::Tv(t) => tv = Some(t),
+            Arg::Av(v) => av = Some(v),
+            Arg::Atom(a) => outgoing.push(a),
+            Arg::Name(s, l, c) => {
+                if name_arg.is_some() {
+                    return Err(parse_err(l, c, format!("{} takes one name", ty.name)));
+                }
+                name_arg = Some(s);
             }
         }
     }
-    Ok(out)
+    let at = |e: crate::ProtoError| parse_err(line, col, e.to_string());
+    let mut atom = if ty.is_node() {
+        if !outgoing.is_empty() {
+            return Err(parse_err(
+                line,
+                col,
+                format!("{} is a node type and cannot contain atoms", ty.name),
+            ));
+        }
+        Atom::node(ty, name_arg.unwrap_or_default()).map_err(at)?
+    } else {
+        if name_arg.is_some() {
+            return Err(parse_err(
+                line,
+                col,
+                format!("{} is a link type and cannot have a name", ty.name),
+            ));
+        }
+        Atom::link(ty, outgoing).map_err(at)?
+    };
+    atom.tv = tv;
+    atom.av = av;
+    Ok(atom)
+}
+
+/// Parses every top-level atom in `text`, with the default limits.
+pub fn parse(text: &str) -> Result<Vec<Atom>, ParseError> {
+    parse_with(text, ReadLimits::default())
+}
+
+/// Parses every top-level atom in `text` under `limits`.
+pub fn parse_with(text: &str, limits: ReadLimits) -> Result<Vec<Atom>, ParseError> {
+    let mut r = Reader::new(text.as_bytes(), limits);
+    let mut out = Vec::new();
+    loop {
+        match r.next_atom() {
+            Ok(Some(a)) => out.push(a),
+            Ok(None) => return Ok(out),
+            Err(ReadError::Parse(e)) => return Err(e),
+            Err(e) => return Err(ParseError::new(r.src.line, r.src.col, e.to_string())),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -343,5 +432,63 @@ mod tests {
 
         let e = parse("(Concept \"unterminated)").unwrap_err();
         assert!(e.message.contains("unterminated"));
+
+        let e = parse("(Concept \"a\"))").unwrap_err();
+        assert_eq!((e.line, e.col), (1, 14));
+        let e = parse("\"stray\"").unwrap_err();
+        assert!(e.message.contains("expected '('"), "{}", e.message);
+        let e = parse("(stv 0.5 0.5)").unwrap_err();
+        assert!(e.message.contains("inside an atom"), "{}", e.message);
+    }
+
+    fn nested(depth: usize) -> String {
+        let mut s = "(List ".repeat(depth - 1);
+        s.push_str("(Concept \"x\")");
+        s.push_str(&")".repeat(depth - 1));
+        s
+    }
+
+    #[test]
+    fn nesting_is_limited_and_deep_input_never_touches_the_stack() {
+        let limits = |max_depth| ReadLimits {
+            max_depth,
+            max_bytes: u64::MAX,
+        };
+        // At the limit it parses; one deeper is an error naming the limit.
+        let atoms = parse_with(&nested(50), limits(50)).unwrap();
+        assert_eq!(atoms.len(), 1);
+        let e = parse_with(&nested(51), limits(50)).unwrap_err();
+        assert!(e.message.contains("limit of 50"), "{}", e.message);
+        // Far past any stack: refused with one error, on a small thread.
+        let deep = nested(200_000);
+        let e = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || parse(&deep).unwrap_err())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(e.message.contains("limit of 1000"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_stream_reads_atoms_one_at_a_time_under_a_byte_budget() {
+        let text = "(Concept \"a\")\n(Concept \"b\")\n(Concept \"c\")\n";
+        let mut r = Reader::new(text.as_bytes(), ReadLimits::default());
+        assert_eq!(r.next_atom().unwrap().unwrap().name, "a");
+        let after_a = r.offset();
+        r.set_limit(after_a + 15);
+        assert_eq!(r.next_atom().unwrap().unwrap().name, "b");
+        assert!(matches!(r.next_atom(), Err(ReadError::TooLarge { .. })));
+        // An endless input stops at the budget.
+        let zeros = std::io::Read::take(std::io::repeat(0), 1 << 30);
+        let mut r = Reader::new(
+            std::io::BufReader::new(zeros),
+            ReadLimits {
+                max_depth: 10,
+                max_bytes: 1 << 20,
+            },
+        );
+        assert!(matches!(r.next_atom(), Err(ReadError::TooLarge { .. })));
+        assert!(r.offset() <= 1 << 20);
     }
 }

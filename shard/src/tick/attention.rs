@@ -735,7 +735,7 @@ impl State {
             let targets = self
                 .reported
                 .get(&from)
-                .and_then(|t| t.get(start..start + low.len() / LOW))
+                .and_then(|t| t.get(start..start.checked_add(low.len() / LOW)?))
                 .ok_or_else(|| {
                     corrupt(format!(
                         "contributions from {from} at {start} match no edges sent there"

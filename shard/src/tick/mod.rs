@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use lockstep_proto::aggregate::Aggregates;
+use lockstep_proto::auth::{Authed, Token, authed};
 use lockstep_proto::pb::{self, shard_client::ShardClient};
 use lockstep_proto::workload::{COMMIT, PREPARE, Workload};
 use lockstep_proto::{FlatAtom, Handle, IncomingRef};
@@ -94,11 +95,89 @@ impl<S: KvStore> PhaseInput<'_, S> {
     }
 }
 
+/// What a job may read, and how much.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputLimits {
+    /// The only folder jobs read host files from; `None`: no files.
+    pub import_dir: Option<std::path::PathBuf>,
+    /// The largest `ingest --generate` count.
+    pub max_generate: u64,
+    /// The most bytes one tick reads of a file (or of one document).
+    pub max_read_bytes: u64,
+    /// The deepest nesting of atoms in an input file.
+    pub max_depth: usize,
+}
+
+impl Default for InputLimits {
+    fn default() -> Self {
+        InputLimits {
+            import_dir: None,
+            max_generate: crate::config::DEFAULT_MAX_GENERATE,
+            max_read_bytes: crate::config::DEFAULT_MAX_TICK_READ_MB << 20,
+            max_depth: crate::config::DEFAULT_MAX_INPUT_DEPTH,
+        }
+    }
+}
+
+/// Messages from other shards, held until the phase that reads them: at
+/// most `max_bytes` in all, across every fence, so that neither a job's
+/// exchange nor a stranger's Deliver calls can grow it without bound.
+struct Inbox {
+    messages: HashMap<(Fence, String), Vec<pb::ShardMessage>>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+fn message_bytes(ms: &[pb::ShardMessage]) -> usize {
+    ms.iter().map(|m| m.key.len() + m.data.len()).sum()
+}
+
+impl Inbox {
+    fn take(&mut self, key: &(Fence, String)) -> Vec<pb::ShardMessage> {
+        let ms = self.messages.remove(key).unwrap_or_default();
+        self.bytes -= message_bytes(&ms);
+        ms
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Fence) -> bool) {
+        let mut freed = 0;
+        self.messages.retain(|(f, _), ms| {
+            let k = keep(f);
+            if !k {
+                freed += message_bytes(ms);
+            }
+            k
+        });
+        self.bytes -= freed;
+    }
+
+    /// Adds messages, or refuses them whole when they would pass the limit.
+    fn add(&mut self, fence: Fence, phase: &str, ms: Vec<pb::ShardMessage>) -> Result<(), Error> {
+        let n = message_bytes(&ms);
+        if self.bytes.saturating_add(n) > self.max_bytes {
+            return Err(Error::OverLimit {
+                what: format!("{n} bytes of tick messages on top of {} held", self.bytes),
+                limit: "max_inbox_mb",
+                max: (self.max_bytes >> 20) as u64,
+            });
+        }
+        self.bytes += n;
+        self.messages
+            .entry((fence, phase.to_string()))
+            .or_default()
+            .extend(ms);
+        Ok(())
+    }
+}
+
 /// Fault injection for tests, named and explicit: a delay at the start of
 /// every phase but commit, so that a test can kill a shard mid-phase.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Faults {
     pub phase_delay: Duration,
+    /// A delay at the start of commit: widens the window between a tick's
+    /// prepare and its commit, where client writes must still be kept.
+    pub commit_delay: Duration,
 }
 
 /// The shard's tick engine.
@@ -106,24 +185,40 @@ pub struct TickEngine<S> {
     store: Arc<AtomStore<S>>,
     routing: RoutingView,
     state: tokio::sync::Mutex<Option<JobState>>,
-    inbox: Mutex<HashMap<(Fence, String), Vec<pb::ShardMessage>>>,
-    peers: Mutex<HashMap<String, ShardClient<Channel>>>,
+    inbox: Mutex<Inbox>,
+    peers: Mutex<HashMap<String, ShardClient<Authed>>>,
     faults: Faults,
+    limits: InputLimits,
+    /// The cluster token every Deliver to a peer carries.
+    token: Token,
 }
 
 impl<S: KvStore> TickEngine<S> {
-    pub fn new(store: Arc<AtomStore<S>>, routing: RoutingView, faults: Faults) -> Self {
+    pub fn new(
+        store: Arc<AtomStore<S>>,
+        routing: RoutingView,
+        faults: Faults,
+        limits: InputLimits,
+        max_inbox_bytes: usize,
+        token: Token,
+    ) -> Self {
         TickEngine {
             store,
             routing,
             state: tokio::sync::Mutex::new(None),
-            inbox: Mutex::new(HashMap::new()),
+            inbox: Mutex::new(Inbox {
+                messages: HashMap::new(),
+                bytes: 0,
+                max_bytes: max_inbox_bytes,
+            }),
             peers: Mutex::new(HashMap::new()),
             faults,
+            limits,
+            token,
         }
     }
 
-    fn peer(&self, addr: &str) -> Result<ShardClient<Channel>, Error> {
+    fn peer(&self, addr: &str) -> Result<ShardClient<Authed>, Error> {
         let mut peers = self.peers.lock();
         if let Some(c) = peers.get(addr) {
             return Ok(c.clone());
@@ -137,7 +232,7 @@ impl<S: KvStore> TickEngine<S> {
             .keep_alive_timeout(Duration::from_secs(2))
             .keep_alive_while_idle(true)
             .connect_lazy();
-        let c = ShardClient::new(ch)
+        let c = ShardClient::new(authed(ch, &self.token))
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20);
         peers.insert(addr.to_string(), c.clone());
@@ -173,14 +268,18 @@ impl<S: KvStore> TickEngine<S> {
         if guard.as_ref().is_none_or(|s| s.job_id != job.job_id) {
             let workload = Workload::parse(&spec.workload, &spec.params)?;
             let work = match &workload {
-                Workload::Ingest(p) => WorkState::Ingest(ingest::State::new(p.clone())),
+                Workload::Ingest(p) => {
+                    WorkState::Ingest(ingest::State::new(p.clone(), self.limits.clone()))
+                }
                 Workload::Attention(p) => {
                     WorkState::Attention(Box::new(attention::State::new(p.clone())))
                 }
-                Workload::Tfidf(p) => WorkState::Tfidf(tfidf::State::new(p.clone())),
+                Workload::Tfidf(p) => {
+                    WorkState::Tfidf(tfidf::State::new(p.clone(), self.limits.clone()))
+                }
                 Workload::Barrier => WorkState::Barrier,
             };
-            self.inbox.lock().retain(|(f, _), _| f.0 == job.job_id);
+            self.inbox.lock().retain(|f| f.0 == job.job_id);
             *guard = Some(JobState {
                 job_id: job.job_id,
                 workload,
@@ -189,7 +288,9 @@ impl<S: KvStore> TickEngine<S> {
                 staged: Staged::default(),
             });
         }
-        let st = guard.as_mut().expect("set above");
+        let Some(st) = guard.as_mut() else {
+            return Err(Error::NotReady);
+        };
         if st.fence != fence {
             // A new tick or a new attempt: whatever was staged belongs to an
             // attempt that is over.
@@ -197,10 +298,13 @@ impl<S: KvStore> TickEngine<S> {
             st.staged = Staged::default();
             self.inbox
                 .lock()
-                .retain(|(f, _), _| f.0 != fence.0 || (f.1, f.2) >= (fence.1, fence.2));
+                .retain(|f| f.0 != fence.0 || (f.1, f.2) >= (fence.1, fence.2));
         }
         if req.phase != COMMIT && !self.faults.phase_delay.is_zero() {
             tokio::time::sleep(self.faults.phase_delay).await;
+        }
+        if req.phase == COMMIT && !self.faults.commit_delay.is_zero() {
+            tokio::time::sleep(self.faults.commit_delay).await;
         }
 
         let globals: Aggregates = req.globals.unwrap_or_default().into();
@@ -217,7 +321,7 @@ impl<S: KvStore> TickEngine<S> {
             .and_then(|i| i.checked_sub(1))
             .map(|i| phases[i].to_string());
         let inbox = prev
-            .map(|p| self.inbox.lock().remove(&(fence, p)).unwrap_or_default())
+            .map(|p| self.inbox.lock().take(&(fence, p)))
             .unwrap_or_default();
 
         let output = match req.phase.as_str() {
@@ -321,7 +425,7 @@ impl<S: KvStore> TickEngine<S> {
         let mut calls = Vec::new();
         for (shard, messages) in by_shard {
             if shard == self.routing.me() {
-                self.accept(fence, phase, messages);
+                self.accept(fence, phase, messages)?;
                 continue;
             }
             let addr = routing
@@ -354,12 +458,13 @@ impl<S: KvStore> TickEngine<S> {
         Ok(())
     }
 
-    fn accept(&self, fence: Fence, phase: &str, messages: Vec<pb::ShardMessage>) {
-        self.inbox
-            .lock()
-            .entry((fence, phase.to_string()))
-            .or_default()
-            .extend(messages);
+    fn accept(
+        &self,
+        fence: Fence,
+        phase: &str,
+        messages: Vec<pb::ShardMessage>,
+    ) -> Result<(), Error> {
+        self.inbox.lock().add(fence, phase, messages)
     }
 
     /// Takes messages from another shard, unless they belong to an attempt
@@ -374,8 +479,7 @@ impl<S: KvStore> TickEngine<S> {
             debug!(?fence, current = ?st.fence, "dropping messages from an old attempt");
             return Ok(());
         }
-        self.accept(fence, &req.phase, req.messages);
-        Ok(())
+        self.accept(fence, &req.phase, req.messages)
     }
 
     /// Drops whatever the attempt staged, prepared or received.
@@ -391,7 +495,7 @@ impl<S: KvStore> TickEngine<S> {
         };
         self.inbox
             .lock()
-            .retain(|(f, _), _| !(f.0 == req.job_id && f.1 == req.tick && f.2 <= req.attempt));
+            .retain(|f| !(f.0 == req.job_id && f.1 == req.tick && f.2 <= req.attempt));
         if (st.fence.1, st.fence.2) > (req.tick, req.attempt) {
             // Already on a later tick or attempt: the abort is late, and
             // what is staged now belongs to an attempt that is still live.
@@ -499,7 +603,14 @@ mod tests {
         let (_tx, rx) = watch::channel(Arc::new(Routing::new(topology).unwrap()));
         let view = RoutingView::new(ShardId(1), rx, crate::routing::Lease::unbounded());
         (
-            TickEngine::new(store.clone(), view, Faults::default()),
+            TickEngine::new(
+                store.clone(),
+                view,
+                Faults::default(),
+                InputLimits::default(),
+                1 << 10,
+                Token::none(),
+            ),
             store,
         )
     }
@@ -548,6 +659,33 @@ mod tests {
             .collect();
         assert_eq!(tags, vec![vec![1, 2], vec![3], vec![4], vec![5]]);
         assert!(split_by_bytes(Vec::new(), 10).is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_inbox_is_bounded_and_frees_what_it_drops() {
+        let (engine, _) = engine();
+        let deliver = |job: u64, n: usize| pb::DeliverRequest {
+            job_id: job,
+            tick: 1,
+            attempt: 0,
+            phase: "spread".into(),
+            messages: vec![pb::ShardMessage {
+                key: vec![],
+                data: vec![0; n],
+            }],
+        };
+        engine.deliver(deliver(1, 600)).await.unwrap();
+        let e = engine.deliver(deliver(2, 600)).await.unwrap_err();
+        assert!(e.to_string().contains("max_inbox_mb"), "{e}");
+        assert!(matches!(
+            tonic::Status::from(e).code(),
+            tonic::Code::InvalidArgument
+        ));
+        // An abort of job 1's attempt frees its bytes for the next one.
+        set_job(&engine, 1, (1, 1, 0));
+        engine.abort(abort(1, 1, 0)).await.unwrap();
+        engine.deliver(deliver(2, 1000)).await.unwrap();
+        assert_eq!(engine.inbox.lock().bytes, 1000);
     }
 
     #[tokio::test]

@@ -25,6 +25,7 @@ use crate::store::KvStore;
 
 pub struct State {
     params: TfidfParams,
+    limits: super::InputLimits,
 }
 
 fn ty(name: &str) -> &'static AtomType {
@@ -36,8 +37,8 @@ fn decode<M: Message + Default>(b: &[u8]) -> Result<M, Error> {
 }
 
 impl State {
-    pub fn new(params: TfidfParams) -> State {
-        State { params }
+    pub fn new(params: TfidfParams, limits: super::InputLimits) -> State {
+        State { params, limits }
     }
 
     pub fn run<S: KvStore>(
@@ -132,7 +133,15 @@ impl State {
                         .and_then(|v| v.first())
                         .copied()
                         .unwrap_or(0.0);
-                    out.outbox.push((rec.outgoing[0], stat.encode_to_vec()));
+                    // The df phase sent only binary ContainsLinks, but the
+                    // key came over the network: check, never index.
+                    let Some(&doc) = rec.outgoing.first() else {
+                        return Err(ProtoError::Corrupt(format!(
+                            "ContainsLink {link} has no document"
+                        ))
+                        .into());
+                    };
+                    out.outbox.push((doc, stat.encode_to_vec()));
                 }
             }
             "score" => {
@@ -183,16 +192,23 @@ impl State {
         staged: &mut Staged,
         out: &mut PhaseOutput,
     ) -> Result<(), Error> {
-        let dir = std::path::Path::new(&self.params.docs);
-        let docs = list_docs(dir).map_err(|e| {
-            ProtoError::BadParam(format!("cannot read docs {}: {e}", dir.display()))
+        // Only under the operator's import folder; symlinks inside it are
+        // not followed (list_docs takes regular files only).
+        let dir = crate::import::resolve(
+            self.limits.import_dir.as_deref(),
+            &self.params.docs,
+            crate::import::Want::Folder,
+        )?;
+        let docs = list_docs(&dir).map_err(|e| {
+            crate::Error::Import(format!("cannot list docs {:?}: {e}", self.params.docs))
         })?;
         for (rel, path) in docs {
             let mut doc = FlatAtom::new(ty("ConceptNode"), format!("doc:{rel}"), Vec::new())?;
             if !input.owns(doc.handle) {
                 continue;
             }
-            let bytes = std::fs::read(&path)?;
+            let bytes =
+                crate::import::read_capped(&path, self.limits.max_read_bytes, "max_tick_read_mb")?;
             let mut counts: BTreeMap<String, u64> = BTreeMap::new();
             let tokens = tokenize(&bytes);
             for t in &tokens {
