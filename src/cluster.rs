@@ -266,9 +266,8 @@ impl LocalCluster {
 
     /// The coordinator's exit status, once it has exited.
     pub fn coordinator_exited(&mut self) -> Option<std::process::ExitStatus> {
-        if self.coordinator.id().is_none() {
-            return None;
-        }
+        // A child already reaped has no id, and was reported then.
+        self.coordinator.id()?;
         self.coordinator.try_wait().ok().flatten()
     }
 

@@ -185,10 +185,8 @@ pub struct Auth {
 
 impl Auth {
     pub fn token(&self) -> Result<lockstep_proto::auth::Token, Error> {
-        Ok(lockstep_shard::config::read_token(
-            self.value.as_deref(),
-            self.file.as_deref(),
-        )?)
+        lockstep_proto::auth::Token::from_value_or_file(self.value.as_deref(), self.file.as_deref())
+            .map_err(|e| Error::Config(e.to_string()))
     }
 }
 

@@ -119,15 +119,11 @@ impl CoordinatorConfig {
     /// The cluster token: `token` if set, else the contents of
     /// `token_file`, else none.
     pub fn token(&self) -> Result<lockstep_proto::auth::Token, Error> {
-        use lockstep_proto::auth::Token;
-        let secret = match (&self.token, &self.token_file) {
-            (Some(v), _) => v.clone(),
-            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| {
-                Error::Config(format!("cannot read the token file {}: {e}", f.display()))
-            })?,
-            (None, None) => return Ok(Token::none()),
-        };
-        Token::new(&secret).map_err(|e| Error::Config(e.to_string()))
+        lockstep_proto::auth::Token::from_value_or_file(
+            self.token.as_deref(),
+            self.token_file.as_deref(),
+        )
+        .map_err(|e| Error::Config(e.to_string()))
     }
 
     pub fn job_settings(&self) -> crate::jobs::JobSettings {

@@ -66,6 +66,24 @@ impl Token {
         })
     }
 
+    /// The token `value` if given, else the contents of `file`, else no
+    /// token.
+    pub fn from_value_or_file(
+        value: Option<&str>,
+        file: Option<&std::path::Path>,
+    ) -> Result<Token, ProtoError> {
+        match (value, file) {
+            (Some(v), _) => Token::new(v),
+            (None, Some(f)) => {
+                let secret = std::fs::read_to_string(f).map_err(|e| {
+                    ProtoError::BadParam(format!("cannot read the token file {}: {e}", f.display()))
+                })?;
+                Token::new(&secret)
+            }
+            (None, None) => Ok(Token::none()),
+        }
+    }
+
     pub fn is_set(&self) -> bool {
         self.header.is_some()
     }

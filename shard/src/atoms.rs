@@ -901,7 +901,7 @@ mod tests {
         let kv = Arc::new(MemStore::default());
         let s = AtomStore::open(kv.clone()).unwrap();
         let (a, b) = (concept("a"), concept("b"));
-        s.put(&[a.clone()], &[]).unwrap();
+        s.put(std::slice::from_ref(&a), &[]).unwrap();
         // The tick upserts a (no values), creates b and a link a -> b.
         let l = inheritance(a.handle, b.handle);
         s.prepare(1, &[a.clone(), b.clone(), l.clone()], &refs_for(&l), None)
@@ -960,7 +960,7 @@ mod tests {
 
         // A dropped batch no longer protects anything.
         let c = concept("c");
-        s.put(&[c.clone()], &[]).unwrap();
+        s.put(std::slice::from_ref(&c), &[]).unwrap();
         let l2 = inheritance(c.handle, a.handle);
         s.prepare(2, &[], &refs_for(&l2)[..1], None).unwrap();
         assert!(matches!(s.delete(&[c.handle]), Err(Error::LinkedByTick(_))));

@@ -184,7 +184,11 @@ impl ShardConfig {
     /// The cluster token: `token` if set, else the contents of
     /// `token_file`, else none.
     pub fn token(&self) -> Result<lockstep_proto::auth::Token, Error> {
-        read_token(self.token.as_deref(), self.token_file.as_deref())
+        lockstep_proto::auth::Token::from_value_or_file(
+            self.token.as_deref(),
+            self.token_file.as_deref(),
+        )
+        .map_err(|e| Error::Config(e.to_string()))
     }
 
     /// The limits jobs read their inputs under.
@@ -200,22 +204,6 @@ impl ShardConfig {
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval_ms)
     }
-}
-
-/// The cluster token from a value or a file (see [`ShardConfig::token`]).
-pub fn read_token(
-    value: Option<&str>,
-    file: Option<&std::path::Path>,
-) -> Result<lockstep_proto::auth::Token, Error> {
-    use lockstep_proto::auth::Token;
-    let secret = match (value, file) {
-        (Some(v), _) => v.to_string(),
-        (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| {
-            Error::Config(format!("cannot read the token file {}: {e}", f.display()))
-        })?,
-        (None, None) => return Ok(Token::none()),
-    };
-    Token::new(&secret).map_err(|e| Error::Config(e.to_string()))
 }
 
 #[cfg(test)]

@@ -2,12 +2,11 @@
 
 use std::time::Duration;
 
-use lockstep::cluster::spawn_server;
 use lockstep::proto::pb::{self, shard_client::ShardClient};
 use lockstep::proto::wire_error::{WireKind, epoch_error};
 use lockstep::proto::{Atom, AtomType};
 
-use crate::util::{TestCluster, exe, shard_args, wait_for};
+use crate::util::{TestCluster, wait_for};
 
 fn concepts(prefix: &str, n: usize) -> Vec<Atom> {
     let c = AtomType::by_name("ConceptNode").unwrap();
@@ -16,32 +15,13 @@ fn concepts(prefix: &str, n: usize) -> Vec<Atom> {
         .collect()
 }
 
-async fn start_extra_shard(tc: &TestCluster, name: &str) -> tokio::process::Child {
-    let dir = tc.dir.path().join(name);
-    let mut args = vec![
-        "--coordinator".to_string(),
-        tc.addr(),
-        "shard".into(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--data-dir".into(),
-        dir.display().to_string(),
-    ];
-    args.extend(shard_args());
-    let log = tc.dir.path().join("logs").join(format!("{name}.log"));
-    spawn_server(&exe(), &args, &log, Duration::from_secs(60))
-        .await
-        .expect("extra shard starts")
-        .0
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_client_refreshes_after_a_shard_joins_an_empty_cluster() {
     let tc = TestCluster::start(1).await;
     let client = tc.client().await;
     let stale = client.epoch();
 
-    let mut extra = start_extra_shard(&tc, "late").await;
+    let mut extra = tc.start_extra_shard("late").await;
     // Wait until the coordinator bumped the epoch *and* both shards report
     // it in their heartbeats: a shard learns the new ring from its topology
     // stream a moment after the coordinator.
@@ -139,7 +119,7 @@ async fn a_shard_that_registers_after_data_is_stored_stays_joining() {
     .await;
     let epoch = client.refresh().await.unwrap().topology.epoch;
 
-    let mut extra = start_extra_shard(&tc, "joiner").await;
+    let mut extra = tc.start_extra_shard("joiner").await;
     let st = wait_for(
         "the late shard to register",
         Duration::from_secs(30),

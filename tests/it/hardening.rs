@@ -17,7 +17,7 @@ use lockstep::proto::{Atom, AtomType, AttentionValue, Handle};
 use tonic::Code;
 
 use crate::ticks::spec;
-use crate::util::{TestCluster, exe, follow, lockstep, lockstep_env, shard_args, text, wait_for};
+use crate::util::{TestCluster, exe, follow, lockstep, lockstep_env, text, wait_for};
 
 fn concept(name: &str) -> Atom {
     Atom::node(AtomType::by_name("ConceptNode").unwrap(), name).unwrap()
@@ -226,31 +226,11 @@ async fn client_writes_during_ingest_and_tfidf_jobs_are_kept_counted_and_never_d
 async fn twenty_joins_around_the_first_write_leave_every_atom_readable() {
     let tc = TestCluster::start(1).await;
     let client = tc.client().await;
-    let args_for = |i: usize| {
-        let mut a = vec![
-            "--coordinator".to_string(),
-            tc.addr(),
-            "shard".into(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--data-dir".into(),
-            tc.dir
-                .path()
-                .join(format!("late-{i}"))
-                .display()
-                .to_string(),
-            "--block-cache-mb".into(),
-            "8".into(),
-        ];
-        a.extend(shard_args());
-        a
-    };
     let specs: Vec<(Vec<String>, std::path::PathBuf)> = (0..20)
         .map(|i| {
-            (
-                args_for(i),
-                tc.dir.path().join("logs").join(format!("late-{i}.log")),
-            )
+            let (mut args, log) = tc.extra_shard(&format!("late-{i}"));
+            args.extend(["--block-cache-mb".into(), "8".into()]);
+            (args, log)
         })
         .collect();
     let bin = exe();
@@ -346,24 +326,7 @@ async fn a_bad_registration_is_refused_and_remove_takes_a_joining_shard_out() {
     // Data, then a late shard: Joining, and removable; the data-holding
     // ring member is not.
     client.put(&[concept("x")]).await.unwrap();
-    let mut a = vec![
-        "--coordinator".to_string(),
-        tc.addr(),
-        "shard".into(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-        "--data-dir".into(),
-        tc.dir.path().join("late").display().to_string(),
-    ];
-    a.extend(shard_args());
-    let (mut late, _) = spawn_server(
-        &exe(),
-        &a,
-        &tc.dir.path().join("logs").join("late.log"),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    let mut late = tc.start_extra_shard("late").await;
     let joining = wait_for(
         "the late shard to register",
         Duration::from_secs(30),

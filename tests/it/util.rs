@@ -97,6 +97,34 @@ impl TestCluster {
         TestCluster { cluster, dir }
     }
 
+    /// The command line and log of an extra shard process `name`, with
+    /// its own data folder, for this cluster's coordinator.
+    pub fn extra_shard(&self, name: &str) -> (Vec<String>, PathBuf) {
+        let mut args = vec![
+            "--coordinator".to_string(),
+            self.addr(),
+            "shard".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            self.dir.path().join(name).display().to_string(),
+        ];
+        args.extend(shard_args());
+        (
+            args,
+            self.dir.path().join("logs").join(format!("{name}.log")),
+        )
+    }
+
+    /// Starts an extra shard process `name` and waits for it to listen.
+    pub async fn start_extra_shard(&self, name: &str) -> tokio::process::Child {
+        let (args, log) = self.extra_shard(name);
+        lockstep::cluster::spawn_server(&exe(), &args, &log, Duration::from_secs(60))
+            .await
+            .expect("extra shard starts")
+            .0
+    }
+
     pub fn addr(&self) -> String {
         self.cluster.coordinator_addr().to_string()
     }

@@ -23,7 +23,7 @@ use crate::import::{self, Want};
 use crate::store::KvStore;
 
 enum Input {
-    Generated(Generator),
+    Generated(Box<Generator>),
     File(Box<AtomReader<BufReader<std::fs::File>>>),
 }
 
@@ -61,7 +61,7 @@ impl State {
                         max: self.limits.max_generate,
                     });
                 }
-                Input::Generated(Generator::new(*n, self.params.seed))
+                Input::Generated(Box::new(Generator::new(*n, self.params.seed)))
             }
             (None, Some(f)) => {
                 let path = import::resolve(self.limits.import_dir.as_deref(), f, Want::File)?;

@@ -46,7 +46,7 @@ pub struct Staged {
 
 /// Per-workload state kept in memory for the job.
 enum WorkState {
-    Ingest(ingest::State),
+    Ingest(Box<ingest::State>),
     Attention(Box<attention::State>),
     Tfidf(tfidf::State),
     Barrier,
@@ -269,7 +269,7 @@ impl<S: KvStore> TickEngine<S> {
             let workload = Workload::parse(&spec.workload, &spec.params)?;
             let work = match &workload {
                 Workload::Ingest(p) => {
-                    WorkState::Ingest(ingest::State::new(p.clone(), self.limits.clone()))
+                    WorkState::Ingest(Box::new(ingest::State::new(p.clone(), self.limits.clone())))
                 }
                 Workload::Attention(p) => {
                     WorkState::Attention(Box::new(attention::State::new(p.clone())))
