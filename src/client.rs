@@ -593,7 +593,9 @@ impl Client {
                             epoch: epoch.0,
                             target: target.to_bytes().to_vec(),
                             after,
-                            limit: 1000,
+                            // 0: the shard's own page size, which never
+                            // exceeds its max_scan_page.
+                            limit: 0,
                         })
                         .await
                         .map(|r| r.into_inner())
@@ -716,7 +718,8 @@ impl Client {
                         epoch: routing.topology.epoch.0,
                         r#type: ty.name.to_string(),
                         after: after.clone(),
-                        limit: 1000,
+                        // 0: the shard's own page size (see above).
+                        limit: 0,
                     })
                     .await
                     .map_err(|st| Error::rpc(&addr, &st))?

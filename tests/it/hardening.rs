@@ -923,3 +923,28 @@ async fn a_full_disk_is_refused_as_disk_full_and_keeps_every_acknowledged_atom()
     let _ = shard.kill().await;
     tc.cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_page_within_a_small_max_scan_page() {
+    let tc = TestCluster::start_with(1, vec!["--max-scan-page".into(), "10".into()]).await;
+    let client = tc.client().await;
+    let hub = concept("hub");
+    let atoms: Vec<Atom> = (0..25)
+        .map(|i| {
+            Atom::link(
+                AtomType::by_name("MemberLink").unwrap(),
+                vec![concept(&format!("m{i}")), hub.clone()],
+            )
+            .unwrap()
+        })
+        .collect();
+    client.put(&atoms).await.unwrap();
+    // Pages of the shard's size, never over its limit: everything comes back.
+    let scanned = client
+        .scan_type(AtomType::by_name("MemberLink").unwrap(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(scanned.len(), 25);
+    assert_eq!(client.incoming(hub.handle()).await.unwrap().len(), 25);
+    tc.cluster.shutdown().await;
+}
