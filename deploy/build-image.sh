@@ -33,8 +33,8 @@ for lib in $libs; do
   mkdir -p "$root$(dirname "$lib")"
   cp -L "$lib" "$root$lib"
 done
-# Pure-Rust TLS is not used and no CA store is needed: Lockstep speaks
-# plaintext gRPC on a private network (TLS is on the roadmap).
+# No CA store is needed: with TLS (rustls), Lockstep trusts only the
+# cluster CA it is given (docker-compose.secure.yml).
 printf 'hosts: files dns\n' >"$root/etc/nsswitch.conf"
 printf 'root:x:0:0:root:/:/lockstep\n' >"$root/etc/passwd"
 printf 'root:x:0:\n' >"$root/etc/group"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The container tests: builds lockstep:dev, runs the multi-container tests
 # in tests/it/containers.rs (load and run, node loss, partition, rolling
-# restart), then walks the README's compose instructions exactly as written.
+# restart), then walks the README's compose instructions exactly as written,
+# plaintext and secure.
 # Prints one SKIPPED line and exits 0 when no Docker daemon answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,4 +34,6 @@ else
 fi
 
 echo "== compose, as the README says"
-exec ./deploy/compose-smoke.sh
+./deploy/compose-smoke.sh
+echo "== secure compose, as the README says"
+exec ./deploy/compose-smoke.sh --secure

@@ -36,6 +36,7 @@ async fn cluster(exe: &Path, shards: usize, dir: &Path) -> Result<LocalCluster, 
         shard_args: Vec::new(),
         coordinator_args: Vec::new(),
         token: Default::default(),
+        certs: None,
     })
     .await
 }

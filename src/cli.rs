@@ -28,6 +28,19 @@ pub struct Cli {
     /// (`LOCKSTEP_TOKEN` gives the token itself and wins).
     #[arg(long, global = true, env = "LOCKSTEP_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
+    /// This process's TLS certificate (PEM). With --tls-key and --tls-ca,
+    /// every connection is TLS with client certificates (mTLS): servers
+    /// require them, clients present this one. Client commands default to
+    /// what `lockstep up --secure` recorded.
+    #[arg(long, global = true, env = "LOCKSTEP_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, global = true, env = "LOCKSTEP_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The cluster CA certificate (PEM) every peer's certificate is
+    /// checked against.
+    #[arg(long, global = true, env = "LOCKSTEP_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -58,6 +71,9 @@ pub enum Command {
     /// cluster that holds no data yet (a ring member of a loaded cluster is
     /// refused until data moves exist).
     Remove(RemoveArgs),
+    /// Make a cluster's TLS material: a CA, certificates for the
+    /// coordinator, each shard and clients, and a cluster token.
+    Certs(CertsArgs),
     /// Check that a coordinator or shard answers its gRPC health service as
     /// serving; exit 0 if it does, 1 if not (container health checks).
     Health(HealthArgs),
@@ -374,6 +390,27 @@ pub struct UpArgs {
     /// Seconds to wait for every shard to be Up.
     #[arg(long, default_value_t = 60)]
     pub ready_timeout: u64,
+    /// TLS with client certificates on every connection, and a cluster
+    /// token: made under DATA_DIR/tls on first use (kept afterwards), and
+    /// recorded in $LOCKSTEP_HOME for this user's client commands.
+    #[arg(long)]
+    pub secure: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CertsArgs {
+    /// The folder to write into (made 0700; files already there are kept).
+    #[arg(long, default_value = "lockstep-tls")]
+    pub out: PathBuf,
+    /// Shard certificates to make: shard-0 … shard-(N-1).
+    #[arg(long, default_value_t = 3)]
+    pub shards: usize,
+    /// More certificate names to make (for example one per client host).
+    #[arg(long = "name", value_name = "NAME")]
+    pub names: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -22,6 +22,7 @@ use lockstep_hashing::Ring;
 use lockstep_proto::auth::{Authed, Token, authed};
 use lockstep_proto::model::AtomRecord;
 use lockstep_proto::pb::{self, coordinator_client::CoordinatorClient, shard_client::ShardClient};
+use lockstep_proto::tls::{Security, Tls};
 use lockstep_proto::wire_error::epoch_error;
 use lockstep_proto::{Atom, AtomType, Epoch, FlatAtom, Handle, IncomingRef, ShardId, Topology};
 use parking_lot::{Mutex, RwLock};
@@ -47,6 +48,9 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// The cluster token every call carries (none by default).
     pub token: Token,
+    /// TLS for every connection, coordinator and shards alike (none by
+    /// default: plaintext).
+    pub tls: Option<Tls>,
 }
 
 impl Default for ClientOptions {
@@ -58,6 +62,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
             token: Token::none(),
+            tls: None,
         }
     }
 }
@@ -196,19 +201,64 @@ pub struct Client {
     opts: ClientOptions,
 }
 
-fn endpoint(addr: &str, timeout: Duration) -> Result<tonic::transport::Endpoint, Error> {
-    Ok(Channel::from_shared(format!("http://{addr}"))
-        .map_err(|e| Error::Config(format!("bad address {addr:?}: {e}")))?
+fn endpoint(
+    addr: &str,
+    timeout: Duration,
+    tls: &Option<Tls>,
+) -> Result<tonic::transport::Endpoint, Error> {
+    let security = Security {
+        token: Token::none(),
+        tls: tls.clone(),
+    };
+    Ok(security
+        .endpoint(addr)
+        .map_err(|e| Error::Config(e.to_string()))?
         .connect_timeout(timeout)
         .http2_keep_alive_interval(Duration::from_secs(2))
         .keep_alive_timeout(Duration::from_secs(4)))
 }
 
-fn channel(addr: &str, timeout: Duration) -> Result<Channel, Error> {
-    Ok(endpoint(addr, timeout)?.connect_lazy())
+fn channel(addr: &str, timeout: Duration, tls: &Option<Tls>) -> Result<Channel, Error> {
+    Ok(endpoint(addr, timeout, tls)?.connect_lazy())
 }
 
-fn unreachable(addr: &str, st: &tonic::Status) -> Error {
+/// What to add to a failed connection's reason when TLS is the likely
+/// cause: a plaintext client at a TLS server sees its connection closed,
+/// and a TLS client at a plaintext server sees bytes that are not TLS.
+pub(crate) fn tls_hint(reason: &str, tls: bool) -> &'static str {
+    let r = reason.to_ascii_lowercase();
+    if !tls
+        && (r.contains("connection reset")
+            || r.contains("broken pipe")
+            || r.contains("connection closed")
+            || r.contains("frame with invalid size")
+            || r.contains("unexpected end of file")
+            || r.contains("operation was canceled")
+            || r.contains("protocol error"))
+    {
+        " (a cluster with TLS refuses plaintext: give --tls-cert, --tls-key and --tls-ca)"
+    } else if tls && (r.contains("corrupt message") || r.contains("invalidcontenttype")) {
+        " (the server does not speak TLS)"
+    } else if tls && r.contains("invalid peer certificate") {
+        " (the server's certificate is not signed by the CA given with --tls-ca)"
+    } else if tls
+        && (r.contains("unknownca")
+            || r.contains("badcertificate")
+            || r.contains("broken pipe")
+            || r.contains("connection closed")
+            || r.contains("operation was canceled")
+            || r.contains("connection reset"))
+    {
+        // Under TLS 1.3 a server refuses a client's certificate after the
+        // client thinks the handshake is done: the client may see only its
+        // connection drop.
+        " (the server refused this client's certificate: it must be signed by the cluster's CA)"
+    } else {
+        ""
+    }
+}
+
+fn unreachable(addr: &str, st: &tonic::Status, tls: bool) -> Error {
     // A transport failure shows up as Unavailable with the cause in the source
     // chain; the message alone says "tcp connect error".
     let mut reason = st.message().to_string();
@@ -217,9 +267,10 @@ fn unreachable(addr: &str, st: &tonic::Status) -> Error {
         reason = e.to_string();
         src = e.source();
     }
+    let hint = tls_hint(&reason, tls);
     Error::Unreachable {
         addr: addr.to_string(),
-        reason,
+        reason: format!("{reason}{hint}"),
     }
 }
 
@@ -230,8 +281,10 @@ impl Client {
     }
 
     pub async fn connect_with(addr: &str, opts: ClientOptions) -> Result<Client, Error> {
-        let coord =
-            CoordinatorClient::new(authed(channel(addr, opts.connect_timeout)?, &opts.token));
+        let coord = CoordinatorClient::new(authed(
+            channel(addr, opts.connect_timeout, &opts.tls)?,
+            &opts.token,
+        ));
         let client = Client {
             coordinator: addr.to_string(),
             coord,
@@ -274,7 +327,7 @@ impl Client {
             .clone()
             .get_topology(pb::GetTopologyRequest {})
             .await
-            .map_err(|st| unreachable_or_rpc(&self.coordinator, &st))?
+            .map_err(|st| unreachable_or_rpc(&self.coordinator, &st, self.opts.tls.is_some()))?
             .into_inner()
             .into();
         let ring = t
@@ -295,7 +348,7 @@ impl Client {
         if let Some(c) = shards.get(addr) {
             return Ok(c.clone());
         }
-        let ch = endpoint(addr, self.opts.connect_timeout)?
+        let ch = endpoint(addr, self.opts.connect_timeout, &self.opts.tls)?
             .timeout(self.opts.request_timeout)
             .connect_lazy();
         let c = ShardClient::new(authed(ch, &self.opts.token))
@@ -749,7 +802,7 @@ impl Client {
             .clone()
             .submit_job(spec)
             .await
-            .map_err(|st| unreachable_or_rpc(&self.coordinator, &st))?
+            .map_err(|st| unreachable_or_rpc(&self.coordinator, &st, self.opts.tls.is_some()))?
             .into_inner())
     }
 
@@ -760,7 +813,7 @@ impl Client {
             .clone()
             .cancel_job(pb::CancelJobRequest { job_id })
             .await
-            .map_err(|st| unreachable_or_rpc(&self.coordinator, &st))?
+            .map_err(|st| unreachable_or_rpc(&self.coordinator, &st, self.opts.tls.is_some()))?
             .into_inner()
             .committed_tick)
     }
@@ -773,7 +826,7 @@ impl Client {
                 .clone()
                 .remove_shard(pb::RemoveShardRequest { shard_id: shard.0 })
                 .await
-                .map_err(|st| unreachable_or_rpc(&self.coordinator, &st))?
+                .map_err(|st| unreachable_or_rpc(&self.coordinator, &st, self.opts.tls.is_some()))?
                 .into_inner()
                 .epoch,
         ))
@@ -786,7 +839,7 @@ impl Client {
             .clone()
             .list_jobs(pb::ListJobsRequest {})
             .await
-            .map_err(|st| unreachable_or_rpc(&self.coordinator, &st))?
+            .map_err(|st| unreachable_or_rpc(&self.coordinator, &st, self.opts.tls.is_some()))?
             .into_inner()
             .jobs)
     }
@@ -798,17 +851,40 @@ impl Client {
             .clone()
             .cluster_status(pb::ClusterStatusRequest {})
             .await
-            .map_err(|st| unreachable_or_rpc(&self.coordinator, &st))?
+            .map_err(|st| unreachable_or_rpc(&self.coordinator, &st, self.opts.tls.is_some()))?
             .into_inner())
     }
 }
 
-fn unreachable_or_rpc(addr: &str, st: &tonic::Status) -> Error {
-    if st.code() == tonic::Code::Unavailable {
-        unreachable(addr, st)
-    } else {
-        Error::rpc(addr, st)
+/// The status's message and every cause under it, outermost first.
+pub(crate) fn causes(st: &tonic::Status) -> String {
+    let mut out = st.message().to_string();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(st);
+    while let Some(e) = src {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        src = e.source();
     }
+    out
+}
+
+fn unreachable_or_rpc(addr: &str, st: &tonic::Status, tls: bool) -> Error {
+    if st.code() == tonic::Code::Unavailable {
+        return unreachable(addr, st, tls);
+    }
+    if std::error::Error::source(st).is_some() {
+        // A transport failure (a status from the server has no source):
+        // its causes say what happened, for example the TLS alert or the
+        // broken connection a plaintext client at a TLS server gets.
+        let reason = causes(st);
+        let hint = tls_hint(&reason, tls);
+        return Error::Rpc {
+            addr: addr.to_string(),
+            code: st.code(),
+            message: format!("{reason}{hint}"),
+        };
+    }
+    Error::rpc(addr, st)
 }
 
 #[cfg(test)]

@@ -33,6 +33,10 @@ pub struct LocalSpec {
     /// The cluster token the children require (they are given it through
     /// their flags or environment); this process's own calls carry it.
     pub token: lockstep_proto::auth::Token,
+    /// TLS material for every process (`up --secure`): each child gets its
+    /// own certificate and the token file, and this process's calls use
+    /// the client certificate. `None`: plaintext.
+    pub certs: Option<crate::certs::CertDir>,
 }
 
 /// A running local cluster. Children are killed if this is dropped without
@@ -133,6 +137,9 @@ async fn spawn_coordinator(spec: &LocalSpec, listen: &str) -> Result<(Child, Str
         spec.data_dir.join("coordinator").display().to_string(),
     ];
     args.extend(spec.coordinator_args.iter().cloned());
+    if let Some(c) = &spec.certs {
+        args.extend(c.flags(crate::certs::COORDINATOR));
+    }
     spawn_server(
         &spec.exe,
         &args,
@@ -180,6 +187,9 @@ impl LocalCluster {
             self.shard_dir(i).display().to_string(),
         ];
         args.extend(self.spec.shard_args.iter().cloned());
+        if let Some(c) = &self.spec.certs {
+            args.extend(c.flags(&format!("shard-{i}")));
+        }
         let log = self
             .spec
             .data_dir
@@ -309,12 +319,22 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// A client of this cluster, carrying its token.
+    /// A client of this cluster, carrying its token (and the client
+    /// certificate, with TLS).
     pub async fn connect(&self) -> Result<Client, Error> {
+        let tls = match &self.spec.certs {
+            Some(c) => Some(
+                c.files(crate::certs::CLIENT)
+                    .load()
+                    .map_err(|e| Error::Config(e.to_string()))?,
+            ),
+            None => None,
+        };
         Client::connect_with(
             &self.coordinator_addr,
             crate::client::ClientOptions {
                 token: self.spec.token.clone(),
+                tls,
                 ..Default::default()
             },
         )

@@ -1,13 +1,14 @@
 //! What each CLI command does, printing for a person (or JSON).
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use lockstep_proto::model::AtomRecord;
 use lockstep_proto::pb;
+use lockstep_proto::tls::TlsFiles;
 use lockstep_proto::{Atom, AtomType, Handle, Liveness};
 use serde_json::json;
 use tokio::net::TcpListener;
@@ -55,32 +56,54 @@ async fn bind(addr: &str, role: &str) -> Result<TcpListener, Error> {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), Error> {
     let flag = cli.coordinator.as_deref();
-    let auth = Auth {
+    let explicit = Auth {
         value: std::env::var("LOCKSTEP_TOKEN")
             .ok()
             .filter(|v| !v.is_empty()),
         file: cli.token_file.clone(),
+        tls: TlsFiles::from_parts(
+            cli.tls_cert.clone(),
+            cli.tls_key.clone(),
+            cli.tls_ca.clone(),
+        )
+        .map_err(|e| Error::Config(e.to_string()))?,
     };
+    // Client commands aimed at the cluster `up --secure` recorded use what
+    // it recorded, unless told otherwise.
+    let auth = explicit.or_recorded(flag);
     match cli.command {
         Command::Coordinator(args) => {
             let mut config = args.config()?;
+            let auth = explicit;
             config.token = auth.value.clone();
             if auth.file.is_some() {
                 config.token_file = auth.file.clone();
             }
+            auth.apply_tls(
+                &mut config.tls_cert,
+                &mut config.tls_key,
+                &mut config.tls_ca,
+            );
             let listener = bind(&config.listen, "coordinator").await?;
             Ok(lockstep_coordinator::run(listener, config, shutdown_signal()).await?)
         }
         Command::Shard(args) => {
             let mut config = args.config(flag)?;
+            let auth = explicit;
             config.token = auth.value.clone();
             if auth.file.is_some() {
                 config.token_file = auth.file.clone();
             }
+            auth.apply_tls(
+                &mut config.tls_cert,
+                &mut config.tls_key,
+                &mut config.tls_ca,
+            );
             let listener = bind(&config.listen, "shard").await?;
             Ok(lockstep_shard::run(listener, config, shutdown_signal()).await?)
         }
-        Command::Up(args) => up(args, &auth).await,
+        Command::Up(args) => up(args, &explicit).await,
+        Command::Certs(args) => certs(args),
         Command::Load(args) => load(&connect(flag, &auth).await?, args).await,
         Command::Get(args) => get(&connect(flag, &auth).await?, args).await,
         Command::Delete(args) => delete(&connect(flag, &auth).await?, args).await,
@@ -103,9 +126,9 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 Some(a) => a,
                 None => resolve_coordinator(flag),
             };
-            health(&addr, Duration::from_millis(args.timeout_ms)).await
+            health(&addr, Duration::from_millis(args.timeout_ms), &auth.tls()?).await
         }
-        Command::Demo(args) => demo(args, &auth).await,
+        Command::Demo(args) => demo(args, &explicit).await,
         Command::Bench(crate::cli::BenchCommand::Ring(args)) => {
             let shards: Vec<u32> = args.shards.iter().copied().filter(|&n| n >= 2).collect();
             let rows = crate::bench::ring_balance(args.keys, &shards, args.vnodes);
@@ -177,16 +200,83 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
-/// Where the cluster token comes from: `LOCKSTEP_TOKEN`, else the file.
+/// How this process authenticates: the cluster token (`LOCKSTEP_TOKEN`,
+/// else the file) and its TLS files.
+#[derive(Clone, Debug, Default)]
 pub struct Auth {
     pub value: Option<String>,
-    pub file: Option<std::path::PathBuf>,
+    pub file: Option<PathBuf>,
+    pub tls: Option<TlsFiles>,
+}
+
+/// What `lockstep up --secure` records beside the coordinator address, so
+/// that the same user's client commands reach that cluster with its client
+/// certificate and token. It names files in the cluster's data folder,
+/// which only that user can read.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RecordedSecurity {
+    coordinator: String,
+    token_file: PathBuf,
+    tls_cert: PathBuf,
+    tls_key: PathBuf,
+    tls_ca: PathBuf,
+}
+
+fn recorded_security_file() -> Option<PathBuf> {
+    recorded_coordinator_file().map(|f| f.with_file_name("security.toml"))
 }
 
 impl Auth {
     pub fn token(&self) -> Result<lockstep_proto::auth::Token, Error> {
         lockstep_proto::auth::Token::from_value_or_file(self.value.as_deref(), self.file.as_deref())
             .map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// The loaded TLS material, if any.
+    pub fn tls(&self) -> Result<Option<lockstep_proto::tls::Tls>, Error> {
+        self.tls
+            .as_ref()
+            .map(TlsFiles::load)
+            .transpose()
+            .map_err(|e| Error::Config(e.to_string()))
+    }
+
+    /// Overrides a server's configured TLS files with the flags'.
+    fn apply_tls(
+        &self,
+        cert: &mut Option<PathBuf>,
+        key: &mut Option<PathBuf>,
+        ca: &mut Option<PathBuf>,
+    ) {
+        if let Some(t) = &self.tls {
+            *cert = Some(t.cert.clone());
+            *key = Some(t.key.clone());
+            *ca = Some(t.ca.clone());
+        }
+    }
+
+    /// This, or, where neither a token nor TLS was given and the command
+    /// goes to the coordinator `lockstep up --secure` recorded, what it
+    /// recorded.
+    fn or_recorded(&self, flag: Option<&str>) -> Auth {
+        if self.value.is_some() || self.file.is_some() || self.tls.is_some() {
+            return self.clone();
+        }
+        let recorded = recorded_security_file()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .and_then(|t| toml::from_str::<RecordedSecurity>(&t).ok());
+        match recorded {
+            Some(r) if r.coordinator == resolve_coordinator(flag) => Auth {
+                value: None,
+                file: Some(r.token_file),
+                tls: Some(TlsFiles {
+                    cert: r.tls_cert,
+                    key: r.tls_key,
+                    ca: r.tls_ca,
+                }),
+            },
+            _ => self.clone(),
+        }
     }
 }
 
@@ -195,6 +285,7 @@ async fn connect(flag: Option<&str>, auth: &Auth) -> Result<Client, Error> {
         &resolve_coordinator(flag),
         crate::client::ClientOptions {
             token: auth.token()?,
+            tls: auth.tls()?,
             ..Default::default()
         },
     )
@@ -249,9 +340,27 @@ fn token_flags(auth: &Auth) -> Vec<String> {
 }
 
 async fn up(args: UpArgs, auth: &Auth) -> Result<(), Error> {
-    let token = auth.token()?;
-    let token_args = token_flags(auth);
     let _lock = FolderLock::take(&args.data_dir)?;
+    let certs = if args.secure {
+        let c = crate::certs::CertDir::new(args.data_dir.join("tls"));
+        c.ensure(&crate::certs::cluster_names(args.shards))?;
+        Some(c)
+    } else {
+        None
+    };
+    // With --secure the children get the token file through their
+    // certificate flags, and this process reads the same file.
+    let (token, token_args) = match &certs {
+        Some(c) => (
+            Auth {
+                file: Some(c.token()),
+                ..Auth::default()
+            }
+            .token()?,
+            Vec::new(),
+        ),
+        None => (auth.token()?, token_flags(auth)),
+    };
     let exe = std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?;
     let mut cluster = LocalCluster::start(LocalSpec {
         exe,
@@ -262,10 +371,12 @@ async fn up(args: UpArgs, auth: &Auth) -> Result<(), Error> {
         shard_args: token_args.clone(),
         coordinator_args: token_args,
         token: token.clone(),
+        certs: certs.clone(),
     })
     .await?;
     let addr = cluster.coordinator_addr().to_string();
     record(&addr, cluster.data_dir());
+    record_security(&addr, certs.as_ref());
     let client = cluster.connect().await?;
     println!("coordinator  {addr}");
     for s in client.routing().topology.shards.iter() {
@@ -285,6 +396,65 @@ async fn up(args: UpArgs, auth: &Auth) -> Result<(), Error> {
     println!("stopping…");
     cluster.shutdown().await;
     println!("stopped");
+    Ok(())
+}
+
+/// Records (or, for a plaintext cluster, forgets) the security a secure
+/// cluster's clients need; like the address, failing to record is not an
+/// error.
+fn record_security(addr: &str, certs: Option<&crate::certs::CertDir>) {
+    let Some(f) = recorded_security_file() else {
+        return;
+    };
+    let Some(c) = certs else {
+        let _ = std::fs::remove_file(f);
+        return;
+    };
+    let client = c.files(crate::certs::CLIENT);
+    let r = RecordedSecurity {
+        coordinator: addr.to_string(),
+        token_file: absolute(&c.token()),
+        tls_cert: absolute(&client.cert),
+        tls_key: absolute(&client.key),
+        tls_ca: absolute(&client.ca),
+    };
+    if let Ok(text) = toml::to_string(&r) {
+        let _ = std::fs::write(f, text);
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// `lockstep certs`: writes a cluster's TLS material.
+fn certs(args: crate::cli::CertsArgs) -> Result<(), Error> {
+    let dir = crate::certs::CertDir::new(&args.out);
+    let mut names = crate::certs::cluster_names(args.shards);
+    names.extend(args.names.iter().cloned());
+    let made = dir.ensure(&names)?;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "dir": absolute(&args.out),
+                "made": made,
+                "ca": absolute(&dir.ca()),
+                "token_file": absolute(&dir.token()),
+                "names": names,
+            })
+        );
+    } else {
+        println!("TLS material in {}", absolute(&args.out).display());
+        if made.is_empty() {
+            println!("nothing new: every file was there");
+        } else {
+            println!("made: {}", made.join(", "));
+        }
+        println!(
+            "give each process --tls-cert DIR/NAME.crt --tls-key DIR/NAME.key --tls-ca DIR/ca.crt --token-file DIR/token"
+        );
+    }
     Ok(())
 }
 
@@ -925,6 +1095,7 @@ async fn demo(args: DemoArgs, auth: &Auth) -> Result<(), Error> {
         shard_args: token_flags(auth),
         coordinator_args: token_flags(auth),
         token: auth.token()?,
+        certs: None,
     })
     .await?;
     let result = demo_body(&cluster, &args).await;
@@ -974,15 +1145,24 @@ async fn demo_body(cluster: &LocalCluster, args: &DemoArgs) -> Result<(), Error>
 
 /// One gRPC health check of the server at `addr` (service ""), with a
 /// deadline: Ok when it answers SERVING.
-pub async fn health(addr: &str, timeout: Duration) -> Result<(), Error> {
+pub async fn health(
+    addr: &str,
+    timeout: Duration,
+    tls: &Option<lockstep_proto::tls::Tls>,
+) -> Result<(), Error> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
     let unhealthy = |reason: String| Error::Unhealthy {
         addr: addr.to_string(),
         reason,
     };
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .map_err(|e| Error::Config(format!("bad address {addr:?}: {e}")))?
+    let security = lockstep_proto::tls::Security {
+        token: lockstep_proto::auth::Token::none(),
+        tls: tls.clone(),
+    };
+    let channel = security
+        .endpoint(addr)
+        .map_err(|e| Error::Config(e.to_string()))?
         .connect_timeout(timeout)
         .timeout(timeout)
         .connect_lazy();
@@ -992,7 +1172,11 @@ pub async fn health(addr: &str, timeout: Duration) -> Result<(), Error> {
     let resp = tokio::time::timeout(timeout, HealthClient::new(channel).check(req))
         .await
         .map_err(|_| unhealthy(format!("no answer within {timeout:?}")))?
-        .map_err(|st| unhealthy(st.message().to_string()))?;
+        .map_err(|st| {
+            let reason = crate::client::causes(&st);
+            let hint = crate::client::tls_hint(&reason, tls.is_some());
+            unhealthy(format!("{reason}{hint}"))
+        })?;
     let status = resp.into_inner().status;
     if status == ServingStatus::Serving as i32 {
         println!("{addr}: serving");

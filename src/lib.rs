@@ -7,6 +7,8 @@
 //! - [`bench`]: `lockstep bench ring`, placement measurements.
 //! - [`bench_cluster`]: `lockstep bench ingest|ticks`, end-to-end
 //!   measurements against real processes.
+//! - [`certs`]: a cluster's TLS material and token (`lockstep certs`,
+//!   `lockstep up --secure`).
 //! - [`cli`]: flags and the layered configuration they produce.
 //! - [`commands`]: what each command does.
 //!
@@ -16,6 +18,7 @@
 
 pub mod bench;
 pub mod bench_cluster;
+pub mod certs;
 pub mod cli;
 pub mod client;
 pub mod cluster;

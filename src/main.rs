@@ -20,12 +20,24 @@ fn main() {
     );
     if !server {
         // A client command piped into `head` should end quietly, as other
-        // Unix tools do, rather than panic on a closed stdout. Servers keep
-        // Rust's default of ignoring SIGPIPE.
-        // SAFETY: called before any thread starts; SIG_DFL is a valid handler.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+        // Unix tools do, rather than panic on a closed stdout. SIGPIPE
+        // itself stays ignored (Rust's default): with it at SIG_DFL, a
+        // server closing a socket during a vectored write (`writev` sends
+        // without MSG_NOSIGNAL) killed the client silently, exit 141 and
+        // no message, as a plaintext client at a TLS cluster found.
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let msg = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+                std::process::exit(141);
+            }
+            default_hook(info);
+        }));
     }
     let default = if server { "info" } else { "warn" };
     tracing_subscriber::fmt()

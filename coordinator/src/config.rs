@@ -54,6 +54,15 @@ pub struct CoordinatorConfig {
     /// the TOML file.
     #[serde(skip)]
     pub token: Option<String>,
+    /// This process's TLS certificate (PEM). With `tls_key` and `tls_ca`,
+    /// every connection is TLS: the server presents it and requires a
+    /// client certificate signed by `tls_ca`, and calls out present it.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The cluster CA certificate (PEM) that every peer's certificate must
+    /// be signed by.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for CoordinatorConfig {
@@ -72,6 +81,9 @@ impl Default for CoordinatorConfig {
             probe_timeout_ms: DEFAULT_PROBE_TIMEOUT_MS,
             token_file: None,
             token: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -116,12 +128,13 @@ impl CoordinatorConfig {
         Ok(self)
     }
 
-    /// The cluster token: `token` if set, else the contents of
-    /// `token_file`, else none.
-    pub fn token(&self) -> Result<lockstep_proto::auth::Token, Error> {
-        lockstep_proto::auth::Token::from_value_or_file(
+    /// The cluster token (`token` if set, else the contents of
+    /// `token_file`, else none) and TLS, when configured.
+    pub fn security(&self) -> Result<lockstep_proto::tls::Security, Error> {
+        lockstep_proto::tls::Security::from_settings(
             self.token.as_deref(),
             self.token_file.as_deref(),
+            [&self.tls_cert, &self.tls_key, &self.tls_ca],
         )
         .map_err(|e| Error::Config(e.to_string()))
     }

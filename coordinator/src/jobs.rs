@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use lockstep_proto::aggregate::Aggregates;
-use lockstep_proto::auth::{Authed, Token, authed};
+use lockstep_proto::auth::{Authed, authed};
 use lockstep_proto::pb::{self, shard_client::ShardClient};
+use lockstep_proto::tls::Security;
 use lockstep_proto::wire_error::peer_error;
 use lockstep_proto::workload::{COMMIT, Workload};
 use lockstep_proto::{Liveness, ShardId};
@@ -61,19 +62,19 @@ struct Inner {
 pub struct Jobs {
     registry: Registry,
     settings: JobSettings,
-    /// The cluster token every call to a shard carries.
-    token: Token,
+    /// How calls to shards are made: TLS and the cluster token.
+    security: Security,
     inner: Arc<Mutex<Inner>>,
 }
 
 pub type EventStream = mpsc::Receiver<Result<pb::JobEvent, Status>>;
 
 impl Jobs {
-    pub fn new(registry: Registry, settings: JobSettings, token: Token) -> Jobs {
+    pub fn new(registry: Registry, settings: JobSettings, security: Security) -> Jobs {
         Jobs {
             registry,
             settings,
-            token,
+            security,
             inner: Arc::new(Mutex::new(Inner {
                 next_id: 1,
                 running: None,
@@ -420,14 +421,14 @@ impl Driver {
         if let Some(c) = self.channels.get(addr) {
             return Ok(c.clone());
         }
-        let c = peers::channel(addr)?;
+        let c = peers::channel(addr, &self.jobs.security)?;
         self.channels.insert(addr.to_string(), c.clone());
         Ok(c)
     }
 
     fn client(&mut self, addr: &str) -> Result<ShardClient<Authed>, Error> {
         Ok(
-            ShardClient::new(authed(self.channel(addr)?, &self.jobs.token))
+            ShardClient::new(authed(self.channel(addr)?, &self.jobs.security.token))
                 .max_decoding_message_size(256 << 20)
                 .max_encoding_message_size(256 << 20),
         )

@@ -45,7 +45,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let config = config.validate()?;
-    let token = config.token()?;
+    let security = config.security()?;
+    let token = security.token.clone();
 
     // 1. The registry, from disk when there is one.
     let registry = Registry::open(
@@ -82,13 +83,16 @@ pub async fn run(
     health
         .set_serving::<CoordinatorServer<service::CoordinatorService>>()
         .await;
-    let served = tonic::transport::Server::builder()
+    let served = security
+        .server()
+        .map_err(|e| Error::Config(e.to_string()))?
         .add_service(health_service)
         .add_service(InterceptedService::new(
             CoordinatorServer::new(service::CoordinatorService::new(
                 registry.clone(),
-                jobs::Jobs::new(registry.clone(), config.job_settings(), token.clone()),
+                jobs::Jobs::new(registry.clone(), config.job_settings(), security.clone()),
                 Duration::from_millis(config.probe_timeout_ms),
+                security.clone(),
             ))
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20),

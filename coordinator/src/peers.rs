@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use lockstep_proto::tls::Security;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -12,8 +13,9 @@ use crate::Error;
 /// A lazy channel to the shard at `addr`. An address that does not parse is
 /// an error, never a panic: a registry written by an older release may hold
 /// one.
-pub fn channel(addr: &str) -> Result<Channel, Error> {
-    Ok(Channel::from_shared(format!("http://{addr}"))
+pub fn channel(addr: &str, security: &Security) -> Result<Channel, Error> {
+    Ok(security
+        .endpoint(addr)
         .map_err(|e| Error::Invalid(format!("shard address {addr:?} is not dialable: {e}")))?
         .connect_timeout(Duration::from_secs(2))
         // A shard cut off mid-phase is noticed in seconds.
@@ -50,8 +52,8 @@ pub async fn probe(channel: Channel, timeout: Duration) -> Result<Probe, String>
 /// Checks, before a shard enters the registry, that its health service
 /// answers at the address it registered: an address nobody can dial would
 /// otherwise enter the ring.
-pub async fn reachable(addr: &str, timeout: Duration) -> Result<(), Error> {
-    probe(channel(addr)?, timeout)
+pub async fn reachable(addr: &str, timeout: Duration, security: &Security) -> Result<(), Error> {
+    probe(channel(addr, security)?, timeout)
         .await
         .map(|_| ())
         .map_err(|reason| Error::Unreachable {

@@ -1,5 +1,6 @@
 //! The gRPC Coordinator service over a [`Registry`].
 
+use lockstep_proto::tls::Security;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -20,14 +21,22 @@ pub struct CoordinatorService {
     jobs: Jobs,
     /// How long a registering shard's health service has to answer.
     probe_timeout: Duration,
+    /// How the probe dials: the cluster's TLS.
+    security: Security,
 }
 
 impl CoordinatorService {
-    pub fn new(registry: Registry, jobs: Jobs, probe_timeout: Duration) -> Self {
+    pub fn new(
+        registry: Registry,
+        jobs: Jobs,
+        probe_timeout: Duration,
+        security: Security,
+    ) -> Self {
         CoordinatorService {
             registry,
             jobs,
             probe_timeout,
+            security,
         }
     }
 }
@@ -53,7 +62,7 @@ impl Coordinator for CoordinatorService {
         // Only an address that parses, and at which the shard's health
         // service answers, enters the registry.
         crate::registry::validate_address(&reg.address)?;
-        crate::peers::reachable(&reg.address, self.probe_timeout).await?;
+        crate::peers::reachable(&reg.address, self.probe_timeout, &self.security).await?;
         let (id, topology) = self.registry.register(reg)?;
         tracing::info!(shard = %id, epoch = %topology.epoch, "shard registered");
         let settings = self.registry.settings();

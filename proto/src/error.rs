@@ -45,4 +45,6 @@ pub enum ProtoError {
     BadParam(String),
     #[error("corrupt stored record: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Tls(String),
 }

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod convert;
 pub mod input;
 pub mod model;
+pub mod tls;
 pub mod wire_error;
 pub mod workload;
 

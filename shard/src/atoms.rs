@@ -10,9 +10,16 @@
 //! - `meta`: `shard_id`, `cluster_id`, `count/<type id>`, `incoming_count`,
 //!   `last_tick`, `prepared` (a tick's writes between prepare and commit),
 //!   and the STI column (see [`crate::column`]).
+//!
+//! # Views
+//! [`AtomStore::view`] is what a tick reads: a snapshot of the key-value
+//! store with the STI column committed when it was taken. The column's
+//! values live in side files, which snapshots do not cover, so the store
+//! keeps the buffer a live view reads from as it is: it neither removes it
+//! nor prepares into it until the view is dropped.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use lockstep_proto::convert::{decode_incoming, decode_stored, encode_incoming, encode_stored};
 use lockstep_proto::model::AtomRecord;
@@ -22,7 +29,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::Error;
 use crate::column::{self, ColumnWrite};
-use crate::store::{Cf, KvStore, WriteOp};
+use crate::store::{Cf, KvRead, KvStore, WriteOp};
 
 const ATOM_PREFIX: u8 = b'a';
 const TYPE_PREFIX: u8 = b't';
@@ -150,6 +157,188 @@ pub struct AtomStore<S> {
     /// atoms a committing tick links to, which a delete must not remove.
     /// Changed only with `counts` held.
     linked: Mutex<HashSet<Handle>>,
+    /// The columns that live views read: their value buffers stay as they
+    /// are until the last such view is dropped.
+    held: Mutex<Vec<Weak<HeldColumn>>>,
+}
+
+/// A committed STI column that a view reads from.
+struct HeldColumn(Arc<StiColumn>);
+
+/// The atom store as it was when [`AtomStore::view`] was called: every
+/// read a tick makes. Later writes, a client's or a tick's, do not change
+/// what it reads.
+pub struct AtomView<R> {
+    kv: R,
+    column: Option<Arc<HeldColumn>>,
+}
+
+/// Records of `handles` as stored, without any column's STI.
+fn read_records<K: KvRead>(kv: &K, handles: &[Handle]) -> Result<Vec<Option<AtomRecord>>, Error> {
+    let keys: Vec<Vec<u8>> = handles.iter().map(|h| atom_key(*h)).collect();
+    kv.multi_get(Cf::Atoms, &keys)?
+        .into_iter()
+        .zip(handles)
+        .map(|(v, h)| {
+            v.map(|b| decode_stored(*h, &b).map_err(Error::from))
+                .transpose()
+        })
+        .collect()
+}
+
+/// The STI that column `col` gives to each present record of `handles`:
+/// (index, value) pairs.
+fn column_stis<K: KvRead>(
+    kv: &K,
+    col: &StiColumn,
+    handles: &[Handle],
+    recs: &[Option<AtomRecord>],
+) -> Result<Vec<(usize, f64)>, Error> {
+    let mut by_chunk: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, h) in handles.iter().enumerate() {
+        if recs[i].is_some()
+            && let Some(c) = col.chunk_of(*h)
+        {
+            by_chunk.entry(c).or_default().push(i);
+        }
+    }
+    let mut found = Vec::new();
+    for (c, idx) in by_chunk {
+        let (hs, xs) = column::read_chunk(kv, col, c)?;
+        for i in idx {
+            if let Ok(p) = hs.binary_search(&handles[i]) {
+                found.push((i, xs[p]));
+            }
+        }
+    }
+    Ok(found)
+}
+
+fn apply_stis(recs: &mut [Option<AtomRecord>], found: Vec<(usize, f64)>) {
+    for (i, x) in found {
+        if let Some(r) = recs[i].as_mut() {
+            r.av.sti = x;
+        }
+    }
+}
+
+/// A page of `target`'s incoming set, after link `after`.
+fn incoming_page<K: KvRead>(
+    kv: &K,
+    target: Handle,
+    after: Option<Handle>,
+    limit: usize,
+) -> Result<(Vec<IncomingRef>, bool), Error> {
+    let prefix = target.to_bytes();
+    let after_key = after.map(|a| incoming_key(target, a));
+    let mut rows = kv.scan(Cf::Incoming, &prefix, after_key.as_deref(), limit + 1)?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let refs = rows
+        .into_iter()
+        .map(|(k, v)| {
+            let link = Handle::from_slice(&k[16..])?;
+            Ok(decode_incoming(target, link, &v)?)
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok((refs, more))
+}
+
+/// A page of the handles of atoms of type `ty`, in order, after `after`.
+fn type_page<K: KvRead>(
+    kv: &K,
+    ty: &'static AtomType,
+    after: Option<Handle>,
+    limit: usize,
+) -> Result<(Vec<Handle>, bool), Error> {
+    let prefix = type_prefix(ty);
+    let after_key = after.map(|a| type_key(ty, a));
+    let mut rows = kv.scan(Cf::Atoms, &prefix, after_key.as_deref(), limit + 1)?;
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let handles = rows
+        .iter()
+        .map(|(k, _)| Handle::from_slice(&k[prefix.len()..]))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((handles, more))
+}
+
+/// Reads of atoms, the same whether of the live store or of a view: only
+/// how a record gets its STI differs ([`AtomRead::get`]).
+pub trait AtomRead {
+    type Kv: KvRead;
+
+    /// The key-value reads underneath.
+    fn reader(&self) -> &Self::Kv;
+
+    /// Reads atoms by handle; one entry per handle, in order.
+    fn get(&self, handles: &[Handle]) -> Result<Vec<Option<AtomRecord>>, Error>;
+
+    /// A page of `target`'s incoming set, after link `after`.
+    fn incoming(
+        &self,
+        target: Handle,
+        after: Option<Handle>,
+        limit: usize,
+    ) -> Result<(Vec<IncomingRef>, bool), Error> {
+        incoming_page(self.reader(), target, after, limit)
+    }
+
+    /// A page of atoms of type `ty`, in handle order, after `after`.
+    fn scan_type(
+        &self,
+        ty: &'static AtomType,
+        after: Option<Handle>,
+        limit: usize,
+    ) -> Result<(Vec<AtomRecord>, bool), Error> {
+        let (handles, more) = self.scan_type_handles(ty, after, limit)?;
+        let recs = self.get(&handles)?.into_iter().flatten().collect();
+        Ok((recs, more))
+    }
+
+    /// A page of the handles of atoms of type `ty`, in order, after `after`:
+    /// the by-type index alone, with no record read.
+    fn scan_type_handles(
+        &self,
+        ty: &'static AtomType,
+        after: Option<Handle>,
+        limit: usize,
+    ) -> Result<(Vec<Handle>, bool), Error> {
+        type_page(self.reader(), ty, after, limit)
+    }
+}
+
+impl<R: KvRead> AtomView<R> {
+    fn column(&self) -> Option<&StiColumn> {
+        self.column.as_ref().map(|c| &*c.0)
+    }
+
+    /// Every value of column `id`, in handle order, if `id` was the
+    /// committed column when the view was taken.
+    pub fn column_values(&self, id: u64) -> Result<Option<Vec<f64>>, Error> {
+        match self.column().filter(|c| c.id == id) {
+            Some(col) => column::read_values(&self.kv, col).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl<R: KvRead> AtomRead for AtomView<R> {
+    type Kv = R;
+
+    fn reader(&self) -> &R {
+        &self.kv
+    }
+
+    /// The records as they were, with the STI of the column committed then.
+    fn get(&self, handles: &[Handle]) -> Result<Vec<Option<AtomRecord>>, Error> {
+        let mut recs = read_records(&self.kv, handles)?;
+        if let Some(col) = self.column() {
+            let found = column_stis(&self.kv, col, handles, &recs)?;
+            apply_stis(&mut recs, found);
+        }
+        Ok(recs)
+    }
 }
 
 fn load_column<S: KvStore>(kv: &S) -> Result<Option<Arc<StiColumn>>, Error> {
@@ -185,7 +374,33 @@ impl<S: KvStore> AtomStore<S> {
             counts: Mutex::new(counts),
             column: RwLock::new(column),
             linked: Mutex::new(linked),
+            held: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The store as it is now, for a tick to read: later writes do not
+    /// change what the view reads.
+    pub fn view(&self) -> AtomView<S::Snapshot> {
+        // Under the writers' lock, so that the snapshot and the column
+        // pointer are of the same moment.
+        let _writers = self.counts.lock();
+        let kv = self.kv.snapshot();
+        let column = self.column().map(|c| Arc::new(HeldColumn(c)));
+        if let Some(c) = &column {
+            let mut held = self.held.lock();
+            held.retain(|w| w.strong_count() > 0);
+            held.push(Arc::downgrade(c));
+        }
+        AtomView { kv, column }
+    }
+
+    /// Which of the two value buffers live views read from.
+    fn held_buffers(&self) -> [bool; 2] {
+        let mut out = [false; 2];
+        for c in self.held.lock().iter().filter_map(Weak::upgrade) {
+            out[usize::from(c.0.buffer != 0)] = true;
+        }
+        out
     }
 
     /// The committed STI column, if one is current.
@@ -223,29 +438,9 @@ impl<S: KvStore> AtomStore<S> {
             let Some(col) = self.column() else {
                 return Ok(());
             };
-            let mut by_chunk: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-            for (i, h) in handles.iter().enumerate() {
-                if recs[i].is_some()
-                    && let Some(c) = col.chunk_of(*h)
-                {
-                    by_chunk.entry(c).or_default().push(i);
-                }
-            }
-            let mut found = Vec::new();
-            for (c, idx) in by_chunk {
-                let (hs, xs) = column::read_chunk(&self.kv, &col, c)?;
-                for i in idx {
-                    if let Ok(p) = hs.binary_search(&handles[i]) {
-                        found.push((i, xs[p]));
-                    }
-                }
-            }
+            let found = column_stis(&self.kv, &col, handles, recs)?;
             if self.still_current(&col) {
-                for (i, x) in found {
-                    if let Some(r) = recs[i].as_mut() {
-                        r.av.sti = x;
-                    }
-                }
+                apply_stis(recs, found);
                 return Ok(());
             }
         }
@@ -293,7 +488,9 @@ impl<S: KvStore> AtomStore<S> {
         }
         self.kv.write(ops)?;
         *self.column.write() = None;
-        if !named {
+        // A view taken before still reads its buffer; the next column's
+        // prepare rewrites whatever is left.
+        if !named && self.held_buffers() == [false; 2] {
             column::remove_values(&self.kv)?;
         }
         Ok(())
@@ -467,9 +664,21 @@ impl<S: KvStore> AtomStore<S> {
         let mut writes = Vec::new();
         let pointer = column.map(|w| {
             let current = self.column().filter(|c| c.id == w.id);
-            let buffer = current.as_ref().map_or(0, |c| 1 - c.buffer);
+            let held = self.held_buffers();
+            let buffer = match &current {
+                Some(c) => 1 - c.buffer,
+                None => u8::from(held[0]),
+            };
             if current.is_none() {
                 w.handle_ops(&mut writes);
+            }
+            if held[usize::from(buffer)] {
+                // Views live within one tick and every prepare follows its
+                // tick's view: this would be a bug, and overwriting would
+                // change what a reader reads.
+                return Err(Error::Storage(format!(
+                    "STI buffer {buffer} is still read by a view"
+                )));
             }
             w.write_values(&self.kv, buffer)
                 .map(|()| pb::StiColumn::from(&w.pointer(buffer)))
@@ -582,8 +791,9 @@ impl<S: KvStore> AtomStore<S> {
         }
         self.kv.write(ops)?;
         self.linked.lock().clear();
-        // The value buffers go with the last column that names them.
-        if orphan.is_some() && current.is_none() {
+        // The value buffers go with the last column that names them, and
+        // that no view still reads.
+        if orphan.is_some() && current.is_none() && self.held_buffers() == [false; 2] {
             column::remove_values(&self.kv)?;
         }
         Ok(())
@@ -619,53 +829,12 @@ impl<S: KvStore> AtomStore<S> {
         }
     }
 
-    /// Reads atoms by handle; one entry per handle, in order.
-    pub fn get(&self, handles: &[Handle]) -> Result<Vec<Option<AtomRecord>>, Error> {
-        let keys: Vec<Vec<u8>> = handles.iter().map(|h| atom_key(*h)).collect();
-        let mut recs = self
-            .kv
-            .multi_get(Cf::Atoms, &keys)?
-            .into_iter()
-            .zip(handles)
-            .map(|(v, h)| {
-                v.map(|b| decode_stored(*h, &b).map_err(Error::from))
-                    .transpose()
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        self.overlay(handles, &mut recs)?;
-        Ok(recs)
-    }
-
     /// Whether `h` has any incoming-set entry.
     pub fn has_incoming(&self, h: Handle) -> Result<bool, Error> {
         Ok(!self
             .kv
             .scan(Cf::Incoming, &h.to_bytes(), None, 1)?
             .is_empty())
-    }
-
-    /// A page of `target`'s incoming set, after link `after`.
-    pub fn incoming(
-        &self,
-        target: Handle,
-        after: Option<Handle>,
-        limit: usize,
-    ) -> Result<(Vec<IncomingRef>, bool), Error> {
-        let prefix = target.to_bytes();
-        let after_key = after.map(|a| incoming_key(target, a));
-        let mut rows = self
-            .kv
-            .scan(Cf::Incoming, &prefix, after_key.as_deref(), limit + 1)?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let refs = rows
-            .into_iter()
-            .map(|(k, v)| {
-                let link = Handle::from_slice(&k[16..])?;
-                Ok(decode_incoming(target, link, &v)?)
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        Ok((refs, more))
     }
 
     /// Deletes atoms that have no incoming set, atomically: if any has one,
@@ -738,39 +907,20 @@ impl<S: KvStore> AtomStore<S> {
         *counts = next;
         Ok(removed)
     }
+}
 
-    /// A page of atoms of type `ty`, in handle order, after `after`.
-    pub fn scan_type(
-        &self,
-        ty: &'static AtomType,
-        after: Option<Handle>,
-        limit: usize,
-    ) -> Result<(Vec<AtomRecord>, bool), Error> {
-        let (handles, more) = self.scan_type_handles(ty, after, limit)?;
-        let recs = self.get(&handles)?.into_iter().flatten().collect();
-        Ok((recs, more))
+impl<S: KvStore> AtomRead for AtomStore<S> {
+    type Kv = S;
+
+    fn reader(&self) -> &S {
+        &self.kv
     }
 
-    /// A page of the handles of atoms of type `ty`, in order, after `after`:
-    /// the by-type index alone, with no record read.
-    pub fn scan_type_handles(
-        &self,
-        ty: &'static AtomType,
-        after: Option<Handle>,
-        limit: usize,
-    ) -> Result<(Vec<Handle>, bool), Error> {
-        let prefix = type_prefix(ty);
-        let after_key = after.map(|a| type_key(ty, a));
-        let mut rows = self
-            .kv
-            .scan(Cf::Atoms, &prefix, after_key.as_deref(), limit + 1)?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let handles = rows
-            .iter()
-            .map(|(k, _)| Handle::from_slice(&k[prefix.len()..]))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((handles, more))
+    /// The records with the committed column's STI.
+    fn get(&self, handles: &[Handle]) -> Result<Vec<Option<AtomRecord>>, Error> {
+        let mut recs = read_records(&self.kv, handles)?;
+        self.overlay(handles, &mut recs)?;
+        Ok(recs)
     }
 }
 
@@ -969,6 +1119,18 @@ mod tests {
         assert_eq!(s.counts(), scanned(&s));
     }
 
+    /// `n` ConceptNodes put into `s`: the atoms, their sorted handles and
+    /// the id of a column over them.
+    fn vertices<S: KvStore>(s: &AtomStore<S>, n: usize) -> (Vec<FlatAtom>, Arc<Vec<Handle>>, u64) {
+        let atoms: Vec<FlatAtom> = (0..n).map(|i| concept(&format!("v{i}"))).collect();
+        s.put(&atoms, &[]).unwrap();
+        let mut hs: Vec<Handle> = atoms.iter().map(|a| a.handle).collect();
+        hs.sort();
+        let hs = Arc::new(hs);
+        let id = StiColumn::id_of(&hs);
+        (atoms, hs, id)
+    }
+
     fn sti<S: KvStore>(s: &AtomStore<S>, h: Handle) -> f64 {
         s.get(&[h]).unwrap()[0].as_ref().unwrap().av.sti
     }
@@ -1055,12 +1217,7 @@ mod tests {
         let kv = Arc::new(MemStore::default());
         let s = AtomStore::open(kv.clone()).unwrap();
         let n = StiColumn::CHUNK + 3;
-        let atoms: Vec<FlatAtom> = (0..n).map(|i| concept(&format!("v{i}"))).collect();
-        s.put(&atoms, &[]).unwrap();
-        let mut hs: Vec<Handle> = atoms.iter().map(|a| a.handle).collect();
-        hs.sort();
-        let hs = Arc::new(hs);
-        let id = StiColumn::id_of(&hs);
+        let (_, hs, id) = vertices(&s, n);
         let xs: Vec<f64> = (0..n).map(|i| i as f64 * 0.5).collect();
         let w = ColumnWrite::new(id, hs.clone(), Arc::new(xs.clone()));
         s.prepare(1, &[], &[], Some(&w)).unwrap();
@@ -1171,5 +1328,108 @@ mod tests {
         assert_eq!((page.len(), more), (5, true));
         let (rest, _) = s.scan_type(c, Some(page[4].handle), 100).unwrap();
         assert_eq!(rest.len(), 21);
+    }
+
+    #[test]
+    fn a_view_reads_the_store_as_it_was_taken() {
+        let s = AtomStore::open(MemStore::default()).unwrap();
+        let (a, b, c) = (concept("a"), concept("b"), concept("c"));
+        let l = inheritance(a.handle, b.handle);
+        let mut tv_a = a.clone();
+        tv_a.tv = Some(TruthValue::new(0.5, 0.5).unwrap());
+        s.put(&[tv_a, b.clone(), l.clone()], &refs_for(&l)).unwrap();
+        let view = s.view();
+
+        // A client changes a value, adds an atom and a link, and deletes one.
+        let mut changed = a.clone();
+        changed.tv = Some(TruthValue::new(0.9, 0.9).unwrap());
+        let l2 = inheritance(c.handle, b.handle);
+        s.put(&[changed, c.clone(), l2.clone()], &refs_for(&l2))
+            .unwrap();
+        s.remove_incoming(&refs_for(&l)).unwrap();
+        s.delete(&[l.handle]).unwrap();
+
+        let got = view.get(&[a.handle, c.handle, l.handle]).unwrap();
+        assert_eq!(got[0].as_ref().unwrap().tv.strength, 0.5);
+        assert!(got[1].is_none(), "an atom written after the view");
+        assert!(got[2].is_some(), "an atom deleted after the view");
+        let (inc, _) = view.incoming(b.handle, None, 10).unwrap();
+        assert_eq!(inc.len(), 1);
+        assert_eq!(inc[0].link, l.handle);
+        let ty = AtomType::by_name("ConceptNode").unwrap();
+        assert_eq!(view.scan_type_handles(ty, None, 10).unwrap().0.len(), 2);
+
+        // The live store has moved on, and a new view sees it.
+        assert_eq!(
+            s.get(&[a.handle]).unwrap()[0].as_ref().unwrap().tv.strength,
+            0.9
+        );
+        let now = s.view();
+        assert_eq!(now.scan_type_handles(ty, None, 10).unwrap().0.len(), 3);
+        assert_eq!(
+            now.incoming(b.handle, None, 10).unwrap().0[0].link,
+            l2.handle
+        );
+    }
+
+    #[test]
+    fn a_view_keeps_its_sti_column_through_folds_and_prepares() {
+        let kv = Arc::new(MemStore::default());
+        let s = AtomStore::open(kv.clone()).unwrap();
+        let n = StiColumn::CHUNK + 7;
+        let (atoms, hs, id) = vertices(&s, n);
+        let write = |t: f64| {
+            let xs = (0..n).map(|i| t + i as f64).collect();
+            ColumnWrite::new(id, hs.clone(), Arc::new(xs))
+        };
+        s.prepare(1, &[], &[], Some(&write(100.0))).unwrap();
+        s.commit(1).unwrap();
+        let view = s.view();
+        let seen = |v: &AtomView<_>| {
+            let r = v.get(&[hs[3], hs[n - 1]]).unwrap();
+            (r[0].as_ref().unwrap().av.sti, r[1].as_ref().unwrap().av.sti)
+        };
+        let before = (103.0, 100.0 + (n - 1) as f64);
+        assert_eq!(seen(&view), before);
+
+        // A client write folds the column into the records and removes it:
+        // the view still reads the column's values.
+        let mut hot = atoms[0].clone();
+        hot.av = Some(lockstep_proto::model::AttentionValue {
+            sti: -1.0,
+            lti: 0.0,
+        });
+        s.put(&[hot], &[]).unwrap();
+        assert!(s.column().is_none());
+        assert_eq!(seen(&view), before);
+        assert_eq!(
+            view.column_values(id).unwrap().unwrap(),
+            *write(100.0).values
+        );
+
+        // The next tick's prepare (no column is current now) writes the
+        // buffer the view does not read; an aborted attempt and its retry
+        // leave the view as it was.
+        s.prepare(2, &[], &[], Some(&write(200.0))).unwrap();
+        assert_eq!(seen(&view), before);
+        s.discard_prepared().unwrap();
+        assert_eq!(seen(&view), before);
+        s.prepare(2, &[], &[], Some(&write(300.0))).unwrap();
+        s.commit(2).unwrap();
+        assert_eq!(seen(&view), before);
+        assert_eq!(sti(&s, hs[3]), 303.0);
+        drop(view);
+
+        // With the view gone, ticks go on in both buffers.
+        for t in 3..6 {
+            s.prepare(t, &[], &[], Some(&write(t as f64 * 100.0)))
+                .unwrap();
+            s.commit(t).unwrap();
+            assert_eq!(sti(&s, hs[3]), t as f64 * 100.0 + 3.0);
+            assert_eq!(
+                seen(&s.view()),
+                (t as f64 * 100.0 + 3.0, t as f64 * 100.0 + (n - 1) as f64)
+            );
+        }
     }
 }

@@ -35,7 +35,7 @@ use std::sync::Arc;
 use lockstep_proto::{Handle, StiColumn};
 
 use crate::Error;
-use crate::store::{Cf, KvStore, WriteOp};
+use crate::store::{Cf, KvRead, KvStore, WriteOp};
 
 /// The key of the committed column pointer.
 pub const POINTER: &[u8] = b"sti_col";
@@ -115,7 +115,7 @@ pub fn values_file(buffer: u8) -> &'static str {
 }
 
 /// Reads chunk `chunk` of `col`: its handles and committed values.
-pub fn read_chunk<S: KvStore>(
+pub fn read_chunk<S: KvRead>(
     kv: &S,
     col: &StiColumn,
     chunk: usize,
@@ -130,7 +130,7 @@ pub fn read_chunk<S: KvStore>(
 }
 
 /// Every committed value of `col`, in handle order: one read.
-pub fn read_values<S: KvStore>(kv: &S, col: &StiColumn) -> Result<Vec<f64>, Error> {
+pub fn read_values<S: KvRead>(kv: &S, col: &StiColumn) -> Result<Vec<f64>, Error> {
     let n = col.len as usize;
     let b = kv
         .read_file(values_file(col.buffer), 0, n * 8)?

@@ -73,6 +73,15 @@ pub struct ShardConfig {
     /// the TOML file.
     #[serde(skip)]
     pub token: Option<String>,
+    /// This process's TLS certificate (PEM). With `tls_key` and `tls_ca`,
+    /// every connection is TLS: the server presents it and requires a
+    /// client certificate signed by `tls_ca`, and calls out present it.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `tls_cert` (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The cluster CA certificate (PEM) that every peer's certificate must
+    /// be signed by.
+    pub tls_ca: Option<PathBuf>,
     /// The only folder from which jobs may read files on this host
     /// (`ingest --file`, `tfidf --docs`). Unset (the default): they are
     /// refused.
@@ -115,6 +124,9 @@ impl Default for ShardConfig {
             http2_frame_kb: DEFAULT_HTTP2_FRAME_KB,
             token_file: None,
             token: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
             import_dir: None,
             max_generate: DEFAULT_MAX_GENERATE,
             max_tick_read_mb: DEFAULT_MAX_TICK_READ_MB,
@@ -181,12 +193,13 @@ impl ShardConfig {
         Ok(self)
     }
 
-    /// The cluster token: `token` if set, else the contents of
-    /// `token_file`, else none.
-    pub fn token(&self) -> Result<lockstep_proto::auth::Token, Error> {
-        lockstep_proto::auth::Token::from_value_or_file(
+    /// The cluster token (`token` if set, else the contents of
+    /// `token_file`, else none) and TLS, when configured.
+    pub fn security(&self) -> Result<lockstep_proto::tls::Security, Error> {
+        lockstep_proto::tls::Security::from_settings(
             self.token.as_deref(),
             self.token_file.as_deref(),
+            [&self.tls_cert, &self.tls_key, &self.tls_ca],
         )
         .map_err(|e| Error::Config(e.to_string()))
     }

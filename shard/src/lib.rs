@@ -56,7 +56,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let config = config.validate()?;
-    let token = config.token()?;
+    let security = config.security()?;
+    let token = security.token.clone();
     let bound = listener.local_addr()?;
     let address = match &config.advertise {
         Some(a) => a.clone(),
@@ -99,7 +100,9 @@ pub async fn run(
         config.max_scan_page,
     );
     let window = config.http2_window_mb << 20;
-    let served = tonic::transport::Server::builder()
+    let served = security
+        .server()
+        .map_err(|e| Error::Config(e.to_string()))?
         .initial_stream_window_size(window)
         .initial_connection_window_size(2 * window)
         .max_frame_size(config.http2_frame_kb << 10)
@@ -119,7 +122,7 @@ pub async fn run(
     tokio::pin!(served);
 
     // 3. Identity and the first topology.
-    let mut coord = membership::coordinator_channel(&config.coordinator, &token)?;
+    let mut coord = membership::coordinator_channel(&config.coordinator, &security)?;
     let registering = membership::register(
         &mut coord,
         &store,
@@ -167,7 +170,7 @@ pub async fn run(
         },
         config.input_limits(),
         config.max_inbox_mb.saturating_mul(1 << 20) as usize,
-        token.clone(),
+        security.clone(),
     ));
     let has_atoms = store.counts().atoms() > 0;
     let gate = membership::DataGate::new(reg.id, &config.coordinator, coord, has_atoms);

@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lockstep_proto::auth::{Authed, Token, authed};
+use lockstep_proto::auth::{Authed, authed};
 use lockstep_proto::pb::{self, coordinator_client::CoordinatorClient};
+use lockstep_proto::tls::Security;
 use lockstep_proto::{ShardId, Topology};
 use tokio::sync::watch;
-use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
 use crate::Error;
@@ -92,8 +92,12 @@ pub async fn advertise_address(
 }
 
 /// Opens a lazy channel to the coordinator.
-pub fn coordinator_channel(addr: &str, token: &Token) -> Result<CoordinatorClient<Authed>, Error> {
-    let endpoint = Channel::from_shared(format!("http://{addr}"))
+pub fn coordinator_channel(
+    addr: &str,
+    security: &Security,
+) -> Result<CoordinatorClient<Authed>, Error> {
+    let endpoint = security
+        .endpoint(addr)
         .map_err(|e| Error::Config(format!("bad coordinator address {addr:?}: {e}")))?
         .connect_timeout(Duration::from_secs(2))
         // Notice a cut-off coordinator in seconds, so the topology stream
@@ -103,7 +107,7 @@ pub fn coordinator_channel(addr: &str, token: &Token) -> Result<CoordinatorClien
         .keep_alive_while_idle(true);
     Ok(CoordinatorClient::new(authed(
         endpoint.connect_lazy(),
-        token,
+        &security.token,
     )))
 }
 

@@ -9,6 +9,7 @@ use lockstep_proto::{AtomType, Epoch, FlatAtom, Handle, IncomingRef, ProtoError}
 use tonic::{Request, Response, Status};
 
 use crate::Error;
+use crate::atoms::AtomRead;
 use crate::atoms::AtomStore;
 use crate::membership::DataGate;
 use crate::routing::RoutingView;
@@ -19,7 +20,7 @@ use crate::tick::TickEngine;
 const DEFAULT_PAGE: usize = 1_000;
 
 /// What the service needs once the shard is registered.
-pub struct Ready<S> {
+pub struct Ready<S: KvStore> {
     pub routing: RoutingView,
     pub engine: Arc<TickEngine<S>>,
     pub gate: DataGate,
@@ -29,7 +30,7 @@ pub struct Ready<S> {
 /// registration (so the coordinator can reach the shard's health service
 /// at the address it registers), answering `UNAVAILABLE: not registered
 /// yet` until [`Ready`] is set.
-pub struct ShardService<S> {
+pub struct ShardService<S: KvStore> {
     store: Arc<AtomStore<S>>,
     ready: Arc<OnceLock<Ready<S>>>,
     max_batch: usize,

@@ -17,7 +17,7 @@ use lockstep::proto::{Atom, AtomType, AttentionValue, Handle};
 use tonic::Code;
 
 use crate::ticks::spec;
-use crate::util::{TestCluster, exe, follow, lockstep, lockstep_env, text, wait_for};
+use crate::util::{TestCluster, UpProcess, exe, follow, lockstep, lockstep_env, text, wait_for};
 
 fn concept(name: &str) -> Atom {
     Atom::node(AtomType::by_name("ConceptNode").unwrap(), name).unwrap()
@@ -621,51 +621,25 @@ async fn a_down_shard_fails_a_read_within_the_retry_budget_in_one_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_brings_its_coordinator_back_on_the_same_address_and_refuses_a_second_up() {
-    use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let mut up = tokio::process::Command::new(exe())
-        .args(["up", "--shards", "2", "--port", "0", "--data-dir"])
-        .arg(&data)
-        .env("LOCKSTEP_HOME", home.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(up.stdout.take().unwrap()).lines();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    tokio::spawn(async move {
-        while let Ok(Some(l)) = lines.next_line().await {
-            let _ = tx.send(l);
-        }
-    });
-    let mut seen = Vec::new();
-    let mut next_line = async |want: &str| -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        loop {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(l)) => {
-                    seen.push(l.clone());
-                    if l.contains(want) {
-                        return l;
-                    }
-                }
-                _ => panic!("`up` never printed {want:?}; it printed {seen:?}"),
-            }
-        }
-    };
-    let addr = next_line("coordinator  ").await;
+    let data_arg = data.display().to_string();
+    let mut up = UpProcess::spawn(
+        &["--shards", "2", "--port", "0", "--data-dir", &data_arg],
+        home.path(),
+    );
+    let addr = up.line("coordinator  ").await;
     let addr = addr.split_whitespace().nth(1).unwrap().to_string();
-    let pid: i32 = next_line("pid coordinator")
+    let pid: i32 = up
+        .line("pid coordinator")
         .await
         .split_whitespace()
         .nth(2)
         .unwrap()
         .parse()
         .unwrap();
-    next_line("ready:").await;
+    up.line("ready:").await;
 
     // A second `up` on the same folder is refused, naming the holder.
     let out = tokio::time::timeout(
@@ -721,7 +695,7 @@ async fn up_brings_its_coordinator_back_on_the_same_address_and_refuses_a_second
     unsafe {
         libc::kill(pid, libc::SIGKILL);
     }
-    next_line("coordinator restarted").await;
+    up.line("coordinator restarted").await;
     let out = tokio::time::timeout(Duration::from_secs(120), run.wait_with_output())
         .await
         .expect("the following client ends")
@@ -749,15 +723,7 @@ async fn up_brings_its_coordinator_back_on_the_same_address_and_refuses_a_second
     .await;
     let events = follow(&client, spec("attention", 2, &[]), |_| {}).await;
     assert_eq!(events.last().unwrap().kind, "finished");
-    // SAFETY: as above.
-    unsafe {
-        libc::kill(up.id().unwrap() as i32, libc::SIGTERM);
-    }
-    let status = tokio::time::timeout(Duration::from_secs(60), up.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success());
+    up.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,5 +10,6 @@ mod epoch;
 mod hardening;
 mod oracle;
 mod ticks;
+mod tls;
 mod tools;
 mod util;

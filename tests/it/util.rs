@@ -54,7 +54,7 @@ impl TestCluster {
         let flag = vec!["--token-file".to_string(), token_file.display().to_string()];
         let secret = std::fs::read_to_string(token_file).expect("token file");
         let token = lockstep::proto::auth::Token::new(&secret).expect("valid token");
-        TestCluster::start_spec(shards, flag.clone(), flag, token).await
+        TestCluster::start_spec(shards, flag.clone(), flag, token, false).await
     }
 
     pub async fn start_full(
@@ -67,17 +67,33 @@ impl TestCluster {
             extra_shard_args,
             extra_coordinator_args,
             Default::default(),
+            false,
         )
         .await
+    }
+
+    /// A cluster with TLS on every connection and a token, made as
+    /// `lockstep up --secure` makes them, under `DIR/tls`.
+    pub async fn start_secure(shards: usize) -> TestCluster {
+        TestCluster::start_spec(shards, Vec::new(), Vec::new(), Default::default(), true).await
     }
 
     async fn start_spec(
         shards: usize,
         extra_shard_args: Vec<String>,
         extra_coordinator_args: Vec<String>,
-        token: lockstep::proto::auth::Token,
+        mut token: lockstep::proto::auth::Token,
+        secure: bool,
     ) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
+        let certs = secure.then(|| {
+            let c = lockstep::certs::CertDir::new(dir.path().join("tls"));
+            c.ensure(&lockstep::certs::cluster_names(shards))
+                .expect("TLS material");
+            let secret = std::fs::read_to_string(c.token()).expect("token file");
+            token = lockstep::proto::auth::Token::new(&secret).expect("token");
+            c
+        });
         let mut shard_args = shard_args();
         shard_args.extend(extra_shard_args);
         let mut coord_args = coordinator_args();
@@ -91,6 +107,7 @@ impl TestCluster {
             shard_args,
             coordinator_args: coord_args,
             token,
+            certs,
         })
         .await
         .expect("local cluster starts");
@@ -214,6 +231,9 @@ pub async fn lockstep_env(args: &[&str], env: &[(&str, &str)]) -> std::process::
         .env_remove("LOCKSTEP_COORDINATOR")
         .env_remove("LOCKSTEP_TOKEN")
         .env_remove("LOCKSTEP_TOKEN_FILE")
+        .env_remove("LOCKSTEP_TLS_CERT")
+        .env_remove("LOCKSTEP_TLS_KEY")
+        .env_remove("LOCKSTEP_TLS_CA")
         .envs(env.iter().copied())
         .kill_on_drop(true)
         .output();
@@ -225,4 +245,80 @@ pub async fn lockstep_env(args: &[&str], env: &[(&str, &str)]) -> std::process::
 
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// A `lockstep up` child process and the lines it prints.
+pub struct UpProcess {
+    pub child: tokio::process::Child,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+}
+
+impl UpProcess {
+    /// Starts `lockstep up ARGS` with `$LOCKSTEP_HOME` at `home`.
+    pub fn spawn(args: &[&str], home: &std::path::Path) -> UpProcess {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(exe())
+            .arg("up")
+            .args(args)
+            .env("LOCKSTEP_HOME", home)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("`lockstep up` starts");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        tokio::spawn(async move {
+            while let Ok(Some(l)) = lines.next_line().await {
+                let _ = tx.send(l);
+            }
+        });
+        UpProcess {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next line containing `want`, within 90 s.
+    pub async fn line(&mut self, want: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(l)) => {
+                    self.seen.push(l.clone());
+                    if l.contains(want) {
+                        return l;
+                    }
+                }
+                _ => panic!("`up` never printed {want:?}; it printed {:?}", self.seen),
+            }
+        }
+    }
+
+    /// The coordinator address `up` prints, then its ready line.
+    pub async fn ready(&mut self) -> String {
+        let addr = self.line("coordinator  ").await;
+        let addr = addr
+            .split_whitespace()
+            .nth(1)
+            .expect("an address")
+            .to_string();
+        self.line("ready:").await;
+        addr
+    }
+
+    /// SIGTERM, and a clean exit within 60 s.
+    pub async fn stop(mut self) {
+        // SAFETY: kill(2) on the child this helper started.
+        unsafe {
+            libc::kill(self.child.id().expect("running") as i32, libc::SIGTERM);
+        }
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .expect("`up` stops within 60 s")
+            .expect("wait");
+        assert!(status.success(), "`up` exited with {status}");
+    }
 }

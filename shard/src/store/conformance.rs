@@ -1,7 +1,7 @@
 //! The behaviour every [`KvStore`] must have, as one suite run against each
 //! implementation.
 
-use super::{Cf, KvStore, WriteOp};
+use super::{Cf, KvRead, KvStore, WriteOp};
 
 /// Runs every check, each on a fresh store from `make`.
 pub fn run_all<S: KvStore>(mut make: impl FnMut() -> S) {
@@ -12,6 +12,7 @@ pub fn run_all<S: KvStore>(mut make: impl FnMut() -> S) {
     multi_get_keeps_order(&make());
     a_batch_applies_each_keys_ops_in_order(&make());
     side_files_are_replaced_read_by_range_and_removed(&make());
+    a_snapshot_keeps_what_it_saw(&make());
 }
 
 fn put(cf: Cf, k: &[u8], v: &[u8]) -> WriteOp {
@@ -201,6 +202,54 @@ fn multi_get_keeps_order<S: KvStore>(s: &S) {
         got,
         vec![Some(b"three".to_vec()), None, Some(b"one".to_vec())]
     );
+}
+
+fn a_snapshot_keeps_what_it_saw<S: KvStore>(s: &S) {
+    s.write(vec![
+        put(Cf::Atoms, b"p/1", b"a"),
+        put(Cf::Atoms, b"p/2", b"b"),
+        put(Cf::Meta, b"m", b"1"),
+    ])
+    .unwrap();
+    let snap = s.snapshot();
+    s.write(vec![
+        put(Cf::Atoms, b"p/1", b"changed"),
+        WriteOp::Delete(Cf::Atoms, b"p/2".to_vec()),
+        put(Cf::Atoms, b"p/3", b"new"),
+        WriteOp::Delete(Cf::Meta, b"m".to_vec()),
+    ])
+    .unwrap();
+    let keys = [b"p/1".to_vec(), b"p/2".to_vec(), b"p/3".to_vec()];
+    assert_eq!(
+        snap.multi_get(Cf::Atoms, &keys).unwrap(),
+        vec![Some(b"a".to_vec()), Some(b"b".to_vec()), None]
+    );
+    assert_eq!(snap.get(Cf::Meta, b"m").unwrap(), Some(b"1".to_vec()));
+    let rows = snap.scan(Cf::Atoms, b"p/", None, 10).unwrap();
+    assert_eq!(
+        rows,
+        vec![
+            (b"p/1".to_vec(), b"a".to_vec()),
+            (b"p/2".to_vec(), b"b".to_vec())
+        ]
+    );
+    assert_eq!(
+        snap.scan(Cf::Atoms, b"p/", Some(b"p/1"), 10).unwrap().len(),
+        1
+    );
+    // The live store moved on.
+    assert_eq!(
+        s.multi_get(Cf::Atoms, &keys).unwrap(),
+        vec![Some(b"changed".to_vec()), None, Some(b"new".to_vec())]
+    );
+    // A snapshot taken now sees the new state, and dropping the old one
+    // changes nothing.
+    drop(snap);
+    let now = s.snapshot();
+    assert_eq!(now.scan(Cf::Atoms, b"p/", None, 10).unwrap().len(), 2);
+    // Side files are read live.
+    s.put_file("f", b"xyz").unwrap();
+    assert_eq!(now.read_file("f", 1, 2).unwrap(), Some(b"yz".to_vec()));
 }
 
 #[cfg(test)]

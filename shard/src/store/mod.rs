@@ -1,8 +1,10 @@
 //! The key-value storage a shard keeps its atoms in, behind a trait that does
 //! not mention RocksDB.
 //!
-//! - [`KvStore`]: three column families, atomic multi-key writes, prefix
-//!   scans, and side files for bulk values that bypass the write-ahead log.
+//! - [`KvRead`]: point reads, prefix scans and side-file reads, of the live
+//!   store or of a snapshot of it.
+//! - [`KvStore`]: three column families, atomic multi-key writes, snapshots,
+//!   and side files for bulk values that bypass the write-ahead log.
 //! - [`rocks::RocksStore`]: the real one.
 //! - [`mem::MemStore`]: an in-memory stand-in for tests of logic.
 //! - [`conformance`]: the suite both must pass.
@@ -58,14 +60,11 @@ impl WriteOp {
     }
 }
 
-/// Ordered key-value storage with column families.
-pub trait KvStore: Send + Sync + 'static {
+/// Reads of ordered key-value storage: of the live store, or of a
+/// [`KvStore::snapshot`].
+pub trait KvRead: Send + Sync + 'static {
     /// Reads many keys of one family; one entry per key, in order.
     fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Values, Error>;
-
-    /// Applies all ops atomically: after a crash, either all or none are
-    /// visible. Returns once the write is durable as configured.
-    fn write(&self, ops: Vec<WriteOp>) -> Result<(), Error>;
 
     /// Up to `limit` entries whose key starts with `prefix` and is greater
     /// than `after` (when given), in key order.
@@ -76,6 +75,35 @@ pub trait KvStore: Send + Sync + 'static {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Rows, Error>;
+
+    /// `len` bytes of side file `name` from `offset`; `None` if the file
+    /// does not exist. A file too short for the range is an error. Side
+    /// files are never part of a snapshot: a snapshot reads them as they
+    /// are now, and keeping the ones it needs unchanged is the caller's
+    /// part (see `AtomStore::view`).
+    fn read_file(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>, Error>;
+
+    /// Reads one key.
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        Ok(self
+            .multi_get(cf, &[key.to_vec()])?
+            .pop()
+            .expect("one result per key"))
+    }
+}
+
+/// Ordered key-value storage with column families.
+pub trait KvStore: KvRead {
+    /// A read-only view of the store as it was when it was taken.
+    type Snapshot: KvRead;
+
+    /// The store as it is now, unchanged by later writes, for as long as
+    /// the snapshot is held.
+    fn snapshot(&self) -> Self::Snapshot;
+
+    /// Applies all ops atomically: after a crash, either all or none are
+    /// visible. Returns once the write is durable as configured.
+    fn write(&self, ops: Vec<WriteOp>) -> Result<(), Error>;
 
     /// Approximate bytes of live data.
     fn live_bytes(&self) -> u64;
@@ -92,28 +120,13 @@ pub trait KvStore: Send + Sync + 'static {
     /// a plain file name (letters, digits, `.`, `-`, `_`).
     fn put_file(&self, name: &str, bytes: &[u8]) -> Result<(), Error>;
 
-    /// `len` bytes of side file `name` from `offset`; `None` if the file
-    /// does not exist. A file too short for the range is an error.
-    fn read_file(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>, Error>;
-
     /// Removes side file `name`, if it exists.
     fn remove_file(&self, name: &str) -> Result<(), Error>;
-
-    /// Reads one key.
-    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        Ok(self
-            .multi_get(cf, &[key.to_vec()])?
-            .pop()
-            .expect("one result per key"))
-    }
 }
 
-impl<S: KvStore> KvStore for std::sync::Arc<S> {
+impl<S: KvRead> KvRead for std::sync::Arc<S> {
     fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Values, Error> {
         (**self).multi_get(cf, keys)
-    }
-    fn write(&self, ops: Vec<WriteOp>) -> Result<(), Error> {
-        (**self).write(ops)
     }
     fn scan(
         &self,
@@ -124,6 +137,19 @@ impl<S: KvStore> KvStore for std::sync::Arc<S> {
     ) -> Result<Rows, Error> {
         (**self).scan(cf, prefix, after, limit)
     }
+    fn read_file(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>, Error> {
+        (**self).read_file(name, offset, len)
+    }
+}
+
+impl<S: KvStore> KvStore for std::sync::Arc<S> {
+    type Snapshot = S::Snapshot;
+    fn snapshot(&self) -> Self::Snapshot {
+        (**self).snapshot()
+    }
+    fn write(&self, ops: Vec<WriteOp>) -> Result<(), Error> {
+        (**self).write(ops)
+    }
     fn live_bytes(&self) -> u64 {
         (**self).live_bytes()
     }
@@ -132,9 +158,6 @@ impl<S: KvStore> KvStore for std::sync::Arc<S> {
     }
     fn put_file(&self, name: &str, bytes: &[u8]) -> Result<(), Error> {
         (**self).put_file(name, bytes)
-    }
-    fn read_file(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>, Error> {
-        (**self).read_file(name, offset, len)
     }
     fn remove_file(&self, name: &str) -> Result<(), Error> {
         (**self).remove_file(name)

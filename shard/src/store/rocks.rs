@@ -15,17 +15,23 @@
 //! it is. Without `sync_writes` it is in the operating system's hands when
 //! the call returns, like a write to the log: it survives any process
 //! crash, not a power loss.
+//!
+//! # Snapshots
+//! A [`RocksSnapshot`] is a RocksDB snapshot together with the `Arc` of the
+//! database it belongs to, so it can be held across calls and threads for
+//! as long as a tick runs; the database cannot close under it.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rocksdb::{
     BlockBasedIndexType, BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType,
     Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions,
 };
 
-use super::{Cf, KvStore, Rows, Values, WriteOp, check_file_name, short_file};
+use super::{Cf, KvRead, KvStore, Rows, Values, WriteOp, check_file_name, short_file};
 use crate::Error;
 
 /// Options for opening a store.
@@ -46,10 +52,28 @@ impl Default for RocksOptions {
 
 /// A RocksDB database with the `atoms`, `incoming` and `meta` families.
 pub struct RocksStore {
-    db: DB,
+    db: Arc<DB>,
     sync_writes: bool,
     path: PathBuf,
-    side: PathBuf,
+    side: Arc<PathBuf>,
+}
+
+type Snap<'a> = rocksdb::SnapshotWithThreadMode<'a, DB>;
+
+self_cell::self_cell!(
+    /// The database and a snapshot of it that borrows it.
+    struct SnapCell {
+        owner: Arc<DB>,
+        #[covariant]
+        dependent: Snap,
+    }
+);
+
+/// A [`RocksStore`] as it was when [`KvStore::snapshot`] was called, with
+/// its live side files.
+pub struct RocksSnapshot {
+    cell: SnapCell,
+    side: Arc<PathBuf>,
 }
 
 fn cf_options(cf: Cf, cache: &Cache) -> Options {
@@ -111,16 +135,16 @@ impl RocksStore {
         let side = path.join("side");
         std::fs::create_dir_all(&side)?;
         Ok(RocksStore {
-            db,
+            db: Arc::new(db),
             sync_writes: opts.sync_writes,
             path: path.to_path_buf(),
-            side,
+            side: Arc::new(side),
         })
     }
 
     /// Bytes in side files.
     fn side_bytes(&self) -> u64 {
-        std::fs::read_dir(&self.side)
+        std::fs::read_dir(self.side.as_path())
             .into_iter()
             .flatten()
             .filter_map(|e| e.ok()?.metadata().ok())
@@ -134,20 +158,132 @@ impl RocksStore {
     }
 
     fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(cf.name())
-            .expect("column families are created at open")
+        handle(&self.db, cf)
+    }
+}
+
+fn handle(db: &DB, cf: Cf) -> &rocksdb::ColumnFamily {
+    db.cf_handle(cf.name())
+        .expect("column families are created at open")
+}
+
+fn multi_get(db: &DB, ro: &ReadOptions, cf: Cf, keys: &[Vec<u8>]) -> Result<Values, Error> {
+    let h = handle(db, cf);
+    db.multi_get_cf_opt(keys.iter().map(|k| (h, k.as_slice())), ro)
+        .into_iter()
+        .map(|r| r.map_err(Error::from))
+        .collect()
+}
+
+fn scan(
+    db: &DB,
+    mut ro: ReadOptions,
+    cf: Cf,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Rows, Error> {
+    let start: Vec<u8> = match after {
+        Some(a) if a >= prefix => a.to_vec(),
+        _ => prefix.to_vec(),
+    };
+    ro.set_prefix_same_as_start(false);
+    let iter = db.iterator_cf_opt(
+        handle(db, cf),
+        ro,
+        IteratorMode::From(&start, Direction::Forward),
+    );
+    let mut out = Vec::new();
+    for item in iter {
+        let (k, v) = item?;
+        if !k.starts_with(prefix) {
+            break;
+        }
+        if after.is_some_and(|a| &*k <= a) {
+            continue;
+        }
+        out.push((k.to_vec(), v.to_vec()));
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+fn read_side(side: &Path, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>, Error> {
+    check_file_name(name)?;
+    let f = match std::fs::File::open(side.join(name)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut buf = vec![0; len];
+    match f.read_exact_at(&mut buf, offset) {
+        Ok(()) => Ok(Some(buf)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(short_file(name, offset, len, f.metadata()?.len()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl RocksSnapshot {
+    fn read_options(&self) -> ReadOptions {
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(self.cell.borrow_dependent());
+        ro
+    }
+}
+
+impl KvRead for RocksSnapshot {
+    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Values, Error> {
+        multi_get(self.cell.borrow_owner(), &self.read_options(), cf, keys)
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Rows, Error> {
+        let ro = self.read_options();
+        scan(self.cell.borrow_owner(), ro, cf, prefix, after, limit)
+    }
+
+    fn read_file(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>, Error> {
+        read_side(&self.side, name, offset, len)
+    }
+}
+
+impl KvRead for RocksStore {
+    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Values, Error> {
+        multi_get(&self.db, &ReadOptions::default(), cf, keys)
+    }
+
+    fn scan(
+        &self,
+        cf: Cf,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Rows, Error> {
+        scan(&self.db, ReadOptions::default(), cf, prefix, after, limit)
+    }
+
+    fn read_file(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>, Error> {
+        read_side(&self.side, name, offset, len)
     }
 }
 
 impl KvStore for RocksStore {
-    fn multi_get(&self, cf: Cf, keys: &[Vec<u8>]) -> Result<Values, Error> {
-        let handle = self.cf(cf);
-        self.db
-            .multi_get_cf(keys.iter().map(|k| (handle, k.as_slice())))
-            .into_iter()
-            .map(|r| r.map_err(Error::from))
-            .collect()
+    type Snapshot = RocksSnapshot;
+
+    fn snapshot(&self) -> RocksSnapshot {
+        RocksSnapshot {
+            cell: SnapCell::new(self.db.clone(), |db| db.snapshot()),
+            side: self.side.clone(),
+        }
     }
 
     fn write(&self, mut ops: Vec<WriteOp>) -> Result<(), Error> {
@@ -167,41 +303,6 @@ impl KvStore for RocksStore {
         wo.set_sync(self.sync_writes);
         self.db.write_opt(batch, &wo)?;
         Ok(())
-    }
-
-    fn scan(
-        &self,
-        cf: Cf,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Rows, Error> {
-        let start: Vec<u8> = match after {
-            Some(a) if a >= prefix => a.to_vec(),
-            _ => prefix.to_vec(),
-        };
-        let mut ro = ReadOptions::default();
-        ro.set_prefix_same_as_start(false);
-        let iter = self.db.iterator_cf_opt(
-            self.cf(cf),
-            ro,
-            IteratorMode::From(&start, Direction::Forward),
-        );
-        let mut out = Vec::new();
-        for item in iter {
-            let (k, v) = item?;
-            if !k.starts_with(prefix) {
-                break;
-            }
-            if after.is_some_and(|a| &*k <= a) {
-                continue;
-            }
-            out.push((k.to_vec(), v.to_vec()));
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
     }
 
     fn live_bytes(&self) -> u64 {
@@ -255,27 +356,10 @@ impl KvStore for RocksStore {
             if created {
                 // A new file's name is in the folder, which has to reach
                 // the disk too.
-                std::fs::File::open(&self.side)?.sync_all()?;
+                std::fs::File::open(self.side.as_path())?.sync_all()?;
             }
         }
         Ok(())
-    }
-
-    fn read_file(&self, name: &str, offset: u64, len: usize) -> Result<Option<Vec<u8>>, Error> {
-        check_file_name(name)?;
-        let f = match std::fs::File::open(self.side.join(name)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let mut buf = vec![0; len];
-        match f.read_exact_at(&mut buf, offset) {
-            Ok(()) => Ok(Some(buf)),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                Err(short_file(name, offset, len, f.metadata()?.len()))
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 
     fn remove_file(&self, name: &str) -> Result<(), Error> {

@@ -50,6 +50,7 @@ use lockstep_proto::{Handle, ProtoError, ShardId, StiColumn};
 
 use super::{PhaseInput, PhaseOutput, Staged, all_incoming, local_node_handles};
 use crate::Error;
+use crate::atoms::AtomRead;
 use crate::column::ColumnWrite;
 use crate::store::KvStore;
 
@@ -524,14 +525,14 @@ impl State {
     ) -> Result<(), Error> {
         self.ready = false;
         let ring = input.routing.ring.as_ref().ok_or(Error::NotReady)?;
-        let nodes = local_node_handles(input.store)?;
+        let nodes = local_node_handles(input.view)?;
         self.column = StiColumn::id_of(&nodes);
         self.reported.clear();
         // Per owner of `u`, messages of at most MESSAGE_BYTES of records.
         let per_message = MESSAGE_BYTES / EDGE_RECORD * EDGE_RECORD;
         let mut records: BTreeMap<ShardId, Vec<Vec<u8>>> = BTreeMap::new();
         for (j, &v) in nodes.iter().enumerate() {
-            for r in all_incoming(input.store, v)? {
+            for r in all_incoming(input.view, v)? {
                 if r.outgoing.len() != 2 || r.outgoing[1] != v || !self.allowed(r.link_type) {
                     continue;
                 }
@@ -667,12 +668,12 @@ impl State {
 
         self.x = Arc::new(if input.tick <= 1 {
             vec![1.0 / self.vertices.max(1) as f64; n]
-        } else if let Some(xs) = input.store.column_values(self.column)? {
+        } else if let Some(xs) = input.view.column_values(self.column)? {
             // Resuming on the same vertex set: its committed column.
             xs
         } else {
             input
-                .store
+                .view
                 .get(&self.nodes)?
                 .iter()
                 .map(|r| r.as_ref().map_or(0.0, |r| r.av.sti))
@@ -839,7 +840,7 @@ impl State {
             }
         }
         let handles: Vec<Handle> = best.iter().map(|&i| self.nodes[i]).collect();
-        let records = input.store.get(&handles)?;
+        let records = input.view.get(&handles)?;
         Ok(TopK::from_candidates(
             k,
             best.iter()

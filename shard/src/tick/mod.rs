@@ -8,6 +8,10 @@
 //! - Every message and phase is fenced by (job, tick, attempt): anything
 //!   from an aborted attempt is dropped.
 //! - A phase answers only after every message it sent was acknowledged.
+//! - A tick reads one [`AtomView`], taken when the tick's first phase
+//!   starts on this shard and kept for every attempt of that tick, so a
+//!   retried tick reads what the first attempt read. It is dropped when the
+//!   tick commits.
 
 mod attention;
 mod ingest;
@@ -19,16 +23,16 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use lockstep_proto::aggregate::Aggregates;
-use lockstep_proto::auth::{Authed, Token, authed};
+use lockstep_proto::auth::{Authed, authed};
 use lockstep_proto::pb::{self, shard_client::ShardClient};
+use lockstep_proto::tls::Security;
 use lockstep_proto::workload::{COMMIT, PREPARE, Workload};
 use lockstep_proto::{FlatAtom, Handle, IncomingRef};
 use parking_lot::Mutex;
-use tonic::transport::Channel;
 use tracing::debug;
 
 use crate::Error;
-use crate::atoms::AtomStore;
+use crate::atoms::{AtomRead, AtomStore, AtomView};
 use crate::column::ColumnWrite;
 use crate::routing::{Routing, RoutingView};
 use crate::store::KvStore;
@@ -52,12 +56,14 @@ enum WorkState {
     Barrier,
 }
 
-struct JobState {
+struct JobState<V> {
     job_id: u64,
     workload: Workload,
     work: WorkState,
     fence: Fence,
     staged: Staged,
+    /// The job tick whose reads `view` serves, and the view.
+    view: Option<(u64, Arc<V>)>,
 }
 
 /// What a phase hands back: its partial aggregates and the messages to send,
@@ -75,8 +81,9 @@ pub struct PhaseOutput {
 const DELIVER_BYTES: usize = 64 << 20;
 
 /// Everything a workload phase may read.
-pub struct PhaseInput<'a, S> {
-    pub store: &'a AtomStore<S>,
+pub struct PhaseInput<'a, S: KvStore> {
+    /// The store as of the tick's start.
+    pub view: &'a AtomView<S::Snapshot>,
     /// The routing at the phase's epoch, taken once rather than per key.
     pub routing: Arc<Routing>,
     pub me: lockstep_proto::ShardId,
@@ -181,16 +188,16 @@ pub struct Faults {
 }
 
 /// The shard's tick engine.
-pub struct TickEngine<S> {
+pub struct TickEngine<S: KvStore> {
     store: Arc<AtomStore<S>>,
     routing: RoutingView,
-    state: tokio::sync::Mutex<Option<JobState>>,
+    state: tokio::sync::Mutex<Option<JobState<AtomView<S::Snapshot>>>>,
     inbox: Mutex<Inbox>,
     peers: Mutex<HashMap<String, ShardClient<Authed>>>,
     faults: Faults,
     limits: InputLimits,
-    /// The cluster token every Deliver to a peer carries.
-    token: Token,
+    /// How Deliver calls to peers are made: TLS and the cluster token.
+    security: Security,
 }
 
 impl<S: KvStore> TickEngine<S> {
@@ -200,7 +207,7 @@ impl<S: KvStore> TickEngine<S> {
         faults: Faults,
         limits: InputLimits,
         max_inbox_bytes: usize,
-        token: Token,
+        security: Security,
     ) -> Self {
         TickEngine {
             store,
@@ -214,7 +221,7 @@ impl<S: KvStore> TickEngine<S> {
             peers: Mutex::new(HashMap::new()),
             faults,
             limits,
-            token,
+            security,
         }
     }
 
@@ -223,7 +230,9 @@ impl<S: KvStore> TickEngine<S> {
         if let Some(c) = peers.get(addr) {
             return Ok(c.clone());
         }
-        let ch = Channel::from_shared(format!("http://{addr}"))
+        let ch = self
+            .security
+            .endpoint(addr)
             .map_err(|e| Error::Config(format!("bad peer address {addr:?}: {e}")))?
             .connect_timeout(Duration::from_secs(2))
             // A peer cut off mid-call fails the call in seconds instead of
@@ -232,7 +241,7 @@ impl<S: KvStore> TickEngine<S> {
             .keep_alive_timeout(Duration::from_secs(2))
             .keep_alive_while_idle(true)
             .connect_lazy();
-        let c = ShardClient::new(authed(ch, &self.token))
+        let c = ShardClient::new(authed(ch, &self.security.token))
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20);
         peers.insert(addr.to_string(), c.clone());
@@ -286,6 +295,7 @@ impl<S: KvStore> TickEngine<S> {
                 work,
                 fence,
                 staged: Staged::default(),
+                view: None,
             });
         }
         let Some(st) = guard.as_mut() else {
@@ -326,6 +336,11 @@ impl<S: KvStore> TickEngine<S> {
 
         let output = match req.phase.as_str() {
             PREPARE => {
+                // A view of an earlier tick would keep its column buffer,
+                // the one this prepare may write.
+                if st.view.as_ref().is_some_and(|(t, _)| *t != req.tick) {
+                    st.view = None;
+                }
                 let staged = std::mem::take(&mut st.staged);
                 let store = self.store.clone();
                 let tick = req.cluster_tick;
@@ -350,14 +365,26 @@ impl<S: KvStore> TickEngine<S> {
                 let store = self.store.clone();
                 let tick = req.cluster_tick;
                 blocking(move || store.commit(tick)).await?;
+                st.view = None;
                 if let WorkState::Attention(a) = &mut st.work {
                     a.committed();
                 }
                 PhaseOutput::default()
             }
             phase => {
-                let input = PhaseInput {
-                    store: &self.store,
+                let view = match &st.view {
+                    Some((t, v)) if *t == req.tick => v.clone(),
+                    _ => {
+                        // Dropped first, so the store no longer holds what
+                        // the last tick's view read.
+                        st.view = None;
+                        let v = Arc::new(tokio::task::block_in_place(|| self.store.view()));
+                        st.view = Some((req.tick, v.clone()));
+                        v
+                    }
+                };
+                let input: PhaseInput<'_, S> = PhaseInput {
+                    view: &view,
                     routing: routing.clone(),
                     me: self.routing.me(),
                     tick: req.tick,
@@ -547,7 +574,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The handles of every node on this shard, in order.
-pub fn local_node_handles<S: KvStore>(store: &AtomStore<S>) -> Result<Vec<Handle>, Error> {
+pub fn local_node_handles(store: &impl AtomRead) -> Result<Vec<Handle>, Error> {
     let mut out = Vec::new();
     for ty in lockstep_proto::model::ATOM_TYPES
         .iter()
@@ -568,10 +595,7 @@ pub fn local_node_handles<S: KvStore>(store: &AtomStore<S>) -> Result<Vec<Handle
 }
 
 /// The whole incoming set of `h` on this shard.
-pub fn all_incoming<S: KvStore>(
-    store: &AtomStore<S>,
-    h: Handle,
-) -> Result<Vec<IncomingRef>, Error> {
+pub fn all_incoming(store: &impl AtomRead, h: Handle) -> Result<Vec<IncomingRef>, Error> {
     let mut out = Vec::new();
     let mut after = None;
     loop {
@@ -592,11 +616,39 @@ mod tests {
     use tokio::sync::watch;
 
     fn engine() -> (TickEngine<MemStore>, Arc<AtomStore<MemStore>>) {
-        let store = Arc::new(AtomStore::open(MemStore::default()).unwrap());
+        engine_with(vec![])
+    }
+
+    /// An engine on `kv` whose ring is this one shard.
+    fn sole_engine<S: KvStore>(kv: S) -> (TickEngine<S>, Arc<AtomStore<S>>) {
+        engine_on(
+            kv,
+            vec![lockstep_proto::model::ShardEntry {
+                id: ShardId(1),
+                address: "127.0.0.1:1".into(),
+                weight: 1.0,
+                in_ring: true,
+                liveness: lockstep_proto::model::Liveness::Up,
+                tokens: vec![],
+            }],
+        )
+    }
+
+    fn engine_with(
+        shards: Vec<lockstep_proto::model::ShardEntry>,
+    ) -> (TickEngine<MemStore>, Arc<AtomStore<MemStore>>) {
+        engine_on(MemStore::default(), shards)
+    }
+
+    fn engine_on<S: KvStore>(
+        kv: S,
+        shards: Vec<lockstep_proto::model::ShardEntry>,
+    ) -> (TickEngine<S>, Arc<AtomStore<S>>) {
+        let store = Arc::new(AtomStore::open(kv).unwrap());
         let topology = Topology {
             epoch: Epoch(1),
             vnodes: 16,
-            shards: vec![],
+            shards,
             cluster_id: "c".into(),
             max_batch: 100,
         };
@@ -609,7 +661,7 @@ mod tests {
                 Faults::default(),
                 InputLimits::default(),
                 1 << 10,
-                Token::none(),
+                Security::none(),
             ),
             store,
         )
@@ -624,6 +676,7 @@ mod tests {
             work,
             fence,
             staged: Staged::default(),
+            view: None,
         });
     }
 
@@ -708,5 +761,94 @@ mod tests {
         engine.abort(abort(7, 3, 2)).await.unwrap();
         assert_eq!(store.prepared_tick().unwrap(), None);
         assert_eq!(store.last_tick().unwrap(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retried_tick_reads_what_its_first_attempt_read() {
+        retried_tick_reads_its_snapshot(MemStore::default()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let rocks = crate::store::rocks::RocksStore::open(
+            dir.path(),
+            &crate::store::rocks::RocksOptions::default(),
+        )
+        .unwrap();
+        retried_tick_reads_its_snapshot(rocks).await;
+    }
+
+    async fn retried_tick_reads_its_snapshot<S: KvStore>(kv: S) {
+        let (engine, store) = sole_engine(kv);
+        let ty = |n: &str| AtomType::by_name(n).unwrap();
+        let word = FlatAtom::new(ty("WordNode"), "x".into(), vec![]).unwrap();
+        let doc = |name: &str| {
+            let mut d = FlatAtom::new(ty("ConceptNode"), format!("doc:{name}"), vec![]).unwrap();
+            d.values.insert("total".into(), vec![2.0]);
+            d
+        };
+        let contains = |d: &FlatAtom| {
+            let mut l = FlatAtom::new(
+                ty("ContainsLink"),
+                String::new(),
+                vec![d.handle, word.handle],
+            )
+            .unwrap();
+            l.values.insert("count".into(), vec![2.0]);
+            l
+        };
+        let refs = |l: &FlatAtom| -> Vec<IncomingRef> {
+            l.outgoing
+                .iter()
+                .map(|t| IncomingRef::new(*t, l.ty, l.outgoing.clone()).unwrap())
+                .collect()
+        };
+        let load = |d: FlatAtom| {
+            let l = contains(&d);
+            store.put(&[d, word.clone(), l.clone()], &refs(&l)).unwrap();
+        };
+        load(doc("a"));
+
+        let run = |tick: u64, attempt: u32, phase: &str| pb::StartPhaseRequest {
+            job: Some(pb::JobContext {
+                job_id: 1,
+                spec: Some(pb::JobSpec {
+                    workload: "tfidf".into(),
+                    ticks: 5,
+                    params: [("docs".to_string(), ".".to_string())].into(),
+                }),
+            }),
+            tick,
+            attempt,
+            phase: phase.into(),
+            globals: None,
+            cluster_tick: tick,
+            committed_tick: tick - 1,
+            epoch: 1,
+        };
+        // Documents seen and ContainsLinks of "x" found by a df phase.
+        let df = |done: pb::PhaseDone| {
+            let agg = Aggregates::from(done.partial.unwrap());
+            (agg.int("documents"), done.messages_sent)
+        };
+
+        assert_eq!(
+            df(engine.start_phase(run(2, 0, "df")).await.unwrap()),
+            (1, 1)
+        );
+        // A client adds a document while the tick runs, and the attempt is
+        // aborted: the retry reads the tick's snapshot, not the new state.
+        load(doc("b"));
+        engine.abort(abort(1, 2, 0)).await.unwrap();
+        assert_eq!(
+            df(engine.start_phase(run(2, 1, "df")).await.unwrap()),
+            (1, 1)
+        );
+        for phase in ["tf", "score", PREPARE, COMMIT] {
+            engine.start_phase(run(2, 1, phase)).await.unwrap();
+        }
+        assert_eq!(store.last_tick().unwrap(), 2);
+        // The next tick reads the store as it is at its start.
+        assert_eq!(
+            df(engine.start_phase(run(3, 0, "df")).await.unwrap()),
+            (2, 2)
+        );
     }
 }

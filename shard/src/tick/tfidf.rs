@@ -21,6 +21,7 @@ use prost::Message;
 
 use super::{PhaseInput, PhaseOutput, Staged, all_incoming};
 use crate::Error;
+use crate::atoms::AtomRead;
 use crate::store::KvStore;
 
 pub struct State {
@@ -66,10 +67,10 @@ impl State {
                 let mut top = Vec::new();
                 let mut after = None;
                 loop {
-                    let (words, more) = input.store.scan_type(ty("WordNode"), after, 10_000)?;
+                    let (words, more) = input.view.scan_type(ty("WordNode"), after, 10_000)?;
                     after = words.last().map(|r| r.handle);
                     for w in words {
-                        let links: Vec<IncomingRef> = all_incoming(input.store, w.handle)?
+                        let links: Vec<IncomingRef> = all_incoming(input.view, w.handle)?
                             .into_iter()
                             .filter(|r| {
                                 r.link_type.id == contains.id
@@ -105,7 +106,7 @@ impl State {
                 let mut docs = 0;
                 let mut after = None;
                 loop {
-                    let (page, more) = input.store.scan_type(ty("ConceptNode"), after, 10_000)?;
+                    let (page, more) = input.view.scan_type(ty("ConceptNode"), after, 10_000)?;
                     after = page.last().map(|r| r.handle);
                     docs += page.iter().filter(|r| r.name.starts_with("doc:")).count();
                     if !more {
@@ -121,7 +122,7 @@ impl State {
                     keys.push(Handle::from_slice(&m.key)?);
                     stats.push(decode::<pb::TermStat>(&m.data)?);
                 }
-                for ((link, rec), mut stat) in keys.iter().zip(input.store.get(&keys)?).zip(stats) {
+                for ((link, rec), mut stat) in keys.iter().zip(input.view.get(&keys)?).zip(stats) {
                     let Some(rec) = rec else {
                         return Err(
                             ProtoError::Corrupt(format!("ContainsLink {link} missing")).into()
@@ -154,7 +155,7 @@ impl State {
                         .push(decode(&m.data)?);
                 }
                 let docs: Vec<Handle> = by_doc.keys().copied().collect();
-                let recs = input.store.get(&docs)?;
+                let recs = input.view.get(&docs)?;
                 let mut cands = Vec::new();
                 for ((_, stats), rec) in by_doc.into_iter().zip(recs) {
                     let Some(doc) = rec else { continue };
