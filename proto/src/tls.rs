@@ -180,9 +180,4 @@ impl Security {
             None => Ok(server),
         }
     }
-
-    /// Whether connections are TLS.
-    pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
-    }
 }
