@@ -12,28 +12,49 @@
 //! and retries the tick with the next attempt number, up to the configured
 //! number of attempts per tick. After the commit point
 //! the tick is not retried; the commit is re-sent until every shard has it.
+//!
+//! A recovery wait ends when the registry publishes a change (a shard
+//! re-registers, at a new address or back from Down) after which every ring
+//! shard answers its health check. A shard can also come back without any
+//! registry change (restarted within the suspect window at the same
+//! address, or a link that healed), so the wait re-probes on a slow backoff
+//! as well.
+//!
+//! The driver reaches shards only through [`net::ShardNet`], so `tests`
+//! drives it against a scripted network under tokio's paused clock.
 
-use std::collections::HashMap;
+pub mod net;
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
 use lockstep_proto::aggregate::Aggregates;
-use lockstep_proto::auth::{Authed, authed};
-use lockstep_proto::pb::{self, shard_client::ShardClient};
+use lockstep_proto::pb;
 use lockstep_proto::tls::Security;
 use lockstep_proto::wire_error::peer_error;
 use lockstep_proto::workload::{COMMIT, Workload};
 use lockstep_proto::{Liveness, ShardId};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
+// Tokio's clock, so that the unit tests can pause it.
+use tokio::time::Instant;
 use tonic::Status;
-use tonic::transport::Channel;
 use tracing::{info, warn};
 
 use crate::Error;
 use crate::handle::Registry;
-use crate::peers;
+use net::{CallError, GrpcNet, ShardNet};
+
+/// The first and the longest pause between the re-probes of a recovery
+/// wait that no registry change has ended.
+const REPROBE_FIRST: Duration = Duration::from_millis(250);
+const REPROBE_MAX: Duration = Duration::from_secs(2);
+/// How long an abort may take on one shard; an abort that does not arrive
+/// is harmless, since the next attempt's prepare replaces what it staged.
+const ABORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How jobs are driven.
 #[derive(Clone, Copy, Debug)]
@@ -62,19 +83,25 @@ struct Inner {
 pub struct Jobs {
     registry: Registry,
     settings: JobSettings,
-    /// How calls to shards are made: TLS and the cluster token.
-    security: Security,
+    /// How calls reach shards.
+    net: Arc<dyn ShardNet>,
     inner: Arc<Mutex<Inner>>,
 }
 
 pub type EventStream = mpsc::Receiver<Result<pb::JobEvent, Status>>;
 
 impl Jobs {
+    /// Jobs that reach shards over gRPC with `security`.
     pub fn new(registry: Registry, settings: JobSettings, security: Security) -> Jobs {
+        Jobs::with_net(registry, settings, GrpcNet::new(security))
+    }
+
+    /// Jobs that reach shards through `net`.
+    pub fn with_net(registry: Registry, settings: JobSettings, net: Arc<dyn ShardNet>) -> Jobs {
         Jobs {
             registry,
             settings,
-            security,
+            net,
             inner: Arc::new(Mutex::new(Inner {
                 next_id: 1,
                 running: None,
@@ -118,7 +145,6 @@ impl Jobs {
             workload,
             tx,
             cancel: cancel_rx,
-            channels: HashMap::new(),
             started: Instant::now(),
             ticks_done: 0,
         };
@@ -148,6 +174,17 @@ impl Jobs {
 
     pub fn list(&self) -> Vec<pb::JobSummary> {
         self.inner.lock().history.clone()
+    }
+
+    /// Records a committed tick of job `id`, so that `lockstep jobs` shows
+    /// a running job's progress.
+    fn progress(&self, id: u64, ticks_done: u64) {
+        let committed = self.registry.committed_tick();
+        let mut inner = self.inner.lock();
+        if let Some(j) = inner.history.iter_mut().find(|j| j.job_id == id) {
+            j.ticks_done = ticks_done;
+            j.committed_tick = committed;
+        }
     }
 
     fn finish(&self, id: u64, outcome: &str, ticks_done: u64, message: String, took: Duration) {
@@ -205,7 +242,6 @@ struct Driver {
     workload: Workload,
     tx: mpsc::Sender<Result<pb::JobEvent, Status>>,
     cancel: watch::Receiver<bool>,
-    channels: HashMap<String, Channel>,
     started: Instant,
     ticks_done: u64,
 }
@@ -295,6 +331,7 @@ impl Driver {
                 {
                     Ok(aggs) => {
                         self.ticks_done = tick;
+                        self.jobs.progress(self.id, tick);
                         self.emit(pb::JobEvent {
                             kind: "tick".into(),
                             tick,
@@ -385,6 +422,10 @@ impl Driver {
                 return Ok(globals);
             }
             if self.cancelled() {
+                // Before the commit point: drop what the attempt staged
+                // now, rather than at the next job's first prepare. (A
+                // cancel after the commit point never aborts.)
+                self.abort_all(tick, attempt).await;
                 return Err(Err(Stop::Cancelled));
             }
             let partial = self
@@ -417,30 +458,14 @@ impl Driver {
         }
     }
 
-    fn channel(&mut self, addr: &str) -> Result<Channel, Error> {
-        if let Some(c) = self.channels.get(addr) {
-            return Ok(c.clone());
-        }
-        let c = peers::channel(addr, &self.jobs.security)?;
-        self.channels.insert(addr.to_string(), c.clone());
-        Ok(c)
-    }
-
-    fn client(&mut self, addr: &str) -> Result<ShardClient<Authed>, Error> {
-        Ok(
-            ShardClient::new(authed(self.channel(addr)?, &self.jobs.security.token))
-                .max_decoding_message_size(256 << 20)
-                .max_encoding_message_size(256 << 20),
-        )
-    }
-
-    /// Whether the shard at `addr` answers its health check as serving. The
-    /// probe has no side effects, so it is safe after the commit decision.
-    async fn serving(&mut self, addr: &str) -> bool {
-        let Ok(ch) = self.channel(addr) else {
+    /// Whether every ring shard is not Down and answers as serving.
+    async fn all_serving(&self) -> bool {
+        let shards = self.ring_shards();
+        if shards.iter().any(|s| s.liveness == Liveness::Down) {
             return false;
-        };
-        peers::probe(ch, Duration::from_secs(1)).await == Ok(peers::Probe::Serving)
+        }
+        let probes = shards.iter().map(|s| self.jobs.net.serving(&s.address));
+        join_all(probes).await.into_iter().all(|ok| ok)
     }
 
     fn ring_shards(&self) -> Vec<lockstep_proto::ShardEntry> {
@@ -484,32 +509,12 @@ impl Driver {
             epoch,
         };
         let deadline = self.jobs.settings.phase_deadline;
-        let mut clients = Vec::with_capacity(shards.len());
-        for s in &shards {
-            match self.client(&s.address) {
-                Ok(c) => clients.push(c),
-                Err(e) => {
-                    return Err(PhaseFailure {
-                        shard: s.id,
-                        reason: format!(
-                            "{phase}: {e}; `lockstep remove {}` takes it out of the registry",
-                            s.id.0
-                        ),
-                        fatal: true,
-                    });
-                }
-            }
-        }
         let calls: Vec<_> = shards
             .iter()
-            .zip(clients)
-            .map(|(s, mut c)| {
-                let req = req.clone();
+            .map(|s| {
+                let call = self.jobs.net.start_phase(&s.address, req.clone());
                 let id = s.id;
-                async move {
-                    let r = tokio::time::timeout(deadline, c.start_phase(req)).await;
-                    (id, r)
-                }
+                async move { (id, tokio::time::timeout(deadline, call).await) }
             })
             .collect();
         let mut merged = Aggregates::default();
@@ -519,8 +524,21 @@ impl Driver {
         let mut via_peer = None;
         for (id, r) in join_all(calls).await {
             match r {
-                Ok(Ok(done)) => merged.merge(done.into_inner().partial.unwrap_or_default().into()),
-                Ok(Err(st)) => match peer_error(&st) {
+                Ok(Ok(done)) => merged.merge(done.partial.unwrap_or_default().into()),
+                Ok(Err(CallError::Undialable(e))) => {
+                    let f = PhaseFailure {
+                        shard: id,
+                        reason: format!(
+                            "{phase}: {e}; `lockstep remove {}` takes it out of the registry",
+                            id.0
+                        ),
+                        fatal: true,
+                    };
+                    if direct.as_ref().is_none_or(|d: &PhaseFailure| !d.fatal) {
+                        direct = Some(f);
+                    }
+                }
+                Ok(Err(CallError::Status(st))) => match peer_error(&st) {
                     Some(addr) => {
                         let blamed = shards.iter().find(|s| s.address == addr).map(|s| s.id);
                         via_peer.get_or_insert(PhaseFailure::missing(
@@ -583,38 +601,57 @@ impl Driver {
         let calls: Vec<_> = self
             .ring_shards()
             .iter()
-            .filter_map(|s| self.client(&s.address).ok())
-            .map(|mut c| async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), c.abort_tick(req)).await;
+            .map(|s| {
+                let call = self.jobs.net.abort_tick(&s.address, req);
+                async move {
+                    let _ = tokio::time::timeout(ABORT_TIMEOUT, call).await;
+                }
             })
             .collect();
         join_all(calls).await;
     }
 
     /// Waits until every ring shard answers again, or fails the job naming
-    /// the shard after the recovery wait.
+    /// the shard after the recovery wait. Each registry change is looked at
+    /// as it is published; between changes the shards are re-probed on a
+    /// backoff (see the module docs).
     async fn wait_recovery(&mut self, missing: ShardId) -> Result<(), Stop> {
         let deadline = Instant::now() + self.jobs.settings.recovery_wait;
+        let mut topology = self.jobs.registry.subscribe();
+        let mut cancel = self.cancel.clone();
+        let mut pause = REPROBE_FIRST;
         loop {
             if self.cancelled() {
                 return Err(Stop::Cancelled);
             }
-            let mut all = true;
-            for s in self.ring_shards() {
-                let ok = s.liveness != Liveness::Down && self.serving(&s.address).await;
-                all &= ok;
-            }
-            if all {
+            // Whatever is published from here on wakes the wait below.
+            topology.mark_unchanged();
+            if self.all_serving().await {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
-                return Err(Stop::Failed(format!(
-                    "{missing} did not come back within {:?}; the store stays at committed tick {}",
-                    self.jobs.settings.recovery_wait,
-                    self.jobs.registry.committed_tick()
-                )));
+            tokio::select! {
+                changed = topology.changed() => {
+                    if changed.is_err() {
+                        return Err(Stop::Failed("the registry closed".into()));
+                    }
+                    pause = REPROBE_FIRST;
+                }
+                // The sender lives until the job ends, so an error here
+                // means the job is being torn down.
+                r = cancel.changed() => if r.is_err() { return Err(Stop::Cancelled) },
+                _ = tokio::time::sleep(pause) => pause = (pause * 2).min(REPROBE_MAX),
+                _ = tokio::time::sleep_until(deadline) => {
+                    // One last look: the shard may be back by now.
+                    if self.all_serving().await {
+                        return Ok(());
+                    }
+                    return Err(Stop::Failed(format!(
+                        "{missing} did not come back within {:?}; the store stays at committed tick {}",
+                        self.jobs.settings.recovery_wait,
+                        self.jobs.registry.committed_tick()
+                    )));
+                }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
