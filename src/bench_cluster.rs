@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use futures::future::join_all;
+use lockstep_model::atom::{AtomRecord, FlatAtom, flatten_batch};
 use lockstep_proto::convert::encode_stored;
-use lockstep_proto::model::{AtomRecord, FlatAtom, flatten_batch};
 use lockstep_proto::pb;
 use serde::Serialize;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -55,11 +55,11 @@ async fn finish(
     mut stream: tonic::Streaming<pb::JobEvent>,
     mut on_event: impl FnMut(&pb::JobEvent),
 ) -> Result<(), Error> {
-    while let Some(ev) = stream.message().await.map_err(|st| Error::Rpc {
-        addr: client.coordinator().to_string(),
-        code: st.code(),
-        message: st.message().to_string(),
-    })? {
+    while let Some(ev) = stream
+        .message()
+        .await
+        .map_err(|st| Error::rpc(client.coordinator(), &st))?
+    {
         on_event(&ev);
         if matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled") {
             if ev.kind == "finished" {
@@ -193,7 +193,7 @@ pub async fn ingest(
 /// `concurrency` rounds in flight.
 async fn load(
     client: &Client,
-    atoms: &[lockstep_proto::Atom],
+    atoms: &[lockstep_model::Atom],
     batch: usize,
     concurrency: usize,
 ) -> Result<PutStats, Error> {
@@ -459,10 +459,10 @@ pub struct Baseline {
 
 impl Baseline {
     /// Indexes the graph's nodes in generation order and sorts its edges.
-    pub fn new(atoms: &[lockstep_proto::Atom], damping: f64) -> Baseline {
+    pub fn new(atoms: &[lockstep_model::Atom], damping: f64) -> Baseline {
         use std::collections::HashMap;
         let flat = flatten_batch(atoms);
-        let mut index: HashMap<lockstep_proto::Handle, u32> = HashMap::new();
+        let mut index: HashMap<lockstep_model::Handle, u32> = HashMap::new();
         for (a, _) in &flat {
             if a.ty.is_node() {
                 let next = index.len() as u32;
@@ -671,7 +671,7 @@ fn allowed_cpus(tid: i32) -> Vec<usize> {
 pub async fn attention(
     exe: &Path,
     shards: usize,
-    atoms: &[lockstep_proto::Atom],
+    atoms: &[lockstep_model::Atom],
     ticks: u64,
     baseline: &Baseline,
     pin_cores: bool,

@@ -66,7 +66,10 @@ pub enum Command {
     /// Run a tick workload (ingest, attention, tfidf, barrier) across the shards.
     Run(RunArgs),
     /// List running and finished jobs.
-    Jobs,
+    Jobs(JobsArgs),
+    /// Cancel a running job, from any terminal: it stops at its next phase
+    /// boundary and the store stays at its last committed tick.
+    Cancel(CancelArgs),
     /// Remove a shard from the registry: a Joining one, or any shard of a
     /// cluster that holds no data yet (a ring member of a loaded cluster is
     /// refused until data moves exist).
@@ -358,6 +361,22 @@ pub struct ShardArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct JobsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CancelArgs {
+    /// The job's id, as `lockstep jobs` shows it.
+    pub job_id: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct RemoveArgs {
     /// The shard's id: `3` or `shard-3`.
     pub id: String,
@@ -367,11 +386,11 @@ pub struct RemoveArgs {
 }
 
 impl RemoveArgs {
-    pub fn shard_id(&self) -> Result<lockstep_proto::ShardId, Error> {
+    pub fn shard_id(&self) -> Result<lockstep_model::ShardId, Error> {
         let digits = self.id.strip_prefix("shard-").unwrap_or(&self.id);
         digits
             .parse()
-            .map(lockstep_proto::ShardId)
+            .map(lockstep_model::ShardId)
             .map_err(|_| Error::Config(format!("{:?} is not a shard id (3 or shard-3)", self.id)))
     }
 }

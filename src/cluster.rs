@@ -46,6 +46,8 @@ pub struct LocalCluster {
     coordinator: Child,
     coordinator_addr: String,
     shards: Vec<Child>,
+    /// Where each shard process listens, as its listening line said.
+    shard_addrs: Vec<String>,
 }
 
 /// Spawns `exe args`, with stderr to `log`, and waits for its listening line.
@@ -162,10 +164,12 @@ impl LocalCluster {
             coordinator,
             coordinator_addr,
             shards: Vec::new(),
+            shard_addrs: Vec::new(),
         };
         for i in 0..cluster.spec.shards {
-            let child = cluster.spawn_shard(i).await?;
+            let (child, addr) = cluster.spawn_shard(i).await?;
             cluster.shards.push(child);
+            cluster.shard_addrs.push(addr);
         }
         cluster.wait_ready().await?;
         Ok(cluster)
@@ -176,7 +180,44 @@ impl LocalCluster {
         self.spec.data_dir.join(format!("shard-{i}"))
     }
 
-    async fn spawn_shard(&self, i: usize) -> Result<Child, Error> {
+    /// The log of shard process `i`.
+    pub fn shard_log(&self, i: usize) -> PathBuf {
+        self.spec
+            .data_dir
+            .join("logs")
+            .join(format!("shard-{i}.log"))
+    }
+
+    /// The coordinator's log.
+    pub fn coordinator_log(&self) -> PathBuf {
+        self.spec.data_dir.join("logs").join("coordinator.log")
+    }
+
+    /// The address shard process `i` listens on.
+    pub fn shard_addr(&self, i: usize) -> &str {
+        &self.shard_addrs[i]
+    }
+
+    /// The registered id of each shard process, in process order, as the
+    /// coordinator knows it (matched by address); `None` for a process
+    /// the coordinator does not list. Ids are stored in each shard's data
+    /// folder, so a restarted process keeps its id.
+    pub async fn shard_ids(&self) -> Result<Vec<Option<lockstep_model::ShardId>>, Error> {
+        let st = self.connect().await?.status().await?;
+        Ok(self
+            .shard_addrs
+            .iter()
+            .map(|addr| {
+                st.shards
+                    .iter()
+                    .filter_map(|s| s.shard.as_ref())
+                    .find(|e| &e.address == addr)
+                    .map(|e| lockstep_model::ShardId(e.id))
+            })
+            .collect())
+    }
+
+    async fn spawn_shard(&self, i: usize) -> Result<(Child, String), Error> {
         let mut args = vec![
             "--coordinator".to_string(),
             self.coordinator_addr.clone(),
@@ -190,13 +231,13 @@ impl LocalCluster {
         if let Some(c) = &self.spec.certs {
             args.extend(c.flags(&format!("shard-{i}")));
         }
-        let log = self
-            .spec
-            .data_dir
-            .join("logs")
-            .join(format!("shard-{i}.log"));
-        let (child, _) = spawn_server(&self.spec.exe, &args, &log, self.spec.ready_timeout).await?;
-        Ok(child)
+        spawn_server(
+            &self.spec.exe,
+            &args,
+            &self.shard_log(i),
+            self.spec.ready_timeout,
+        )
+        .await
     }
 
     /// Polls the coordinator until `spec.shards` shards are Up, or fails at
@@ -314,8 +355,9 @@ impl LocalCluster {
 
     /// Starts shard `i` again on its data folder (after a kill or exit).
     pub async fn restart_shard(&mut self, i: usize) -> Result<(), Error> {
-        let child = self.spawn_shard(i).await?;
+        let (child, addr) = self.spawn_shard(i).await?;
         self.shards[i] = child;
+        self.shard_addrs[i] = addr;
         Ok(())
     }
 
@@ -339,6 +381,7 @@ impl LocalCluster {
             },
         )
         .await
+        .map_err(Error::from)
     }
 
     pub fn coordinator_addr(&self) -> &str {

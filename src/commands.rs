@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use lockstep_proto::model::AtomRecord;
+use lockstep_model::atom::AtomRecord;
+use lockstep_model::{Atom, AtomType, Handle, Liveness};
 use lockstep_proto::pb;
 use lockstep_proto::tls::TlsFiles;
-use lockstep_proto::{Atom, AtomType, Handle, Liveness};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -20,7 +20,7 @@ use crate::cli::{
 };
 use crate::client::{BulkLoad, Client, PutStats};
 use crate::cluster::{LISTENING, LocalCluster, LocalSpec};
-use lockstep_proto::input;
+use lockstep_model::input;
 
 /// Resolves when the process gets Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
@@ -110,7 +110,22 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Scan(args) => scan(&connect(flag, &auth).await?, args).await,
         Command::Status(args) => status(&connect(flag, &auth).await?, args).await,
         Command::Run(args) => run_command(&connect(flag, &auth).await?, args).await,
-        Command::Jobs => jobs(&connect(flag, &auth).await?).await,
+        Command::Jobs(args) => jobs(&connect(flag, &auth).await?, args.json).await,
+        Command::Cancel(args) => {
+            let committed_tick = connect(flag, &auth).await?.cancel_job(args.job_id).await?;
+            if args.json {
+                print_json(&Cancelled {
+                    job_id: args.job_id,
+                    committed_tick,
+                });
+            } else {
+                println!(
+                    "cancelling job {}: it stops at its next phase boundary; the store is at committed tick {committed_tick}",
+                    args.job_id
+                );
+            }
+            Ok(())
+        }
         Command::Remove(args) => {
             let id = args.shard_id()?;
             let epoch = connect(flag, &auth).await?.remove_shard(id).await?;
@@ -160,7 +175,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             let atoms = input::generate::generate(args.nodes * 5, args.seed);
             let baseline = crate::bench_cluster::Baseline::new(
                 &atoms,
-                lockstep_proto::workload::DEFAULT_DAMPING,
+                lockstep_model::workload::DEFAULT_DAMPING,
             );
             let mut rows = Vec::new();
             for &n in &args.shards {
@@ -290,6 +305,7 @@ async fn connect(flag: Option<&str>, auth: &Auth) -> Result<Client, Error> {
         },
     )
     .await
+    .map_err(Error::from)
 }
 
 /// Holds `DIR/up.lock` for as long as it lives, so a second `lockstep up`
@@ -377,22 +393,45 @@ async fn up(args: UpArgs, auth: &Auth) -> Result<(), Error> {
     let addr = cluster.coordinator_addr().to_string();
     record(&addr, cluster.data_dir());
     record_security(&addr, certs.as_ref());
-    let client = cluster.connect().await?;
-    println!("coordinator  {addr}");
-    for s in client.routing().topology.shards.iter() {
-        println!("{:<12} {}", s.id.to_string(), s.address);
+    // Each process under the id it registered with, which `status` and
+    // every error message use too.
+    let names: Vec<String> = cluster
+        .shard_ids()
+        .await?
+        .iter()
+        .enumerate()
+        .map(|(i, id)| id.map_or_else(|| format!("shard process {i}"), |id| id.to_string()))
+        .collect();
+    let pid = |p: Option<u32>| p.map_or_else(|| "-".to_string(), |p| p.to_string());
+    let mut rows = vec![[
+        "coordinator".to_string(),
+        addr.clone(),
+        pid(cluster.coordinator_pid()),
+        cluster.coordinator_log().display().to_string(),
+    ]];
+    for (i, name) in names.iter().enumerate() {
+        rows.push([
+            name.clone(),
+            cluster.shard_addr(i).to_string(),
+            pid(cluster.shard_pids()[i]),
+            cluster.shard_log(i).display().to_string(),
+        ]);
     }
-    println!("data         {}", cluster.data_dir().display());
-    if let Some(pid) = cluster.coordinator_pid() {
-        println!("pid coordinator {pid}");
+    let width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(11) + 2;
+    let addr_width = rows.iter().map(|r| r[1].len()).max().unwrap_or(0) + 2;
+    // `NAME ADDRESS pid PID log PATH`, one process a line, so scripts can
+    // split it on whitespace.
+    for [name, address, pid, log] in &rows {
+        println!("{name:<width$}{address:<addr_width$}pid {pid:<8} log {log}");
     }
-    for (i, pid) in cluster.shard_pids().iter().enumerate() {
-        if let Some(pid) = pid {
-            println!("pid shard-{i} {pid}");
-        }
-    }
+    println!(
+        "data{:w$}{}",
+        "",
+        cluster.data_dir().display(),
+        w = width - 4
+    );
     println!("ready: {} shards up; Ctrl-C to stop", args.shards);
-    supervise(&mut cluster).await;
+    supervise(&mut cluster, names).await;
     println!("stopping…");
     cluster.shutdown().await;
     println!("stopped");
@@ -560,7 +599,7 @@ async fn get(client: &Client, args: GetArgs) -> Result<(), Error> {
         (Some(h), _) => h.parse::<Handle>()?,
         (None, Some(v)) => {
             let ty = AtomType::by_name(&v[0])?;
-            lockstep_proto::FlatAtom::new(ty, v[1].clone(), Vec::new())?.handle
+            lockstep_model::FlatAtom::new(ty, v[1].clone(), Vec::new())?.handle
         }
         (None, None) => unreachable!("clap requires a handle or --node"),
     };
@@ -756,10 +795,13 @@ impl Restarts {
         false
     }
 
-    fn restarted(&mut self, res: Result<(), Error>) {
+    fn restarted(&mut self, res: Result<Option<u32>, Error>) {
         match res {
-            Ok(()) => {
-                println!("{} restarted", self.name);
+            Ok(pid) => {
+                match pid {
+                    Some(pid) => println!("{} restarted (pid {pid})", self.name),
+                    None => println!("{} restarted", self.name),
+                }
                 self.started = Instant::now();
             }
             Err(e) => {
@@ -776,13 +818,10 @@ impl Restarts {
 
 /// Restarts whatever exits, the coordinator on its own address, each with
 /// a backoff that grows while the process keeps failing, until Ctrl-C.
-async fn supervise(cluster: &mut LocalCluster) {
+async fn supervise(cluster: &mut LocalCluster, names: Vec<String>) {
     let signal = shutdown_signal();
     tokio::pin!(signal);
-    let n = cluster.shard_count();
-    let mut shards: Vec<Restarts> = (0..n)
-        .map(|i| Restarts::new(format!("shard-{i}")))
-        .collect();
+    let mut shards: Vec<Restarts> = names.into_iter().map(Restarts::new).collect();
     let mut coordinator = Restarts::new("coordinator".into());
     loop {
         tokio::select! {
@@ -796,7 +835,7 @@ async fn supervise(cluster: &mut LocalCluster) {
         }
         if coordinator.is_due() {
             let res = cluster.restart_coordinator().await;
-            coordinator.restarted(res);
+            coordinator.restarted(res.map(|()| cluster.coordinator_pid()));
         }
         for (i, status) in cluster.exited() {
             if shards[i].due.is_none() {
@@ -806,7 +845,7 @@ async fn supervise(cluster: &mut LocalCluster) {
         for (i, r) in shards.iter_mut().enumerate() {
             if r.is_due() {
                 let res = cluster.restart_shard(i).await;
-                r.restarted(res);
+                r.restarted(res.map(|()| cluster.shard_pids()[i]));
             }
         }
     }
@@ -978,7 +1017,7 @@ async fn reattach(
     }
 }
 
-fn aggregates_json(a: &lockstep_proto::aggregate::Aggregates) -> serde_json::Value {
+fn aggregates_json(a: &lockstep_model::aggregate::Aggregates) -> serde_json::Value {
     json!({
         "sums": a.fixed_sums.keys().map(|k| (k.clone(), json!(a.fixed(k)))).chain(
             a.int_sums.iter().map(|(k, v)| (k.clone(), json!(v)))).collect::<serde_json::Map<_, _>>(),
@@ -991,7 +1030,7 @@ fn aggregates_json(a: &lockstep_proto::aggregate::Aggregates) -> serde_json::Val
 
 /// Prints per-tick timings and the final top-k lists.
 pub fn print_outcome(o: &JobOutcome, json_out: bool) {
-    use lockstep_proto::aggregate::Aggregates;
+    use lockstep_model::aggregate::Aggregates;
     let last: Aggregates = o.last.aggregates.clone().unwrap_or_default().into();
     if json_out {
         let v = json!({
@@ -1058,24 +1097,102 @@ async fn run_command(client: &Client, args: RunArgs) -> Result<(), Error> {
     Ok(())
 }
 
-async fn jobs(client: &Client) -> Result<(), Error> {
-    println!(
-        "{:>5} {:<10} {:<10} {:>7} {:>10} {:>10}  MESSAGE",
-        "JOB", "WORKLOAD", "OUTCOME", "TICKS", "COMMITTED", "MS"
-    );
-    for j in client.jobs().await? {
+/// `lockstep cancel --json`.
+#[derive(serde::Serialize)]
+struct Cancelled {
+    job_id: u64,
+    /// The cluster's committed tick when the cancel was taken.
+    committed_tick: u64,
+}
+
+/// One row of `lockstep jobs --json`.
+#[derive(serde::Serialize)]
+struct JobRow {
+    job_id: u64,
+    workload: String,
+    params: std::collections::BTreeMap<String, String>,
+    /// running | finished | failed | cancelled
+    outcome: String,
+    /// Ticks the job asked for, and ticks it has committed so far.
+    ticks: u64,
+    ticks_done: u64,
+    /// The cluster's committed tick at the job's last committed tick.
+    committed_tick: u64,
+    /// Zero while the job runs.
+    duration_ms: u64,
+    message: String,
+}
+
+impl From<pb::JobSummary> for JobRow {
+    fn from(j: pb::JobSummary) -> JobRow {
         let spec = j.spec.unwrap_or_default();
-        println!(
-            "{:>5} {:<10} {:<10} {:>7} {:>10} {:>10}  {}",
-            j.job_id,
-            spec.workload,
-            j.outcome,
-            format!("{}/{}", j.ticks_done, spec.ticks),
-            j.committed_tick,
-            j.duration_ms,
-            j.message
-        );
+        JobRow {
+            job_id: j.job_id,
+            workload: spec.workload,
+            params: spec.params.into_iter().collect(),
+            outcome: j.outcome,
+            ticks: spec.ticks,
+            ticks_done: j.ticks_done,
+            committed_tick: j.committed_tick,
+            duration_ms: j.duration_ms,
+            message: j.message,
+        }
     }
+}
+
+/// Prints `value` as one line of JSON.
+fn print_json(value: &impl serde::Serialize) {
+    match serde_json::to_string(value) {
+        Ok(s) => println!("{s}"),
+        // Only a map with non-string keys fails, and none is printed.
+        Err(e) => eprintln!("error: cannot print JSON: {e}"),
+    }
+}
+
+async fn jobs(client: &Client, json: bool) -> Result<(), Error> {
+    let rows: Vec<JobRow> = client.jobs().await?.into_iter().map(JobRow::from).collect();
+    if json {
+        #[derive(serde::Serialize)]
+        struct Jobs {
+            jobs: Vec<JobRow>,
+        }
+        print_json(&Jobs { jobs: rows });
+        return Ok(());
+    }
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header([
+            "JOB",
+            "WORKLOAD",
+            "OUTCOME",
+            "TICKS",
+            "COMMITTED",
+            "MS",
+            "MESSAGE",
+        ]);
+    for r in rows {
+        let ms = if r.outcome == "running" {
+            "-".to_string()
+        } else {
+            r.duration_ms.to_string()
+        };
+        table.add_row([
+            r.job_id.to_string(),
+            r.workload,
+            r.outcome,
+            format!("{}/{}", r.ticks_done, r.ticks),
+            r.committed_tick.to_string(),
+            ms,
+            r.message,
+        ]);
+    }
+    for col in [0, 3, 4, 5] {
+        if let Some(c) = table.column_mut(col) {
+            c.set_cell_alignment(comfy_table::CellAlignment::Right);
+        }
+    }
+    println!("{table}");
     Ok(())
 }
 
@@ -1161,11 +1278,11 @@ pub async fn health(
         tls: tls.clone(),
     };
     let channel = security
-        .endpoint(addr)
-        .map_err(|e| Error::Config(e.to_string()))?
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect_lazy();
+        .channel(
+            addr,
+            &lockstep_proto::channel::ChannelOptions::client(timeout).with_request_timeout(timeout),
+        )
+        .map_err(|e| Error::Config(e.to_string()))?;
     let req = HealthCheckRequest {
         service: String::new(),
     };

@@ -1,8 +1,8 @@
-//! Lockstep's client library and command line.
+//! The `lockstep` command line: its commands, and the local-cluster
+//! supervisor behind `lockstep up` and the tests.
 //!
 //! # Layout
-//! - [`client`]: [`Client`], which caches the topology and routes batches
-//!   straight to the owning shards.
+//! - [`client`]: the `lockstep-client` crate, re-exported.
 //! - [`cluster`]: a local cluster of child processes (`lockstep up`, tests).
 //! - [`bench`]: `lockstep bench ring`, placement measurements.
 //! - [`bench_cluster`]: `lockstep bench ingest|ticks`, end-to-end
@@ -13,20 +13,22 @@
 //! - [`commands`]: what each command does.
 //!
 //! The servers live in the `lockstep-coordinator` and `lockstep-shard`
-//! crates, the ring in `lockstep-hashing`, the wire format and atom model in
-//! `lockstep-proto`.
+//! crates, the client library in `lockstep-client`, the ring in
+//! `lockstep-hashing`, the domain model in `lockstep-model` and the wire
+//! format in `lockstep-proto`.
 
 pub mod bench;
 pub mod bench_cluster;
 pub mod certs;
 pub mod cli;
-pub mod client;
 pub mod cluster;
 pub mod commands;
 
 mod error;
 
-pub use client::{BulkLoad, Client, ClientOptions, PutStats};
 pub use error::Error;
+pub use lockstep_client as client;
+pub use lockstep_client::{BulkLoad, Client, ClientOptions, PutStats};
+pub use lockstep_model as model;
+pub use lockstep_model::input;
 pub use lockstep_proto as proto;
-pub use lockstep_proto::input;

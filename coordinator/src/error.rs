@@ -1,6 +1,6 @@
 //! The coordinator's error enum and its one mapping to a gRPC `Status`.
 
-use lockstep_proto::ShardId;
+use lockstep_model::ShardId;
 use tonic::Status;
 
 /// Everything that can go wrong in the coordinator.

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use lockstep_model::{ShardId, Topology};
 use lockstep_proto::pb;
-use lockstep_proto::{ShardId, Topology};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -125,12 +125,12 @@ impl Registry {
     }
 
     /// Records, durably, that the cluster holds data; returns the epoch.
-    pub fn declare_data(&self) -> Result<lockstep_proto::Epoch, Error> {
+    pub fn declare_data(&self) -> Result<lockstep_model::Epoch, Error> {
         self.apply(|st| Ok(st.declare_data()))
     }
 
     /// Removes a shard (see [`RegistryState::remove`]).
-    pub fn remove(&self, id: ShardId) -> Result<lockstep_proto::Epoch, Error> {
+    pub fn remove(&self, id: ShardId) -> Result<lockstep_model::Epoch, Error> {
         self.apply(|st| {
             let fx = st.remove(id)?;
             Ok((st.epoch(), fx))

@@ -94,8 +94,8 @@ pub async fn run(
                 Duration::from_millis(config.probe_timeout_ms),
                 security.clone(),
             ))
-            .max_decoding_message_size(256 << 20)
-            .max_encoding_message_size(256 << 20),
+            .max_decoding_message_size(lockstep_proto::channel::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(lockstep_proto::channel::MAX_MESSAGE_BYTES),
             token.guard(),
         ))
         .serve_with_incoming_shutdown(

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use lockstep_proto::channel::ChannelOptions;
 use lockstep_proto::tls::Security;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -14,15 +15,9 @@ use crate::Error;
 /// an error, never a panic: a registry written by an older release may hold
 /// one.
 pub fn channel(addr: &str, security: &Security) -> Result<Channel, Error> {
-    Ok(security
-        .endpoint(addr)
-        .map_err(|e| Error::Invalid(format!("shard address {addr:?} is not dialable: {e}")))?
-        .connect_timeout(Duration::from_secs(2))
-        // A shard cut off mid-phase is noticed in seconds.
-        .http2_keep_alive_interval(Duration::from_secs(1))
-        .keep_alive_timeout(Duration::from_secs(2))
-        .keep_alive_while_idle(true)
-        .connect_lazy())
+    security
+        .channel(addr, &ChannelOptions::PEER)
+        .map_err(|e| Error::Invalid(format!("shard address {addr:?} is not dialable: {e}")))
 }
 
 /// What a health probe found.

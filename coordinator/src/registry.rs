@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use lockstep_proto::model::{Liveness, ShardEntry, Topology};
+use lockstep_model::atom::{Liveness, ShardEntry, Topology};
+use lockstep_model::{Epoch, ShardId};
 use lockstep_proto::pb;
-use lockstep_proto::{Epoch, ShardId};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;

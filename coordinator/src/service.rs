@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use futures::Stream;
-use lockstep_proto::ShardId;
+use lockstep_model::ShardId;
 use lockstep_proto::pb::{self, coordinator_server::Coordinator};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::WatchStream;

@@ -1,50 +1,27 @@
-//! The crate's error enum: everything that can be wrong with an atom or a
-//! message on the wire.
+//! The crate's error enum: a message on the wire that does not convert to
+//! a domain value, and TLS or token material that cannot be used.
 
-/// A value that cannot be turned into a domain type.
+use lockstep_model::ModelError;
+
+/// A message or a setting that cannot be turned into what it names.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ProtoError {
-    #[error("unknown atom type {0:?}")]
-    UnknownType(String),
-    #[error("unknown atom type id {0}")]
-    UnknownTypeId(u32),
-    #[error("{ty} needs a non-empty name")]
-    EmptyName { ty: &'static str },
-    #[error("{ty} name is {len} bytes, over the limit of {max}")]
-    NameTooLong {
-        ty: &'static str,
-        len: usize,
-        max: usize,
-    },
-    #[error("{ty} is a link type and cannot have a name")]
-    NameOnLink { ty: &'static str },
-    #[error("{ty} is a node type and cannot have outgoing atoms")]
-    OutgoingOnNode { ty: &'static str },
-    #[error("{ty} has {arity} outgoing atoms, over the limit of {max}")]
-    ArityTooLarge {
-        ty: &'static str,
-        arity: usize,
-        max: usize,
-    },
-    #[error("a handle must be 16 bytes, got {0}")]
-    BadHandleLength(usize),
-    #[error("malformed handle {0:?}: expected 32 hex digits")]
-    BadHandleText(String),
-    #[error("{field} must be a finite number in [{min}, {max}], got {value}")]
-    OutOfRange {
-        field: &'static str,
-        value: f64,
-        min: f64,
-        max: f64,
-    },
-    #[error("incoming entry target {target} is not in the link's outgoing set")]
-    TargetNotInLink { target: String },
+    /// The message converts, but to an invalid domain value.
+    #[error(transparent)]
+    Model(#[from] ModelError),
     #[error("missing field {0}")]
     Missing(&'static str),
-    #[error("{0}")]
-    BadParam(String),
     #[error("corrupt stored record: {0}")]
     Corrupt(String),
     #[error("{0}")]
+    BadParam(String),
+    #[error("{0}")]
     Tls(String),
+}
+
+impl ProtoError {
+    /// Never: a message or a file that is wrong stays wrong.
+    pub fn retryable(&self) -> bool {
+        false
+    }
 }

@@ -7,7 +7,7 @@
 
 use tonic::{Code, Status};
 
-use crate::Epoch;
+use lockstep_model::Epoch;
 
 const KIND_KEY: &str = "lockstep-error";
 const EPOCH_KEY: &str = "lockstep-epoch";

@@ -21,10 +21,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Weak};
 
+use lockstep_model::atom::AtomRecord;
+use lockstep_model::{AtomType, FlatAtom, Handle, IncomingRef, ShardId, StiColumn};
 use lockstep_proto::convert::{decode_incoming, decode_stored, encode_incoming, encode_stored};
-use lockstep_proto::model::AtomRecord;
 use lockstep_proto::pb;
-use lockstep_proto::{AtomType, FlatAtom, Handle, IncomingRef, ShardId, StiColumn};
 use parking_lot::{Mutex, RwLock};
 
 use crate::Error;
@@ -928,7 +928,7 @@ impl<S: KvStore> AtomRead for AtomStore<S> {
 mod tests {
     use super::*;
     use crate::store::mem::MemStore;
-    use lockstep_proto::TruthValue;
+    use lockstep_model::TruthValue;
 
     fn concept(name: &str) -> FlatAtom {
         FlatAtom::new(
@@ -1028,7 +1028,7 @@ mod tests {
     /// The counters as a scan of the store finds them.
     fn scanned<S: KvStore>(s: &AtomStore<S>) -> Counts {
         let mut c = Counts::default();
-        for ty in lockstep_proto::model::ATOM_TYPES {
+        for ty in lockstep_model::atom::ATOM_TYPES {
             let n = s
                 .scan_type_handles(ty, None, usize::MAX - 1)
                 .unwrap()
@@ -1061,7 +1061,7 @@ mod tests {
         // creates b itself (which the tick also creates) and an atom of
         // its own, and deletes an unlinked one.
         let mut a_av = concept("a");
-        a_av.av = Some(lockstep_proto::AttentionValue::new(7.0, 1.0).unwrap());
+        a_av.av = Some(lockstep_model::AttentionValue::new(7.0, 1.0).unwrap());
         let mut b_tv = concept("b");
         b_tv.tv = Some(TruthValue::new(0.25, 0.5).unwrap());
         let c = concept("c");
@@ -1395,7 +1395,7 @@ mod tests {
         // A client write folds the column into the records and removes it:
         // the view still reads the column's values.
         let mut hot = atoms[0].clone();
-        hot.av = Some(lockstep_proto::model::AttentionValue {
+        hot.av = Some(lockstep_model::atom::AttentionValue {
             sti: -1.0,
             lti: 0.0,
         });

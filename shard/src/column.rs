@@ -32,7 +32,7 @@
 
 use std::sync::Arc;
 
-use lockstep_proto::{Handle, StiColumn};
+use lockstep_model::{Handle, StiColumn};
 
 use crate::Error;
 use crate::store::{Cf, KvRead, KvStore, WriteOp};

@@ -28,7 +28,7 @@ pub const DEFAULT_MAX_GENERATE: u64 = 20_000_000;
 /// Default most bytes of an input file one tick may read, in MiB.
 pub const DEFAULT_MAX_TICK_READ_MB: u64 = 256;
 /// Default deepest nesting of atoms the readers accept.
-pub const DEFAULT_MAX_INPUT_DEPTH: usize = lockstep_proto::input::DEFAULT_MAX_DEPTH;
+pub const DEFAULT_MAX_INPUT_DEPTH: usize = lockstep_model::input::DEFAULT_MAX_DEPTH;
 /// Default most bytes of undelivered tick messages a shard holds, in MiB.
 pub const DEFAULT_MAX_INBOX_MB: u64 = 1024;
 /// Default largest page a scan or incoming-set read may ask for.

@@ -1,7 +1,8 @@
 //! The shard crate's error enum and its one mapping to a gRPC `Status`.
 
+use lockstep_model::{Epoch, Handle, ModelError, ShardId};
+use lockstep_proto::ProtoError;
 use lockstep_proto::wire_error::{WireKind, epoch_status, kind_status, peer_status};
-use lockstep_proto::{Epoch, Handle, ProtoError, ShardId};
 use tonic::{Code, Status};
 
 /// Everything that can go wrong in a shard.
@@ -66,6 +67,13 @@ pub enum Error {
     NotReady,
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// An invalid domain value in a request is an invalid request.
+impl From<ModelError> for Error {
+    fn from(e: ModelError) -> Error {
+        Error::Invalid(ProtoError::Model(e))
+    }
 }
 
 impl Error {

@@ -109,8 +109,8 @@ pub async fn run(
         .add_service(health_service)
         .add_service(InterceptedService::new(
             ShardServer::new(svc)
-                .max_decoding_message_size(256 << 20)
-                .max_encoding_message_size(256 << 20),
+                .max_decoding_message_size(lockstep_proto::channel::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(lockstep_proto::channel::MAX_MESSAGE_BYTES),
             token.guard(),
         ))
         .serve_with_incoming_shutdown(

@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lockstep_proto::auth::{Authed, authed};
+use lockstep_model::{ShardId, Topology};
+use lockstep_proto::auth::Authed;
 use lockstep_proto::pb::{self, coordinator_client::CoordinatorClient};
 use lockstep_proto::tls::Security;
-use lockstep_proto::{ShardId, Topology};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -29,7 +29,7 @@ pub fn metrics<S: KvStore>(store: &AtomStore<S>, epoch: u64) -> pb::ShardMetrics
             .iter()
             .filter(|(_, n)| **n > 0)
             .filter_map(|(id, n)| {
-                lockstep_proto::AtomType::by_id(u32::from(*id))
+                lockstep_model::AtomType::by_id(u32::from(*id))
                     .ok()
                     .map(|t| (t.name.to_string(), *n))
             })
@@ -96,19 +96,12 @@ pub fn coordinator_channel(
     addr: &str,
     security: &Security,
 ) -> Result<CoordinatorClient<Authed>, Error> {
-    let endpoint = security
-        .endpoint(addr)
-        .map_err(|e| Error::Config(format!("bad coordinator address {addr:?}: {e}")))?
-        .connect_timeout(Duration::from_secs(2))
-        // Notice a cut-off coordinator in seconds, so the topology stream
-        // reconnects when the partition heals.
-        .http2_keep_alive_interval(Duration::from_secs(1))
-        .keep_alive_timeout(Duration::from_secs(2))
-        .keep_alive_while_idle(true);
-    Ok(CoordinatorClient::new(authed(
-        endpoint.connect_lazy(),
-        &security.token,
-    )))
+    // Pinging while idle notices a cut-off coordinator in seconds, so the
+    // topology stream reconnects when the partition heals.
+    let channel = security
+        .channel(addr, &lockstep_proto::channel::ChannelOptions::PEER)
+        .map_err(|e| Error::Config(format!("bad coordinator address {addr:?}: {e}")))?;
+    Ok(security.coordinator_client(channel))
 }
 
 /// What registration returned.
@@ -242,7 +235,7 @@ impl DataGate {
                 reason: st.message().to_string(),
             })?;
         match routing
-            .at(lockstep_proto::Epoch(resp.into_inner().epoch))
+            .at(lockstep_model::Epoch(resp.into_inner().epoch))
             .await
         {
             // Already past that epoch is as good.

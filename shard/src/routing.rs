@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lockstep_hashing::Ring;
-use lockstep_proto::{Epoch, Handle, ShardId, Topology};
+use lockstep_model::{Epoch, Handle, ShardId, Topology};
 use tokio::sync::watch;
 
 use crate::Error;

@@ -3,9 +3,10 @@
 
 use std::sync::{Arc, OnceLock};
 
+use lockstep_model::{AtomType, Epoch, FlatAtom, Handle, IncomingRef};
+use lockstep_proto::ProtoError;
 use lockstep_proto::convert::handles_from_pb;
 use lockstep_proto::pb::{self, shard_server::Shard};
-use lockstep_proto::{AtomType, Epoch, FlatAtom, Handle, IncomingRef, ProtoError};
 use tonic::{Request, Response, Status};
 
 use crate::Error;

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use lockstep::model::{Atom, AtomType};
 use lockstep::proto::pb::{self, shard_client::ShardClient};
 use lockstep::proto::wire_error::{WireKind, epoch_error};
-use lockstep::proto::{Atom, AtomType};
 use tonic::Code;
 
 use crate::util::{TestCluster, exe, lockstep, text, wait_for_total};
@@ -25,7 +25,7 @@ async fn bad_requests_get_typed_errors_and_leave_data_unchanged() {
     let c = AtomType::by_name("ConceptNode").unwrap();
     let good = Atom::node(c, "keep")
         .unwrap()
-        .with_tv(lockstep::proto::TruthValue::new(0.25, 0.5).unwrap());
+        .with_tv(lockstep::model::TruthValue::new(0.25, 0.5).unwrap());
     client.put(std::slice::from_ref(&good)).await.unwrap();
     wait_for_total(&client, 1).await;
 
@@ -126,7 +126,7 @@ async fn bad_requests_get_typed_errors_and_leave_data_unchanged() {
     let st = put(vec![fresh.clone()], epoch - 1).await;
     assert_eq!(
         epoch_error(&st),
-        Some((WireKind::WrongEpoch, lockstep::proto::Epoch(epoch)))
+        Some((WireKind::WrongEpoch, lockstep::model::Epoch(epoch)))
     );
     let st = put(vec![fresh.clone()], epoch + 5).await;
     assert_eq!(st.code(), Code::Unavailable, "{st:?}");

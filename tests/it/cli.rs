@@ -4,7 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use lockstep::proto::{Atom, AtomType};
+use lockstep::model::{Atom, AtomType};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -21,11 +21,12 @@ async fn up(data: &std::path::Path, home: &std::path::Path) -> (Child, String) {
 
 type Lines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
 
-/// Like [`up`], also returning the shard pids it printed and its output.
+/// Like [`up`], also returning the shards it printed (registered name and
+/// pid, in order) and its output.
 async fn up_with_output(
     data: &std::path::Path,
     home: &std::path::Path,
-) -> (Child, String, Vec<u32>, Lines) {
+) -> (Child, String, Vec<(String, u32)>, Lines) {
     let mut child = Command::new(exe())
         .args(["up", "--shards", "2", "--port", "0", "--data-dir"])
         .arg(data)
@@ -40,11 +41,15 @@ async fn up_with_output(
     let mut pids = Vec::new();
     let read = async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(a) = line.strip_prefix("coordinator") {
-                addr = Some(a.trim().to_string());
+            // NAME ADDRESS pid PID log PATH
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words.first() == Some(&"coordinator") {
+                addr = Some(words[1].to_string());
             }
-            if let Some(p) = line.strip_prefix("pid shard-") {
-                pids.push(p.split_whitespace().nth(1).unwrap().parse().unwrap());
+            if words.first().is_some_and(|w| w.starts_with("shard-")) {
+                assert_eq!((words[2], words[4]), ("pid", "log"), "{line}");
+                assert!(std::path::Path::new(words[5]).exists(), "{line}");
+                pids.push((words[0].to_string(), words[3].parse().unwrap()));
             }
             if line.starts_with("ready:") {
                 return;
@@ -123,23 +128,45 @@ async fn up_stops_cleanly_and_restarts_on_the_same_data() {
 async fn up_restarts_a_crashed_shard_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
-    let (child, addr, pids, mut lines) = up_with_output(&dir.path().join("d"), home.path()).await;
-    assert_eq!(pids.len(), 2);
+    let (child, addr, shards, mut lines) = up_with_output(&dir.path().join("d"), home.path()).await;
+    assert_eq!(shards.len(), 2);
+    // `up` names each process by the id it registered with, as `status`
+    // does: the two ids are the registry's, and distinct.
+    let client = lockstep::Client::connect(&addr).await.unwrap();
+    let registered: std::collections::BTreeSet<String> = client
+        .status()
+        .await
+        .unwrap()
+        .shards
+        .iter()
+        .map(|s| format!("shard-{}", s.shard.as_ref().unwrap().id))
+        .collect();
+    let printed: std::collections::BTreeSet<String> =
+        shards.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(printed, registered);
+    let (name, old_pid) = shards[1].clone();
     // SAFETY: a pid of a child of the `up` process we started.
-    unsafe { libc::kill(pids[1] as libc::pid_t, libc::SIGKILL) };
+    unsafe { libc::kill(old_pid as libc::pid_t, libc::SIGKILL) };
     let said = async {
         let mut exited = false;
         while let Some(line) = lines.next_line().await.unwrap() {
-            exited |= line.starts_with("shard-1 exited");
-            if exited && line == "shard-1 restarted" {
-                return;
+            exited |= line.starts_with(&format!("{name} exited"));
+            if exited && let Some(rest) = line.strip_prefix(&format!("{name} restarted (pid ")) {
+                return rest.trim_end_matches(')').parse::<u32>().unwrap();
             }
         }
-        panic!("up exited without restarting shard-1");
+        panic!("up exited without restarting {name}");
     };
-    tokio::time::timeout(Duration::from_secs(60), said)
+    let new_pid = tokio::time::timeout(Duration::from_secs(60), said)
         .await
-        .expect("up reports the restart");
+        .expect("up reports the restart under the same name");
+    assert_ne!(new_pid, old_pid, "the restart is a new process");
+    // SAFETY: probing a pid with signal 0 sends nothing.
+    assert_eq!(
+        unsafe { libc::kill(new_pid as libc::pid_t, 0) },
+        0,
+        "pid {new_pid} is alive"
+    );
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let client = lockstep::Client::connect(&addr).await.unwrap();
     crate::util::wait_for("both shards Up again", Duration::from_secs(30), || async {

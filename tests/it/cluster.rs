@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use lockstep::input::generate::generate;
-use lockstep::proto::{Atom, AtomType, FlatAtom, Handle};
+use lockstep::model::{Atom, AtomType, FlatAtom, Handle};
 
 use crate::util::{TestCluster, lockstep, text, wait_for, wait_for_total};
 

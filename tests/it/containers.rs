@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use lockstep::Client;
 use lockstep::input::generate::generate;
-use lockstep::proto::aggregate::Aggregates;
-use lockstep::proto::model::flatten_batch;
+use lockstep::model::aggregate::Aggregates;
+use lockstep::model::atom::flatten_batch;
+use lockstep::model::{Atom, AtomType, Handle};
 use lockstep::proto::pb::{self, shard_client::ShardClient};
-use lockstep::proto::{Atom, AtomType, Handle};
 
 use crate::ticks::{aggs, spec, stored_sti};
 use crate::util::{TestCluster, follow, wait_for};

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use lockstep::input::generate::generate;
-use lockstep::proto::Handle;
+use lockstep::model::Handle;
 
 use crate::cluster::expected;
 use crate::util::{TestCluster, wait_for};
@@ -41,7 +41,7 @@ async fn kill_9_a_shard_restart_it_and_read_back_every_acknowledged_atom() {
     // Same identity, same place on the ring: the epoch did not move.
     let after = client.refresh().await.unwrap();
     assert_eq!(after.topology.epoch, before.epoch);
-    let ids = |t: &lockstep::proto::Topology| t.shards.iter().map(|s| s.id).collect::<Vec<_>>();
+    let ids = |t: &lockstep::model::Topology| t.shards.iter().map(|s| s.id).collect::<Vec<_>>();
     assert_eq!(ids(&after.topology), ids(&before));
 
     let want = expected(&atoms);

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use lockstep::model::{Atom, AtomType};
 use lockstep::proto::pb::{self, shard_client::ShardClient};
 use lockstep::proto::wire_error::{WireKind, epoch_error};
-use lockstep::proto::{Atom, AtomType};
 
 use crate::util::{TestCluster, wait_for};
 

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use lockstep::Client;
 use lockstep::cluster::spawn_server;
-use lockstep::proto::model::{ATOM_TYPES, AtomRecord};
+use lockstep::model::atom::{ATOM_TYPES, AtomRecord};
+use lockstep::model::{Atom, AtomType, AttentionValue, Handle};
 use lockstep::proto::pb::Liveness;
 use lockstep::proto::pb::{self, coordinator_client::CoordinatorClient, shard_client::ShardClient};
-use lockstep::proto::{Atom, AtomType, AttentionValue, Handle};
 use tonic::Code;
 
 use crate::ticks::spec;
@@ -629,16 +629,12 @@ async fn up_brings_its_coordinator_back_on_the_same_address_and_refuses_a_second
         &["--shards", "2", "--port", "0", "--data-dir", &data_arg],
         home.path(),
     );
-    let addr = up.line("coordinator  ").await;
-    let addr = addr.split_whitespace().nth(1).unwrap().to_string();
-    let pid: i32 = up
-        .line("pid coordinator")
-        .await
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .parse()
-        .unwrap();
+    // coordinator ADDRESS pid PID log PATH
+    let line = up.line("coordinator  ").await;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let addr = words[1].to_string();
+    assert_eq!(words[2], "pid", "{line}");
+    let pid: i32 = words[3].parse().unwrap();
     up.line("ready:").await;
 
     // A second `up` on the same folder is refused, naming the holder.
@@ -856,7 +852,7 @@ async fn a_full_disk_is_refused_as_disk_full_and_keeps_every_acknowledged_atom()
     // 60 KiB names: the WAL fills the 16 MiB in a few hundred atoms.
     for i in 0..2_000 {
         let a = Atom::node(c, format!("{i:08}{}", "x".repeat(60 << 10))).unwrap();
-        let flat = lockstep::proto::FlatAtom::new(c, a.name.clone(), Vec::new()).unwrap();
+        let flat = lockstep::model::FlatAtom::new(c, a.name.clone(), Vec::new()).unwrap();
         let req = pb::PutAtomsRequest {
             epoch: routing.topology.epoch.0,
             atoms: vec![(&flat).into()],

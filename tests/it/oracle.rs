@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use lockstep::proto::model::flatten_batch;
-use lockstep::proto::workload::{list_docs, tokenize};
-use lockstep::proto::{Atom, Handle};
+use lockstep::model::atom::flatten_batch;
+use lockstep::model::workload::{list_docs, tokenize};
+use lockstep::model::{Atom, Handle};
 
 /// STI per vertex after `ticks` ticks of attention over `atoms`, with
 /// naive f64 summation.

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use lockstep::Client;
 use lockstep::input::generate::generate;
-use lockstep::proto::aggregate::Aggregates;
-use lockstep::proto::model::flatten_batch;
-use lockstep::proto::{Atom, Handle, pb};
+use lockstep::model::aggregate::Aggregates;
+use lockstep::model::atom::flatten_batch;
+use lockstep::model::{Atom, Handle};
+use lockstep::proto::pb;
 
 use crate::oracle;
 use crate::util::{TestCluster, follow, lockstep, text, wait_for_total};
@@ -75,7 +76,7 @@ async fn attention_on(shards: usize) -> (HashMap<Handle, f64>, Vec<pb::JobEvent>
     let sti = stored_sti(&client, &atoms).await;
     // A write after the job folds each shard's committed STI column into
     // the atoms' records: what readers see does not change.
-    let concept = lockstep::proto::AtomType::by_name("ConceptNode").unwrap();
+    let concept = lockstep::model::AtomType::by_name("ConceptNode").unwrap();
     let late: Vec<Atom> = (0..8)
         .map(|i| Atom::node(concept, format!("after-the-job-{i}")).unwrap())
         .collect();
@@ -523,5 +524,67 @@ async fn a_tick_that_keeps_failing_fails_the_job_after_its_attempts() {
         last.message
     );
     assert_eq!(last.committed_tick, 0);
+    tc.cluster.shutdown().await;
+}
+
+/// `lockstep jobs` shows a running job's progress as it goes, and
+/// `lockstep cancel` stops it from another process than the one that
+/// submitted it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_shows_a_running_job_live_and_cancel_works_from_any_terminal() {
+    let tc = TestCluster::start_with(2, delay()).await;
+    let client = tc.client().await;
+    client.put(&generate(500, 2)).await.unwrap();
+    let mut stream = client
+        .submit_job(spec("attention", 200, &[]))
+        .await
+        .unwrap();
+    let mut job_id = None;
+    while let Some(ev) = stream.message().await.unwrap() {
+        if ev.kind == "tick" && ev.tick == 2 {
+            job_id = Some(ev.job_id);
+            break;
+        }
+    }
+    let job_id = job_id.expect("tick 2 of the job");
+    let out = lockstep(&["--coordinator", &tc.addr(), "jobs", "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("jobs --json");
+    let job = &listed["jobs"][0];
+    assert_eq!(job["job_id"], job_id);
+    assert_eq!(job["outcome"], "running");
+    assert_eq!(job["ticks"], 200);
+    let done = job["ticks_done"].as_u64().expect("ticks_done");
+    assert!((2..200).contains(&done), "{job}");
+    assert!(job["committed_tick"].as_u64().expect("committed_tick") >= 2);
+
+    let id = job_id.to_string();
+    let out = lockstep(&["--coordinator", &tc.addr(), "cancel", &id, "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cancelled: serde_json::Value = serde_json::from_slice(&out.stdout).expect("cancel --json");
+    assert_eq!(cancelled["job_id"], job_id);
+    let mut last = None;
+    while let Some(ev) = stream.message().await.unwrap() {
+        if matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled") {
+            last = Some(ev);
+            break;
+        }
+    }
+    let last = last.expect("the job's last event");
+    assert_eq!(last.kind, "cancelled", "{}", last.message);
+    assert!(last.committed_tick < 200);
+
+    // A finished job cannot be cancelled, and says so in one line.
+    let out = lockstep(&["--coordinator", &tc.addr(), "cancel", &id]).await;
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("job {id} is not running")), "{err}");
+    let out = lockstep(&["--coordinator", &tc.addr(), "jobs"]).await;
+    assert!(
+        text(&out.stdout).contains("cancelled"),
+        "{}",
+        text(&out.stdout)
+    );
     tc.cluster.shutdown().await;
 }

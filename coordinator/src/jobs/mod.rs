@@ -31,12 +31,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use lockstep_proto::aggregate::Aggregates;
+use lockstep_model::aggregate::Aggregates;
+use lockstep_model::workload::{COMMIT, Workload};
+use lockstep_model::{Liveness, ShardId};
 use lockstep_proto::pb;
 use lockstep_proto::tls::Security;
 use lockstep_proto::wire_error::peer_error;
-use lockstep_proto::workload::{COMMIT, Workload};
-use lockstep_proto::{Liveness, ShardId};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 // Tokio's clock, so that the unit tests can pause it.
@@ -468,7 +468,7 @@ impl Driver {
         join_all(probes).await.into_iter().all(|ok| ok)
     }
 
-    fn ring_shards(&self) -> Vec<lockstep_proto::ShardEntry> {
+    fn ring_shards(&self) -> Vec<lockstep_model::ShardEntry> {
         self.jobs
             .registry
             .topology()
@@ -490,7 +490,7 @@ impl Driver {
         // One topology read per phase: the shards and the epoch agree.
         let topology = self.jobs.registry.topology();
         let epoch = topology.epoch.0;
-        let shards: Vec<lockstep_proto::ShardEntry> =
+        let shards: Vec<lockstep_model::ShardEntry> =
             topology.shards.into_iter().filter(|s| s.in_ring).collect();
         if let Some(s) = shards.iter().find(|s| s.liveness == Liveness::Down) {
             return Err(PhaseFailure::missing(s.id, "it is Down".into()));

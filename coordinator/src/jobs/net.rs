@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use lockstep_proto::auth::authed;
 use lockstep_proto::pb::{self, shard_client::ShardClient};
 use lockstep_proto::tls::Security;
 use parking_lot::Mutex;
@@ -76,11 +75,7 @@ impl GrpcNet {
     }
 
     fn client(&self, addr: &str) -> Result<ShardClient<lockstep_proto::auth::Authed>, CallError> {
-        Ok(
-            ShardClient::new(authed(self.channel(addr)?, &self.security.token))
-                .max_decoding_message_size(256 << 20)
-                .max_encoding_message_size(256 << 20),
-        )
+        Ok(self.security.shard_client(self.channel(addr)?))
     }
 }
 

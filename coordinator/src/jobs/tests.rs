@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use lockstep_proto::aggregate::Aggregates;
+use lockstep_model::aggregate::Aggregates;
+use lockstep_model::{ShardId, workload::COMMIT};
 use lockstep_proto::pb;
 use lockstep_proto::wire_error::peer_status;
-use lockstep_proto::{ShardId, workload::COMMIT};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 use tonic::Status;

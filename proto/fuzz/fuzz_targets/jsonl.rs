@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lockstep_proto::input::{AtomReader, Format, ReadLimits};
-use lockstep_proto::model::flatten_batch;
+use lockstep_model::input::{AtomReader, Format, ReadLimits};
+use lockstep_model::atom::flatten_batch;
 
 fuzz_target!(|data: &[u8]| {
     let limits = ReadLimits {

@@ -4,11 +4,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use lockstep_proto::aggregate::Aggregates;
+use lockstep_model::aggregate::Aggregates;
 use lockstep_proto::convert::handles_from_pb;
 use lockstep_proto::pb;
-use lockstep_proto::workload::Workload;
-use lockstep_proto::{AtomType, FlatAtom, Handle, IncomingRef, Topology};
+use lockstep_model::workload::Workload;
+use lockstep_model::{AtomType, FlatAtom, Handle, IncomingRef, Topology};
 use prost::Message;
 
 fn handle(b: &[u8]) {

@@ -1,7 +1,7 @@
 //! Aggregates and top-k lists.
 
-use crate::aggregate::{Aggregates, TopEntry, TopK};
 use crate::pb;
+use lockstep_model::aggregate::{Aggregates, TopEntry, TopK};
 
 impl From<&Aggregates> for pb::Aggregates {
     fn from(a: &Aggregates) -> Self {
@@ -99,7 +99,7 @@ impl From<pb::Aggregates> for Aggregates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::to_fixed;
+    use lockstep_model::aggregate::to_fixed;
 
     #[test]
     fn aggregates_round_trip() {

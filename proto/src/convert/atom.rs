@@ -2,9 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::model::{AtomRecord, check_range};
+use crate::ProtoError;
 use crate::pb;
-use crate::{AtomType, AttentionValue, FlatAtom, Handle, IncomingRef, ProtoError, TruthValue};
+use lockstep_model::atom::{AtomRecord, check_range};
+use lockstep_model::{AtomType, AttentionValue, FlatAtom, Handle, IncomingRef, TruthValue};
 
 impl From<TruthValue> for pb::TruthValue {
     fn from(tv: TruthValue) -> Self {
@@ -18,7 +19,7 @@ impl From<TruthValue> for pb::TruthValue {
 impl TryFrom<pb::TruthValue> for TruthValue {
     type Error = ProtoError;
     fn try_from(tv: pb::TruthValue) -> Result<Self, ProtoError> {
-        TruthValue::new(tv.strength, tv.confidence)
+        Ok(TruthValue::new(tv.strength, tv.confidence)?)
     }
 }
 
@@ -34,7 +35,7 @@ impl From<AttentionValue> for pb::AttentionValue {
 impl TryFrom<pb::AttentionValue> for AttentionValue {
     type Error = ProtoError;
     fn try_from(av: pb::AttentionValue) -> Result<Self, ProtoError> {
-        AttentionValue::new(av.sti, av.lti)
+        Ok(AttentionValue::new(av.sti, av.lti)?)
     }
 }
 
@@ -60,7 +61,10 @@ fn values_from_pb(
 
 /// Parses a list of 16-byte handles.
 pub fn handles_from_pb(raw: &[Vec<u8>]) -> Result<Vec<Handle>, ProtoError> {
-    raw.iter().map(|b| Handle::from_slice(b)).collect()
+    Ok(raw
+        .iter()
+        .map(|b| Handle::from_slice(b))
+        .collect::<Result<_, _>>()?)
 }
 
 fn handles_to_pb(hs: &[Handle]) -> Vec<Vec<u8>> {
@@ -82,7 +86,9 @@ fn split_handles(b: &[u8]) -> Result<Vec<Handle>, ProtoError> {
             b.len()
         )));
     }
-    b.chunks_exact(16).map(Handle::from_slice).collect()
+    Ok(b.chunks_exact(16)
+        .map(Handle::from_slice)
+        .collect::<Result<_, _>>()?)
 }
 
 impl From<&FlatAtom> for pb::AtomWrite {
@@ -126,7 +132,7 @@ impl TryFrom<pb::IncomingWrite> for IncomingRef {
     fn try_from(w: pb::IncomingWrite) -> Result<Self, ProtoError> {
         let target = Handle::from_slice(&w.target)?;
         let ty = AtomType::by_name(&w.link_type)?;
-        IncomingRef::new(target, ty, handles_from_pb(&w.outgoing)?)
+        Ok(IncomingRef::new(target, ty, handles_from_pb(&w.outgoing)?)?)
     }
 }
 
@@ -248,7 +254,7 @@ mod tests {
         bad.r#type = "NoSuchNode".into();
         assert_eq!(
             FlatAtom::try_from(bad).unwrap_err(),
-            ProtoError::UnknownType("NoSuchNode".into())
+            ProtoError::Model(lockstep_model::ModelError::UnknownType("NoSuchNode".into()))
         );
         let mut bad = pb::AtomWrite::from(&a);
         bad.outgoing = vec![vec![1, 2, 3]];

@@ -1,8 +1,8 @@
 //! The STI column pointer.
 
 use crate::ProtoError;
-use crate::model::{Handle, StiColumn};
 use crate::pb;
+use lockstep_model::atom::{Handle, StiColumn};
 
 impl From<&StiColumn> for pb::StiColumn {
     fn from(c: &StiColumn) -> Self {

@@ -1,8 +1,8 @@
 //! Topology, shard entries and liveness.
 
-use crate::model::{Liveness, ShardEntry, Topology};
 use crate::pb;
-use crate::{Epoch, ShardId};
+use lockstep_model::atom::{Liveness, ShardEntry, Topology};
+use lockstep_model::{Epoch, ShardId};
 
 impl From<Liveness> for pb::Liveness {
     fn from(l: Liveness) -> Self {

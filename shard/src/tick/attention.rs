@@ -43,10 +43,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use lockstep_proto::aggregate::{TopEntry, TopK, from_fixed, to_fixed};
+use lockstep_model::aggregate::{TopEntry, TopK, from_fixed, to_fixed};
+use lockstep_model::workload::AttentionParams;
+use lockstep_model::{Handle, ShardId, StiColumn};
+use lockstep_proto::ProtoError;
 use lockstep_proto::pb::ShardMessage;
-use lockstep_proto::workload::AttentionParams;
-use lockstep_proto::{Handle, ProtoError, ShardId, StiColumn};
 
 use super::{PhaseInput, PhaseOutput, Staged, all_incoming, local_node_handles};
 use crate::Error;
@@ -484,7 +485,7 @@ impl State {
         self.next = None;
     }
 
-    fn allowed(&self, ty: &lockstep_proto::AtomType) -> bool {
+    fn allowed(&self, ty: &lockstep_model::AtomType) -> bool {
         self.params
             .link_types
             .as_ref()

@@ -11,11 +11,11 @@
 
 use std::io::BufReader;
 
-use lockstep_proto::Atom;
-use lockstep_proto::input::generate::Generator;
-use lockstep_proto::input::{AtomReader, Format, ReadError, ReadLimits};
-use lockstep_proto::model::flatten_batch;
-use lockstep_proto::workload::IngestParams;
+use lockstep_model::Atom;
+use lockstep_model::atom::flatten_batch;
+use lockstep_model::input::generate::Generator;
+use lockstep_model::input::{AtomReader, Format, ReadError, ReadLimits};
+use lockstep_model::workload::IngestParams;
 
 use super::{InputLimits, PhaseInput, PhaseOutput, Staged};
 use crate::Error;
@@ -214,7 +214,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lockstep_proto::input::generate::generate;
+    use lockstep_model::input::generate::generate;
 
     fn state(
         generate: Option<usize>,

@@ -22,12 +22,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use lockstep_proto::aggregate::Aggregates;
-use lockstep_proto::auth::{Authed, authed};
+use lockstep_model::aggregate::Aggregates;
+use lockstep_model::workload::{COMMIT, PREPARE, Workload};
+use lockstep_model::{FlatAtom, Handle, IncomingRef};
+use lockstep_proto::auth::Authed;
 use lockstep_proto::pb::{self, shard_client::ShardClient};
 use lockstep_proto::tls::Security;
-use lockstep_proto::workload::{COMMIT, PREPARE, Workload};
-use lockstep_proto::{FlatAtom, Handle, IncomingRef};
 use parking_lot::Mutex;
 use tracing::debug;
 
@@ -73,7 +73,7 @@ struct JobState<V> {
 pub struct PhaseOutput {
     pub partial: Aggregates,
     pub outbox: Vec<(Handle, Vec<u8>)>,
-    pub direct: Vec<(lockstep_proto::ShardId, pb::ShardMessage)>,
+    pub direct: Vec<(lockstep_model::ShardId, pb::ShardMessage)>,
 }
 
 /// The most message bytes one Deliver call carries, well under the
@@ -86,7 +86,7 @@ pub struct PhaseInput<'a, S: KvStore> {
     pub view: &'a AtomView<S::Snapshot>,
     /// The routing at the phase's epoch, taken once rather than per key.
     pub routing: Arc<Routing>,
-    pub me: lockstep_proto::ShardId,
+    pub me: lockstep_model::ShardId,
     pub tick: u64,
     pub globals: &'a Aggregates,
     pub inbox: Vec<pb::ShardMessage>,
@@ -232,18 +232,9 @@ impl<S: KvStore> TickEngine<S> {
         }
         let ch = self
             .security
-            .endpoint(addr)
-            .map_err(|e| Error::Config(format!("bad peer address {addr:?}: {e}")))?
-            .connect_timeout(Duration::from_secs(2))
-            // A peer cut off mid-call fails the call in seconds instead of
-            // leaving it to TCP retransmission.
-            .http2_keep_alive_interval(Duration::from_secs(1))
-            .keep_alive_timeout(Duration::from_secs(2))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        let c = ShardClient::new(authed(ch, &self.security.token))
-            .max_decoding_message_size(256 << 20)
-            .max_encoding_message_size(256 << 20);
+            .channel(addr, &lockstep_proto::channel::ChannelOptions::PEER)
+            .map_err(|e| Error::Config(format!("bad peer address {addr:?}: {e}")))?;
+        let c = self.security.shard_client(ch);
         peers.insert(addr.to_string(), c.clone());
         Ok(c)
     }
@@ -258,7 +249,7 @@ impl<S: KvStore> TickEngine<S> {
         let fence: Fence = (job.job_id, req.tick, req.attempt);
         // Every shard runs the phase with the coordinator's ring: a shard
         // that has not seen that epoch yet waits for it (or fails the phase).
-        let routing = self.routing.at(lockstep_proto::Epoch(req.epoch)).await?;
+        let routing = self.routing.at(lockstep_model::Epoch(req.epoch)).await?;
         let mut guard = self.state.lock().await;
 
         // First, on the first phase of a job, tick or attempt, honour the
@@ -428,12 +419,12 @@ impl<S: KvStore> TickEngine<S> {
         fence: Fence,
         phase: &str,
         outbox: Vec<(Handle, Vec<u8>)>,
-        direct: Vec<(lockstep_proto::ShardId, pb::ShardMessage)>,
+        direct: Vec<(lockstep_model::ShardId, pb::ShardMessage)>,
     ) -> Result<(), Error> {
         if outbox.is_empty() && direct.is_empty() {
             return Ok(());
         }
-        let mut by_shard: HashMap<lockstep_proto::ShardId, Vec<pb::ShardMessage>> = HashMap::new();
+        let mut by_shard: HashMap<lockstep_model::ShardId, Vec<pb::ShardMessage>> = HashMap::new();
         if !outbox.is_empty() {
             let ring = routing.ring.as_ref().ok_or(Error::NotReady)?;
             for (key, data) in outbox {
@@ -576,7 +567,7 @@ async fn blocking<T: Send + 'static>(
 /// The handles of every node on this shard, in order.
 pub fn local_node_handles(store: &impl AtomRead) -> Result<Vec<Handle>, Error> {
     let mut out = Vec::new();
-    for ty in lockstep_proto::model::ATOM_TYPES
+    for ty in lockstep_model::atom::ATOM_TYPES
         .iter()
         .filter(|t| t.is_node())
     {
@@ -612,7 +603,7 @@ pub fn all_incoming(store: &impl AtomRead, h: Handle) -> Result<Vec<IncomingRef>
 mod tests {
     use super::*;
     use crate::store::mem::MemStore;
-    use lockstep_proto::{AtomType, Epoch, ShardId, Topology};
+    use lockstep_model::{AtomType, Epoch, ShardId, Topology};
     use tokio::sync::watch;
 
     fn engine() -> (TickEngine<MemStore>, Arc<AtomStore<MemStore>>) {
@@ -623,26 +614,26 @@ mod tests {
     fn sole_engine<S: KvStore>(kv: S) -> (TickEngine<S>, Arc<AtomStore<S>>) {
         engine_on(
             kv,
-            vec![lockstep_proto::model::ShardEntry {
+            vec![lockstep_model::atom::ShardEntry {
                 id: ShardId(1),
                 address: "127.0.0.1:1".into(),
                 weight: 1.0,
                 in_ring: true,
-                liveness: lockstep_proto::model::Liveness::Up,
+                liveness: lockstep_model::atom::Liveness::Up,
                 tokens: vec![],
             }],
         )
     }
 
     fn engine_with(
-        shards: Vec<lockstep_proto::model::ShardEntry>,
+        shards: Vec<lockstep_model::atom::ShardEntry>,
     ) -> (TickEngine<MemStore>, Arc<AtomStore<MemStore>>) {
         engine_on(MemStore::default(), shards)
     }
 
     fn engine_on<S: KvStore>(
         kv: S,
-        shards: Vec<lockstep_proto::model::ShardEntry>,
+        shards: Vec<lockstep_model::atom::ShardEntry>,
     ) -> (TickEngine<S>, Arc<AtomStore<S>>) {
         let store = Arc::new(AtomStore::open(kv).unwrap());
         let topology = Topology {

@@ -13,10 +13,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use lockstep_proto::aggregate::{TopEntry, TopK};
+use lockstep_model::aggregate::{TopEntry, TopK};
+use lockstep_model::workload::{TfidfParams, list_docs, tokenize};
+use lockstep_model::{AtomType, FlatAtom, Handle, IncomingRef};
+use lockstep_proto::ProtoError;
 use lockstep_proto::pb;
-use lockstep_proto::workload::{TfidfParams, list_docs, tokenize};
-use lockstep_proto::{AtomType, FlatAtom, Handle, IncomingRef, ProtoError};
 use prost::Message;
 
 use super::{PhaseInput, PhaseOutput, Staged, all_incoming};

@@ -56,16 +56,16 @@ struct JsonAtom {
 }
 
 impl JsonAtom {
-    fn into_atom(self) -> Result<Atom, crate::ProtoError> {
+    fn into_atom(self) -> Result<Atom, crate::ModelError> {
         let ty = AtomType::by_name(&self.ty)?;
         let mut atom = if ty.is_node() {
             if self.outgoing.is_some() {
-                return Err(crate::ProtoError::OutgoingOnNode { ty: ty.name });
+                return Err(crate::ModelError::OutgoingOnNode { ty: ty.name });
             }
             Atom::node(ty, self.name.unwrap_or_default())?
         } else {
             if self.name.is_some() {
-                return Err(crate::ProtoError::NameOnLink { ty: ty.name });
+                return Err(crate::ModelError::NameOnLink { ty: ty.name });
             }
             let out = self
                 .outgoing

@@ -347,7 +347,7 @@ fn build(open: Open) -> Result<Atom, ReadError> {
             }
         }
     }
-    let at = |e: crate::ProtoError| parse_err(line, col, e.to_string());
+    let at = |e: crate::ModelError| parse_err(line, col, e.to_string());
     let mut atom = if ty.is_node() {
         if !outgoing.is_empty() {
             return Err(parse_err(

@@ -10,7 +10,7 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use lockstep_hashing::{Epoch, Member, Ring, RingError, ShardId};
 
-use crate::ProtoError;
+use crate::ModelError;
 
 /// The longest node name accepted, in bytes.
 pub const MAX_NAME_BYTES: usize = 64 * 1024;
@@ -31,10 +31,10 @@ impl Handle {
     }
 
     /// Parses 16 big-endian bytes.
-    pub fn from_slice(b: &[u8]) -> Result<Handle, ProtoError> {
+    pub fn from_slice(b: &[u8]) -> Result<Handle, ModelError> {
         let arr: [u8; 16] = b
             .try_into()
-            .map_err(|_| ProtoError::BadHandleLength(b.len()))?;
+            .map_err(|_| ModelError::BadHandleLength(b.len()))?;
         Ok(Handle(u128::from_be_bytes(arr)))
     }
 
@@ -58,15 +58,15 @@ impl fmt::Debug for Handle {
 }
 
 impl FromStr for Handle {
-    type Err = ProtoError;
-    fn from_str(s: &str) -> Result<Handle, ProtoError> {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Handle, ModelError> {
         let t = s.trim();
         if t.len() != 32 {
-            return Err(ProtoError::BadHandleText(s.to_string()));
+            return Err(ModelError::BadHandleText(s.to_string()));
         }
         u128::from_str_radix(t, 16)
             .map(Handle)
-            .map_err(|_| ProtoError::BadHandleText(s.to_string()))
+            .map_err(|_| ModelError::BadHandleText(s.to_string()))
     }
 }
 
@@ -132,19 +132,19 @@ atom_types! {
 impl AtomType {
     /// Looks a type up by its full name (`ConceptNode`) or short form
     /// (`Concept`).
-    pub fn by_name(name: &str) -> Result<&'static AtomType, ProtoError> {
+    pub fn by_name(name: &str) -> Result<&'static AtomType, ModelError> {
         ATOM_TYPES
             .iter()
             .find(|t| t.name == name || t.short == name)
-            .ok_or_else(|| ProtoError::UnknownType(name.to_string()))
+            .ok_or_else(|| ModelError::UnknownType(name.to_string()))
     }
 
     /// Looks a type up by its stored id.
-    pub fn by_id(id: u32) -> Result<&'static AtomType, ProtoError> {
+    pub fn by_id(id: u32) -> Result<&'static AtomType, ModelError> {
         ATOM_TYPES
             .iter()
             .find(|t| u32::from(t.id) == id)
-            .ok_or(ProtoError::UnknownTypeId(id))
+            .ok_or(ModelError::UnknownTypeId(id))
     }
 
     pub fn is_node(&self) -> bool {
@@ -202,7 +202,7 @@ impl Default for TruthValue {
 }
 
 impl TruthValue {
-    pub fn new(strength: f64, confidence: f64) -> Result<TruthValue, ProtoError> {
+    pub fn new(strength: f64, confidence: f64) -> Result<TruthValue, ModelError> {
         check_range("strength", strength, 0.0, 1.0)?;
         check_range("confidence", confidence, 0.0, 1.0)?;
         Ok(TruthValue {
@@ -220,23 +220,18 @@ pub struct AttentionValue {
 }
 
 impl AttentionValue {
-    pub fn new(sti: f64, lti: f64) -> Result<AttentionValue, ProtoError> {
+    pub fn new(sti: f64, lti: f64) -> Result<AttentionValue, ModelError> {
         check_range("sti", sti, f64::MIN, f64::MAX)?;
         check_range("lti", lti, f64::MIN, f64::MAX)?;
         Ok(AttentionValue { sti, lti })
     }
 }
 
-pub(crate) fn check_range(
-    field: &'static str,
-    value: f64,
-    min: f64,
-    max: f64,
-) -> Result<(), ProtoError> {
+pub fn check_range(field: &'static str, value: f64, min: f64, max: f64) -> Result<(), ModelError> {
     if value.is_finite() && value >= min && value <= max {
         Ok(())
     } else {
-        Err(ProtoError::OutOfRange {
+        Err(ModelError::OutOfRange {
             field,
             value,
             min,
@@ -259,7 +254,7 @@ pub struct Atom {
 
 impl Atom {
     /// A node, validated.
-    pub fn node(ty: &'static AtomType, name: impl Into<String>) -> Result<Atom, ProtoError> {
+    pub fn node(ty: &'static AtomType, name: impl Into<String>) -> Result<Atom, ModelError> {
         let name = name.into();
         validate_shape(ty, &name, 0)?;
         Ok(Atom {
@@ -273,7 +268,7 @@ impl Atom {
     }
 
     /// A link, validated.
-    pub fn link(ty: &'static AtomType, outgoing: Vec<Atom>) -> Result<Atom, ProtoError> {
+    pub fn link(ty: &'static AtomType, outgoing: Vec<Atom>) -> Result<Atom, ModelError> {
         validate_shape(ty, "", outgoing.len())?;
         Ok(Atom {
             ty,
@@ -332,29 +327,29 @@ impl Atom {
 }
 
 /// Checks the parts of an atom that do not depend on other atoms.
-pub fn validate_shape(ty: &'static AtomType, name: &str, arity: usize) -> Result<(), ProtoError> {
+pub fn validate_shape(ty: &'static AtomType, name: &str, arity: usize) -> Result<(), ModelError> {
     match ty.kind {
         AtomKind::Node => {
             if name.is_empty() {
-                return Err(ProtoError::EmptyName { ty: ty.name });
+                return Err(ModelError::EmptyName { ty: ty.name });
             }
             if name.len() > MAX_NAME_BYTES {
-                return Err(ProtoError::NameTooLong {
+                return Err(ModelError::NameTooLong {
                     ty: ty.name,
                     len: name.len(),
                     max: MAX_NAME_BYTES,
                 });
             }
             if arity != 0 {
-                return Err(ProtoError::OutgoingOnNode { ty: ty.name });
+                return Err(ModelError::OutgoingOnNode { ty: ty.name });
             }
         }
         AtomKind::Link => {
             if !name.is_empty() {
-                return Err(ProtoError::NameOnLink { ty: ty.name });
+                return Err(ModelError::NameOnLink { ty: ty.name });
             }
             if arity > MAX_ARITY {
-                return Err(ProtoError::ArityTooLarge {
+                return Err(ModelError::ArityTooLarge {
                     ty: ty.name,
                     arity,
                     max: MAX_ARITY,
@@ -383,7 +378,7 @@ impl FlatAtom {
         ty: &'static AtomType,
         name: String,
         outgoing: Vec<Handle>,
-    ) -> Result<FlatAtom, ProtoError> {
+    ) -> Result<FlatAtom, ModelError> {
         validate_shape(ty, &name, outgoing.len())?;
         let handle = match ty.kind {
             AtomKind::Node => node_handle(ty, &name),
@@ -451,13 +446,13 @@ impl IncomingRef {
         target: Handle,
         link_type: &'static AtomType,
         outgoing: Vec<Handle>,
-    ) -> Result<IncomingRef, ProtoError> {
+    ) -> Result<IncomingRef, ModelError> {
         validate_shape(link_type, "", outgoing.len())?;
         if link_type.is_node() {
-            return Err(ProtoError::OutgoingOnNode { ty: link_type.name });
+            return Err(ModelError::OutgoingOnNode { ty: link_type.name });
         }
         if !outgoing.contains(&target) {
-            return Err(ProtoError::TargetNotInLink {
+            return Err(ModelError::TargetNotInLink {
                 target: target.to_string(),
             });
         }
@@ -657,7 +652,7 @@ mod tests {
         assert_eq!(Handle::from_slice(&h.to_bytes()).unwrap(), h);
         assert_eq!(
             Handle::from_slice(&[1, 2]).unwrap_err(),
-            ProtoError::BadHandleLength(2)
+            ModelError::BadHandleLength(2)
         );
     }
 
@@ -679,11 +674,11 @@ mod tests {
         let l = AtomType::by_name("ListLink").unwrap();
         assert!(matches!(
             Atom::node(c, ""),
-            Err(ProtoError::EmptyName { .. })
+            Err(ModelError::EmptyName { .. })
         ));
         assert!(matches!(
             FlatAtom::new(l, "x".into(), vec![]),
-            Err(ProtoError::NameOnLink { .. })
+            Err(ModelError::NameOnLink { .. })
         ));
         assert!(TruthValue::new(1.5, 0.1).is_err());
         assert!(TruthValue::new(f64::NAN, 0.1).is_err());

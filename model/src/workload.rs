@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use crate::{AtomType, ProtoError};
+use crate::{AtomType, ModelError};
 
 /// Shards persist the tick's staged writes, not yet visible.
 pub const PREPARE: &str = "prepare";
@@ -59,15 +59,15 @@ pub struct TfidfParams {
     pub top: usize,
 }
 
-fn bad(msg: impl Into<String>) -> ProtoError {
-    ProtoError::BadParam(msg.into())
+fn bad(msg: impl Into<String>) -> ModelError {
+    ModelError::BadParam(msg.into())
 }
 
 fn num<T: std::str::FromStr>(
     params: &HashMap<String, String>,
     key: &str,
     default: T,
-) -> Result<T, ProtoError> {
+) -> Result<T, ModelError> {
     match params.get(key) {
         None => Ok(default),
         Some(v) => v
@@ -79,7 +79,7 @@ fn num<T: std::str::FromStr>(
 impl Workload {
     /// Parses a workload name and its parameters. Unknown parameters are
     /// errors, so a typo never silently runs the default.
-    pub fn parse(name: &str, params: &HashMap<String, String>) -> Result<Workload, ProtoError> {
+    pub fn parse(name: &str, params: &HashMap<String, String>) -> Result<Workload, ModelError> {
         let allowed: &[&str] = match name {
             "ingest" => &["generate", "file", "seed", "batch"],
             "attention" => &["damping", "link-types", "top"],

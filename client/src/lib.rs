@@ -12,24 +12,31 @@
 //!   a link that was not stored (or the reverse); re-sending the batch
 //!   repairs it, because every write is idempotent.
 //! - Tick-level atomicity across shards comes with the tick engine.
+//!
+//! The crate depends on the model, the wire format, the ring, tonic and
+//! tokio only: never on RocksDB or either server.
+#![forbid(unsafe_code)]
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dashmap::DashMap;
 use futures::future::join_all;
 use lockstep_hashing::Ring;
-use lockstep_proto::auth::{Authed, Token, authed};
-use lockstep_proto::model::AtomRecord;
+use lockstep_model::atom::AtomRecord;
+use lockstep_model::{Atom, AtomType, Epoch, FlatAtom, Handle, IncomingRef, ShardId, Topology};
+use lockstep_proto::auth::{Authed, Token};
+use lockstep_proto::channel::ChannelOptions;
 use lockstep_proto::pb::{self, coordinator_client::CoordinatorClient, shard_client::ShardClient};
 use lockstep_proto::tls::{Security, Tls};
 use lockstep_proto::wire_error::epoch_error;
-use lockstep_proto::{Atom, AtomType, Epoch, FlatAtom, Handle, IncomingRef, ShardId, Topology};
 use parking_lot::{Mutex, RwLock};
 use tonic::transport::Channel;
 use tracing::debug;
 
-use crate::Error;
+mod error;
+
+pub use error::Error;
 
 /// Client tuning, with defaults.
 #[derive(Clone, Debug)]
@@ -140,7 +147,7 @@ impl Routing {
             .topology
             .shard(id)
             .ok_or_else(|| Error::Config(format!("{id} is in the ring but not in the topology")))?;
-        if s.liveness == lockstep_proto::Liveness::Down {
+        if s.liveness == lockstep_model::Liveness::Down {
             return Err(Error::ShardDown {
                 shard: id,
                 addr: s.address.clone(),
@@ -197,35 +204,29 @@ pub struct Client {
     coordinator: String,
     coord: CoordinatorClient<Authed>,
     routing: RwLock<Arc<Routing>>,
-    shards: Mutex<HashMap<String, ShardClient<Authed>>>,
+    /// One lazy channel per shard address.
+    shards: DashMap<String, ShardClient<Authed>>,
     opts: ClientOptions,
 }
 
-fn endpoint(
-    addr: &str,
-    timeout: Duration,
-    tls: &Option<Tls>,
-) -> Result<tonic::transport::Endpoint, Error> {
-    let security = Security {
-        token: Token::none(),
-        tls: tls.clone(),
-    };
-    Ok(security
-        .endpoint(addr)
-        .map_err(|e| Error::Config(e.to_string()))?
-        .connect_timeout(timeout)
-        .http2_keep_alive_interval(Duration::from_secs(2))
-        .keep_alive_timeout(Duration::from_secs(4)))
+/// How this client dials: its TLS and token.
+fn security(opts: &ClientOptions) -> Security {
+    Security {
+        token: opts.token.clone(),
+        tls: opts.tls.clone(),
+    }
 }
 
-fn channel(addr: &str, timeout: Duration, tls: &Option<Tls>) -> Result<Channel, Error> {
-    Ok(endpoint(addr, timeout, tls)?.connect_lazy())
+fn channel(addr: &str, opts: &ChannelOptions, security: &Security) -> Result<Channel, Error> {
+    security
+        .channel(addr, opts)
+        .map_err(|e| Error::Config(e.to_string()))
 }
 
 /// What to add to a failed connection's reason when TLS is the likely
 /// cause: a plaintext client at a TLS server sees its connection closed,
 /// and a TLS client at a plaintext server sees bytes that are not TLS.
-pub(crate) fn tls_hint(reason: &str, tls: bool) -> &'static str {
+pub fn tls_hint(reason: &str, tls: bool) -> &'static str {
     let r = reason.to_ascii_lowercase();
     if !tls
         && (r.contains("connection reset")
@@ -281,10 +282,12 @@ impl Client {
     }
 
     pub async fn connect_with(addr: &str, opts: ClientOptions) -> Result<Client, Error> {
-        let coord = CoordinatorClient::new(authed(
-            channel(addr, opts.connect_timeout, &opts.tls)?,
-            &opts.token,
-        ));
+        let security = security(&opts);
+        let coord = security.coordinator_client(channel(
+            addr,
+            &ChannelOptions::client(opts.connect_timeout),
+            &security,
+        )?);
         let client = Client {
             coordinator: addr.to_string(),
             coord,
@@ -298,7 +301,7 @@ impl Client {
                 },
                 ring: None,
             })),
-            shards: Mutex::new(HashMap::new()),
+            shards: DashMap::new(),
             opts,
         };
         client.refresh().await?;
@@ -344,18 +347,22 @@ impl Client {
     }
 
     fn shard(&self, addr: &str) -> Result<ShardClient<Authed>, Error> {
-        let mut shards = self.shards.lock();
-        if let Some(c) = shards.get(addr) {
+        // Every request of a parallel fan-out looks its shard up here; a
+        // sharded map keeps those lookups from queueing behind one lock.
+        if let Some(c) = self.shards.get(addr) {
             return Ok(c.clone());
         }
-        let ch = endpoint(addr, self.opts.connect_timeout, &self.opts.tls)?
-            .timeout(self.opts.request_timeout)
-            .connect_lazy();
-        let c = ShardClient::new(authed(ch, &self.opts.token))
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
-        shards.insert(addr.to_string(), c.clone());
-        Ok(c)
+        let security = security(&self.opts);
+        let opts = ChannelOptions::client(self.opts.connect_timeout)
+            .with_request_timeout(self.opts.request_timeout);
+        let c = security.shard_client(channel(addr, &opts, &security)?);
+        // Two callers racing here build two lazy channels; one is kept.
+        Ok(self
+            .shards
+            .entry(addr.to_string())
+            .or_insert(c)
+            .value()
+            .clone())
     }
 
     fn batch_limit(&self, r: &Routing) -> usize {
@@ -506,7 +513,7 @@ impl Client {
     /// Adds atoms (and, through nesting, their targets), with their incoming
     /// sets. See the module docs for the cross-shard guarantees.
     pub async fn put(&self, atoms: &[Atom]) -> Result<PutStats, Error> {
-        self.put_flat(lockstep_proto::model::flatten_batch(atoms))
+        self.put_flat(lockstep_model::atom::flatten_batch(atoms))
             .await
     }
 
@@ -517,7 +524,7 @@ impl Client {
     /// atom) but costs the owner a read of each one, which dominates a load
     /// of links between a few hot nodes.
     pub async fn put_bulk(&self, load: &BulkLoad, atoms: &[Atom]) -> Result<PutStats, Error> {
-        let mut unique = lockstep_proto::model::flatten_batch(atoms);
+        let mut unique = lockstep_model::atom::flatten_batch(atoms);
         load.drop_known(&mut unique);
         let handles: Vec<Handle> = unique.iter().map(|(a, _)| a.handle).collect();
         let stats = self.put_flat(unique).await?;
@@ -526,7 +533,7 @@ impl Client {
     }
 
     /// Adds distinct flattened atoms, each with its depth, as
-    /// [`lockstep_proto::model::flatten_batch`] makes them.
+    /// [`lockstep_model::atom::flatten_batch`] makes them.
     pub async fn put_flat(&self, unique: Vec<(FlatAtom, usize)>) -> Result<PutStats, Error> {
         let max_depth = unique.iter().map(|(_, d)| *d).max().unwrap_or(0);
         let mut rounds: Vec<Vec<Item>> = (0..=max_depth).map(|_| Vec::new()).collect();
@@ -857,7 +864,7 @@ impl Client {
 }
 
 /// The status's message and every cause under it, outermost first.
-pub(crate) fn causes(st: &tonic::Status) -> String {
+pub fn causes(st: &tonic::Status) -> String {
     let mut out = st.message().to_string();
     let mut src: Option<&dyn std::error::Error> = std::error::Error::source(st);
     while let Some(e) = src {
@@ -890,8 +897,8 @@ fn unreachable_or_rpc(addr: &str, st: &tonic::Status, tls: bool) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lockstep_proto::TruthValue;
-    use lockstep_proto::model::flatten_batch;
+    use lockstep_model::TruthValue;
+    use lockstep_model::atom::flatten_batch;
 
     fn concept(name: &str) -> Atom {
         Atom::node(AtomType::by_name("ConceptNode").unwrap(), name).unwrap()

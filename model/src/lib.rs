@@ -1,0 +1,30 @@
+//! Lockstep's domain model, with no I/O beyond reading input files and no
+//! wire format: what the servers store and compute, and what the client
+//! library reads and sends.
+//!
+//! # Layout
+//! - [`atom`]: [`Handle`], the atom type registry, [`Atom`], truth and
+//!   attention values, the flat form an atom takes on its owner shard,
+//!   [`Tick`], and the cluster's [`Topology`].
+//! - [`aggregate`]: mergeable aggregates with fixed-point sums.
+//! - [`workload`]: the built-in workloads' names, phases and parameters,
+//!   shared by coordinator and shards, and the tf-idf tokenizer.
+//! - [`input`]: Atomese and JSON Lines readers and the seeded generator.
+//!
+//! The ids `ShardId` and `Epoch` come from the ring crate and are
+//! re-exported.
+#![forbid(unsafe_code)]
+
+pub mod aggregate;
+pub mod atom;
+pub mod input;
+pub mod workload;
+
+mod error;
+
+pub use atom::{
+    Atom, AtomKind, AtomRecord, AtomType, AttentionValue, FlatAtom, Handle, IncomingRef, Liveness,
+    ShardEntry, StiColumn, Tick, Topology, TruthValue,
+};
+pub use error::ModelError;
+pub use lockstep_hashing::{Epoch, ShardId};
