@@ -238,6 +238,9 @@ pub struct HealthArgs {
     /// Give up after this long.
     #[arg(long, default_value_t = 2_000)]
     pub timeout_ms: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -253,6 +256,9 @@ pub struct DemoArgs {
     pub ticks: u64,
     #[arg(long, default_value_t = 3)]
     pub shards: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -294,6 +300,10 @@ pub struct CoordinatorArgs {
     /// address [default: 2000].
     #[arg(long, env = "LOCKSTEP_PROBE_TIMEOUT_MS")]
     pub probe_timeout_ms: Option<u64>,
+    /// How long `status` waits for each shard's current counts before it
+    /// shows the shard's last heartbeat instead [default: 1000].
+    #[arg(long, env = "LOCKSTEP_STATUS_TIMEOUT_MS")]
+    pub status_timeout_ms: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -449,6 +459,9 @@ pub struct LoadArgs {
     /// Batches in flight at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -471,6 +484,9 @@ pub struct DeleteArgs {
     /// Also delete every link that contains it, transitively.
     #[arg(long)]
     pub recursive: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -480,6 +496,9 @@ pub struct ScanArgs {
     /// At most this many atoms.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -521,6 +540,7 @@ impl CoordinatorArgs {
         set(&mut c.recovery_wait_ms, &self.recovery_wait_ms);
         set(&mut c.max_tick_attempts, &self.max_tick_attempts);
         set(&mut c.probe_timeout_ms, &self.probe_timeout_ms);
+        set(&mut c.status_timeout_ms, &self.status_timeout_ms);
         Ok(c.validate()?)
     }
 }

@@ -4,8 +4,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::progress::Progress;
 use futures::StreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use lockstep_model::atom::AtomRecord;
 use lockstep_model::{Atom, AtomType, Handle, Liveness};
 use lockstep_proto::pb;
@@ -141,7 +141,13 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 Some(a) => a,
                 None => resolve_coordinator(flag),
             };
-            health(&addr, Duration::from_millis(args.timeout_ms), &auth.tls()?).await
+            health(
+                &addr,
+                Duration::from_millis(args.timeout_ms),
+                &auth.tls()?,
+                args.json,
+            )
+            .await
         }
         Command::Demo(args) => demo(args, &explicit).await,
         Command::Bench(crate::cli::BenchCommand::Ring(args)) => {
@@ -509,20 +515,42 @@ fn record(addr: &str, data_dir: &Path) {
     }
 }
 
-fn bar(len: u64, what: &str) -> ProgressBar {
-    let pb = ProgressBar::new(len);
-    pb.set_style(
-        ProgressStyle::with_template(&format!(
-            "{what} [{{bar:40}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
-        ))
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    pb
+/// What a load did (`lockstep load --json`).
+#[derive(serde::Serialize)]
+pub struct Loaded {
+    /// Top-level atoms in the input.
+    pub atoms: usize,
+    /// Records that did not exist before.
+    pub created: u64,
+    /// Records written, the targets of links included.
+    pub records: u64,
+    pub incoming: u64,
+    pub seconds: f64,
+    pub atoms_per_s: f64,
 }
 
-/// Loads atoms in batches, several in flight; prints a final summary line.
+/// Loads atoms and prints a summary line (or JSON).
 pub async fn load(client: &Client, args: LoadArgs) -> Result<(), Error> {
+    let json = args.json;
+    let l = load_atoms(client, args).await?;
+    if json {
+        print_json(&l);
+    } else {
+        println!(
+            "loaded {} atoms ({} new, {} records written incl. targets, {} incoming entries) in {:.2}s: {} atoms/s",
+            l.atoms,
+            l.created,
+            l.records,
+            l.incoming,
+            l.seconds,
+            crate::human::count(l.atoms_per_s)
+        );
+    }
+    Ok(())
+}
+
+/// Loads atoms in batches, several in flight, with progress.
+pub async fn load_atoms(client: &Client, args: LoadArgs) -> Result<Loaded, Error> {
     let atoms: Vec<Atom> = match (&args.file, args.generate) {
         (_, Some(n)) => input::generate::generate(n, args.seed),
         (Some(f), None) => input::read_file(f)?,
@@ -530,7 +558,7 @@ pub async fn load(client: &Client, args: LoadArgs) -> Result<(), Error> {
     };
     let started = Instant::now();
     let total = atoms.len();
-    let progress = bar(total as u64, "loading");
+    let progress = Progress::new(total as u64, "loading");
     let mut stats = PutStats::default();
     let mut acked = 0usize;
     let batch = args.batch.max(1);
@@ -555,14 +583,14 @@ pub async fn load(client: &Client, args: LoadArgs) -> Result<(), Error> {
     }
     progress.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
-    println!(
-        "loaded {total} atoms ({} new, {} records written incl. targets, {} incoming entries) in {secs:.2}s: {:.0} atoms/s",
-        stats.created,
-        stats.atoms,
-        stats.incoming,
-        total as f64 / secs.max(1e-9)
-    );
-    Ok(())
+    Ok(Loaded {
+        atoms: total,
+        created: stats.created,
+        records: stats.atoms,
+        incoming: stats.incoming,
+        seconds: secs,
+        atoms_per_s: total as f64 / secs.max(1e-9),
+    })
 }
 
 /// Renders an atom as Atomese, fetching its outgoing atoms level by level.
@@ -651,14 +679,35 @@ async fn get(client: &Client, args: GetArgs) -> Result<(), Error> {
 async fn delete(client: &Client, args: DeleteArgs) -> Result<(), Error> {
     let h: Handle = args.handle.parse()?;
     let n = client.delete(h, args.recursive).await?;
-    println!("deleted {n} atom(s)");
+    if args.json {
+        print_json(&serde_json::json!({"handle": h.to_string(), "deleted": n}));
+    } else {
+        println!("deleted {n} atom(s)");
+    }
     Ok(())
 }
 
 async fn scan(client: &Client, args: ScanArgs) -> Result<(), Error> {
     let ty = AtomType::by_name(&args.r#type)?;
+    let mut atoms = Vec::new();
     for rec in client.scan_type(ty, args.limit).await? {
-        println!("{}  {}", rec.handle, render(client, &rec, 2).await?);
+        let atomese = render(client, &rec, 2).await?;
+        if args.json {
+            atoms.push(serde_json::json!({
+                "handle": rec.handle.to_string(),
+                "type": rec.ty.name,
+                "name": rec.ty.is_node().then_some(&rec.name),
+                "outgoing": rec.outgoing.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                "tv": [rec.tv.strength, rec.tv.confidence],
+                "av": [rec.av.sti, rec.av.lti],
+                "atomese": atomese,
+            }));
+        } else {
+            println!("{}  {atomese}", rec.handle);
+        }
+    }
+    if args.json {
+        print_json(&serde_json::json!({ "atoms": atoms }));
     }
     Ok(())
 }
@@ -672,17 +721,6 @@ fn state_name(e: &pb::ShardEntry) -> String {
     } else {
         format!("Joining/{live}")
     }
-}
-
-fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    format!("{v:.1} {}", UNITS[i])
 }
 
 async fn status(client: &Client, args: StatusArgs) -> Result<(), Error> {
@@ -706,6 +744,7 @@ async fn status(client: &Client, args: StatusArgs) -> Result<(), Error> {
                     "atoms": m.atoms, "incoming": m.incoming, "live_bytes": m.live_bytes,
                     "rss_bytes": m.rss_bytes, "type_counts": m.type_counts, "last_tick": m.last_tick,
                     "ms_since_heartbeat": (s.ms_since_heartbeat != u64::MAX).then_some(s.ms_since_heartbeat),
+                    "fresh": s.fresh,
                 })
             }).collect::<Vec<_>>(),
         });
@@ -718,7 +757,7 @@ async fn status(client: &Client, args: StatusArgs) -> Result<(), Error> {
         topo.epoch,
         st.shards.len(),
         st.total_atoms,
-        human_bytes(st.total_live_bytes),
+        crate::human::bytes(st.total_live_bytes),
         st.balance,
         st.committed_tick
     );
@@ -734,17 +773,27 @@ async fn status(client: &Client, args: StatusArgs) -> Result<(), Error> {
         } else {
             format!("{}ms", s.ms_since_heartbeat)
         };
+        // A shard that did not answer shows its last heartbeat's counts,
+        // marked.
+        let atoms = if s.fresh {
+            m.atoms.to_string()
+        } else {
+            format!("{}*", m.atoms)
+        };
         println!(
             "{:<6} {:<14} {:<22} {:>10} {:>10} {:>11} {:>11} {:>9}",
             e.id,
             state_name(&e),
             e.address,
-            m.atoms,
+            atoms,
             m.incoming,
-            human_bytes(m.live_bytes),
-            human_bytes(m.rss_bytes),
+            crate::human::bytes(m.live_bytes),
+            crate::human::bytes(m.rss_bytes),
             hb
         );
+    }
+    if st.shards.iter().any(|s| !s.fresh) {
+        println!("* counts from the shard's last heartbeat: it did not answer in time");
     }
     Ok(())
 }
@@ -870,9 +919,9 @@ pub async fn follow_job(
     let total = spec.ticks;
     let mut stream = client.submit_job(spec).await?;
     let bar = if progress {
-        bar(total, "ticks")
+        Progress::new(total, "ticks")
     } else {
-        ProgressBar::hidden()
+        Progress::hidden()
     };
     let signal = shutdown_signal();
     tokio::pin!(signal);
@@ -949,7 +998,7 @@ async fn reattach(
     job_id: u64,
     ticks: Vec<pb::JobEvent>,
     phases: Vec<pb::JobEvent>,
-    bar: &ProgressBar,
+    bar: &Progress,
 ) -> Result<JobOutcome, Error> {
     let mut deadline = Instant::now() + REATTACH_WAIT;
     let mut last_error = String::new();
@@ -1029,11 +1078,11 @@ fn aggregates_json(a: &lockstep_model::aggregate::Aggregates) -> serde_json::Val
 }
 
 /// Prints per-tick timings and the final top-k lists.
-pub fn print_outcome(o: &JobOutcome, json_out: bool) {
+/// A finished job as `run --json` prints it.
+pub fn outcome_json(o: &JobOutcome) -> serde_json::Value {
     use lockstep_model::aggregate::Aggregates;
     let last: Aggregates = o.last.aggregates.clone().unwrap_or_default().into();
-    if json_out {
-        let v = json!({
+    json!({
             "job": o.job_id,
             "committed_tick": o.last.committed_tick,
             "ticks": o.ticks.iter().map(|t| {
@@ -1048,8 +1097,14 @@ pub fn print_outcome(o: &JobOutcome, json_out: bool) {
             }).collect::<Vec<_>>(),
             "result": aggregates_json(&last),
             "message": o.last.message,
-        });
-        println!("{v:#}");
+    })
+}
+
+pub fn print_outcome(o: &JobOutcome, json_out: bool) {
+    use lockstep_model::aggregate::Aggregates;
+    let last: Aggregates = o.last.aggregates.clone().unwrap_or_default().into();
+    if json_out {
+        println!("{:#}", outcome_json(o));
         return;
     }
     println!(
@@ -1198,11 +1253,13 @@ async fn jobs(client: &Client, json: bool) -> Result<(), Error> {
 
 async fn demo(args: DemoArgs, auth: &Auth) -> Result<(), Error> {
     let exe = std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?;
-    println!(
-        "starting {} shards in {}",
-        args.shards,
-        args.data_dir.display()
-    );
+    if !args.json {
+        println!(
+            "starting {} shards in {}",
+            args.shards,
+            args.data_dir.display()
+        );
+    }
     let cluster = LocalCluster::start(LocalSpec {
         exe,
         shards: args.shards,
@@ -1218,14 +1275,16 @@ async fn demo(args: DemoArgs, auth: &Auth) -> Result<(), Error> {
     let result = demo_body(&cluster, &args).await;
     cluster.shutdown().await;
     result?;
-    println!();
-    println!("data kept in {}", args.data_dir.display());
+    if !args.json {
+        println!();
+        println!("data kept in {}", args.data_dir.display());
+    }
     Ok(())
 }
 
 async fn demo_body(cluster: &LocalCluster, args: &DemoArgs) -> Result<(), Error> {
     let client = cluster.connect().await?;
-    load(
+    let loaded = load_atoms(
         &client,
         LoadArgs {
             file: None,
@@ -1233,10 +1292,19 @@ async fn demo_body(cluster: &LocalCluster, args: &DemoArgs) -> Result<(), Error>
             seed: 42,
             batch: 2_000,
             concurrency: 4,
+            json: false,
         },
     )
     .await?;
-    println!("running attention for {} ticks", args.ticks);
+    if !args.json {
+        println!(
+            "loaded {} atoms in {:.2}s: {} atoms/s",
+            loaded.atoms,
+            loaded.seconds,
+            crate::human::count(loaded.atoms_per_s)
+        );
+        println!("running attention for {} ticks", args.ticks);
+    }
     let spec = pb::JobSpec {
         workload: "attention".into(),
         ticks: args.ticks,
@@ -1245,7 +1313,6 @@ async fn demo_body(cluster: &LocalCluster, args: &DemoArgs) -> Result<(), Error>
             .collect(),
     };
     let outcome = follow_job(&client, spec, true).await?;
-    print_outcome(&outcome, false);
     let ms: Vec<f64> = outcome
         .ticks
         .iter()
@@ -1253,7 +1320,19 @@ async fn demo_body(cluster: &LocalCluster, args: &DemoArgs) -> Result<(), Error>
         .collect();
     let mut sorted = ms.clone();
     sorted.sort_by(f64::total_cmp);
-    if let Some(median) = sorted.get(sorted.len() / 2) {
+    let median = sorted.get(sorted.len() / 2).copied();
+    if args.json {
+        print_json(&json!({
+            "data_dir": args.data_dir.display().to_string(),
+            "shards": args.shards,
+            "load": loaded,
+            "job": outcome_json(&outcome),
+            "median_tick_ms": median,
+        }));
+        return Ok(());
+    }
+    print_outcome(&outcome, false);
+    if let Some(median) = median {
         println!();
         println!("median tick {median:.1} ms over {} ticks", ms.len());
     }
@@ -1266,6 +1345,7 @@ pub async fn health(
     addr: &str,
     timeout: Duration,
     tls: &Option<lockstep_proto::tls::Tls>,
+    json: bool,
 ) -> Result<(), Error> {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
@@ -1296,7 +1376,11 @@ pub async fn health(
         })?;
     let status = resp.into_inner().status;
     if status == ServingStatus::Serving as i32 {
-        println!("{addr}: serving");
+        if json {
+            print_json(&serde_json::json!({"address": addr, "serving": true}));
+        } else {
+            println!("{addr}: serving");
+        }
         Ok(())
     } else {
         Err(unhealthy(format!(

@@ -23,6 +23,8 @@ pub mod certs;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod human;
+pub mod progress;
 
 mod error;
 

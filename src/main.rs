@@ -11,7 +11,26 @@ use tracing_subscriber::EnvFilter;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
-    let cli = lockstep::cli::Cli::parse();
+    // Every command that prints takes `--json`; its failure, a usage error
+    // included, is then one JSON object on stdout.
+    let json = std::env::args_os().skip(1).any(|a| a == "--json");
+    let cli = match lockstep::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if json && e.use_stderr() => {
+            let detail = e.to_string();
+            let message = detail
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("error: ");
+            println!(
+                "{}",
+                serde_json::json!({"error": {"message": message, "detail": detail.trim(), "retryable": false}})
+            );
+            std::process::exit(2);
+        }
+        Err(e) => e.exit(),
+    };
     let server = matches!(
         cli.command,
         lockstep::cli::Command::Coordinator(_)
@@ -49,7 +68,19 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if let Err(e) = real_main(cli) {
-        eprintln!("error: {e:#}");
+        // Our errors' messages already name their causes, so only the
+        // outermost is printed: `{:#}` would repeat each cause.
+        let retryable = e
+            .downcast_ref::<lockstep::Error>()
+            .is_some_and(lockstep::Error::retryable);
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"error": {"message": e.to_string(), "retryable": retryable}})
+            );
+        } else {
+            eprintln!("error: {e}");
+        }
         std::process::exit(1);
     }
 }

@@ -16,6 +16,7 @@ pub const DEFAULT_PHASE_DEADLINE_MS: u64 = 60_000;
 pub const DEFAULT_RECOVERY_WAIT_MS: u64 = 60_000;
 pub const DEFAULT_MAX_TICK_ATTEMPTS: u32 = 10;
 pub const DEFAULT_PROBE_TIMEOUT_MS: u64 = 2_000;
+pub const DEFAULT_STATUS_TIMEOUT_MS: u64 = 1_000;
 
 /// How the coordinator runs. Every field has a documented default (see the
 /// README's configuration reference).
@@ -47,6 +48,9 @@ pub struct CoordinatorConfig {
     /// How long a registering shard's health service has to answer at the
     /// address it registers before the registration is refused.
     pub probe_timeout_ms: u64,
+    /// How long `status` waits for each shard's current counts before it
+    /// reports that shard's last heartbeat instead (marked not fresh).
+    pub status_timeout_ms: u64,
     /// A file holding the cluster token: every call but the health check
     /// must carry it, and the coordinator's calls to shards do.
     pub token_file: Option<PathBuf>,
@@ -79,6 +83,7 @@ impl Default for CoordinatorConfig {
             recovery_wait_ms: DEFAULT_RECOVERY_WAIT_MS,
             max_tick_attempts: DEFAULT_MAX_TICK_ATTEMPTS,
             probe_timeout_ms: DEFAULT_PROBE_TIMEOUT_MS,
+            status_timeout_ms: DEFAULT_STATUS_TIMEOUT_MS,
             token_file: None,
             token: None,
             tls_cert: None,
@@ -121,6 +126,9 @@ impl CoordinatorConfig {
         }
         if self.probe_timeout_ms == 0 {
             return Err(Error::Config("probe_timeout_ms must be > 0".into()));
+        }
+        if self.status_timeout_ms == 0 {
+            return Err(Error::Config("status_timeout_ms must be > 0".into()));
         }
         if self.max_tick_attempts == 0 {
             return Err(Error::Config("max_tick_attempts must be > 0".into()));

@@ -78,7 +78,8 @@ pub async fn run(
         }
     });
 
-    // 3. Serve.
+    // 3. Serve. The job driver and `status` share one channel per shard.
+    let net = jobs::net::GrpcNet::new(security.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<CoordinatorServer<service::CoordinatorService>>()
@@ -90,9 +91,13 @@ pub async fn run(
         .add_service(InterceptedService::new(
             CoordinatorServer::new(service::CoordinatorService::new(
                 registry.clone(),
-                jobs::Jobs::new(registry.clone(), config.job_settings(), security.clone()),
-                Duration::from_millis(config.probe_timeout_ms),
+                jobs::Jobs::with_net(registry.clone(), config.job_settings(), net.clone()),
+                service::Timeouts {
+                    probe: Duration::from_millis(config.probe_timeout_ms),
+                    status: Duration::from_millis(config.status_timeout_ms),
+                },
                 security.clone(),
+                net,
             ))
             .max_decoding_message_size(lockstep_proto::channel::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(lockstep_proto::channel::MAX_MESSAGE_BYTES),

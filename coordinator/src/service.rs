@@ -13,31 +13,65 @@ use tonic::{Request, Response, Status};
 
 use crate::handle::Registry;
 use crate::jobs::Jobs;
+use crate::jobs::net::GrpcNet;
 use crate::registry::Registration;
+use std::sync::Arc;
+
+/// How long the service waits on shards.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// For a registering shard's health service to answer.
+    pub probe: Duration,
+    /// For each shard's current counts in `status`.
+    pub status: Duration,
+}
 
 /// The Coordinator service.
 pub struct CoordinatorService {
     registry: Registry,
     jobs: Jobs,
-    /// How long a registering shard's health service has to answer.
-    probe_timeout: Duration,
-    /// How the probe dials: the cluster's TLS.
+    timeouts: Timeouts,
+    /// How the registration probe dials: the cluster's TLS.
     security: Security,
+    /// Calls to shards (their current counts for `status`).
+    net: Arc<GrpcNet>,
 }
 
 impl CoordinatorService {
     pub fn new(
         registry: Registry,
         jobs: Jobs,
-        probe_timeout: Duration,
+        timeouts: Timeouts,
         security: Security,
+        net: Arc<GrpcNet>,
     ) -> Self {
         CoordinatorService {
             registry,
             jobs,
-            probe_timeout,
+            timeouts,
             security,
+            net,
         }
+    }
+
+    /// Each shard's counts as of now, read concurrently; `None` for a shard
+    /// that is Down or does not answer within the status timeout.
+    async fn fresh_metrics(
+        &self,
+        shards: &[crate::registry::ShardRecord],
+    ) -> Vec<Option<pb::ShardMetrics>> {
+        let calls = shards.iter().map(|r| {
+            let call = (r.liveness != lockstep_model::Liveness::Down)
+                .then(|| self.net.metrics(&r.address));
+            let limit = self.timeouts.status;
+            async move {
+                match tokio::time::timeout(limit, call?).await {
+                    Ok(Ok(m)) => Some(m),
+                    _ => None,
+                }
+            }
+        });
+        futures::future::join_all(calls).await
     }
 }
 
@@ -62,7 +96,7 @@ impl Coordinator for CoordinatorService {
         // Only an address that parses, and at which the shard's health
         // service answers, enters the registry.
         crate::registry::validate_address(&reg.address)?;
-        crate::peers::reachable(&reg.address, self.probe_timeout, &self.security).await?;
+        crate::peers::reachable(&reg.address, self.timeouts.probe, &self.security).await?;
         let (id, topology) = self.registry.register(reg)?;
         tracing::info!(shard = %id, epoch = %topology.epoch, "shard registered");
         let settings = self.registry.settings();
@@ -110,18 +144,29 @@ impl Coordinator for CoordinatorService {
         &self,
         _req: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        let view = self.registry.status();
+        let mut view = self.registry.status();
+        // Counts read now rather than at the last heartbeat, so that what
+        // was acknowledged before this call is in its answer.
+        let fresh = self.fresh_metrics(&view.shards).await;
         let now = Instant::now();
         let shards: Vec<pb::ShardStatus> = view
             .shards
-            .iter()
-            .map(|r| pb::ShardStatus {
-                shard: Some((&r.entry()).into()),
-                metrics: Some(r.metrics.clone()),
-                ms_since_heartbeat: r
-                    .last_seen
-                    .map(|t| now.saturating_duration_since(t).as_millis() as u64)
-                    .unwrap_or(u64::MAX),
+            .iter_mut()
+            .zip(fresh)
+            .map(|(r, m)| {
+                let is_fresh = m.is_some();
+                if let Some(m) = m {
+                    r.metrics = m;
+                }
+                pb::ShardStatus {
+                    shard: Some((&r.entry()).into()),
+                    metrics: Some(r.metrics.clone()),
+                    ms_since_heartbeat: r
+                        .last_seen
+                        .map(|t| now.saturating_duration_since(t).as_millis() as u64)
+                        .unwrap_or(u64::MAX),
+                    fresh: is_fresh,
+                }
             })
             .collect();
         let in_ring: Vec<u64> = view

@@ -103,6 +103,17 @@ fn cursor(raw: &[u8]) -> Result<Option<Handle>, Error> {
 
 #[tonic::async_trait]
 impl<S: KvStore> Shard for ShardService<S> {
+    async fn get_metrics(
+        &self,
+        _req: Request<pb::GetMetricsRequest>,
+    ) -> Result<Response<pb::ShardMetrics>, Status> {
+        let epoch = self.ready().map_or(0, |r| r.routing.current().epoch().0);
+        let m = self
+            .blocking(move |store| Ok(crate::membership::metrics(store, epoch)))
+            .await?;
+        Ok(Response::new(m))
+    }
+
     async fn put_atoms(
         &self,
         req: Request<pb::PutAtomsRequest>,

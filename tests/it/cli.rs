@@ -187,3 +187,130 @@ async fn up_restarts_a_crashed_shard_and_says_so() {
     .await;
     terminate(child).await;
 }
+
+/// A failing command prints one line, in words: its cause once, and no
+/// gRPC status code. Under `--json` it prints one JSON object instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_printed_once_in_words_and_as_json_under_json() {
+    let tc = crate::util::TestCluster::start(2).await;
+    let addr = tc.addr();
+    let out = crate::util::lockstep(&["--coordinator", &addr, "scan", "Foo"]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert_eq!(err.matches("unknown atom type \"Foo\"").count(), 1, "{err}");
+
+    // A refusal from the coordinator: no `(FailedPrecondition)` in it.
+    let client = tc.client().await;
+    client
+        .put(&lockstep::input::generate::generate(50, 1))
+        .await
+        .unwrap();
+    let out = crate::util::lockstep(&["--coordinator", &addr, "remove", "1"]).await;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("cannot be removed"), "{err}");
+    assert!(
+        !err.contains("FailedPrecondition") && !err.contains("Code"),
+        "{err}"
+    );
+
+    // Under --json: one JSON object on stdout, nothing on stderr.
+    for args in [
+        vec!["--coordinator", &addr, "scan", "Foo", "--json"],
+        vec!["--coordinator", &addr, "remove", "1", "--json"],
+        vec!["--coordinator", "127.0.0.1:1", "status", "--json"],
+        vec!["--coordinator", &addr, "jobs", "--bogus", "--json"],
+    ] {
+        let out = crate::util::lockstep(&args).await;
+        assert!(!out.status.success(), "{args:?}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+        let msg = v["error"]["message"].as_str().expect("error.message");
+        assert!(!msg.is_empty(), "{args:?}");
+        assert!(v["error"]["retryable"].is_boolean(), "{args:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = crate::util::lockstep(&["--coordinator", "127.0.0.1:1", "status", "--json"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["error"]["retryable"], true,
+        "an unreachable coordinator may answer later"
+    );
+    tc.cluster.shutdown().await;
+}
+
+/// Every command that prints takes `--json` and prints one valid JSON
+/// document with the documented fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn printing_commands_speak_json() {
+    let tc = crate::util::TestCluster::start(2).await;
+    let addr = tc.addr();
+    let json = |out: std::process::Output| -> serde_json::Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    let scm = tc.dir.path().join("kb.scm");
+    std::fs::write(
+        &scm,
+        "(Inheritance (Concept \"cat\") (Concept \"animal\"))\n",
+    )
+    .unwrap();
+    let v = json(
+        crate::util::lockstep(&[
+            "--coordinator",
+            &addr,
+            "load",
+            scm.to_str().unwrap(),
+            "--json",
+        ])
+        .await,
+    );
+    assert_eq!(
+        (v["atoms"].as_u64(), v["created"].as_u64()),
+        (Some(1), Some(3)),
+        "{v}"
+    );
+    let v = json(
+        crate::util::lockstep(&["--coordinator", &addr, "scan", "ConceptNode", "--json"]).await,
+    );
+    let atoms = v["atoms"].as_array().expect("atoms");
+    let mut names: Vec<&str> = atoms.iter().map(|a| a["name"].as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["animal", "cat"]);
+    let v = json(
+        crate::util::lockstep(&["--coordinator", &addr, "scan", "InheritanceLink", "--json"]).await,
+    );
+    let link = &v["atoms"][0];
+    assert_eq!(
+        link["atomese"],
+        "(InheritanceLink (ConceptNode \"cat\") (ConceptNode \"animal\"))"
+    );
+    let handle = link["handle"].as_str().expect("handle").to_string();
+    let v =
+        json(crate::util::lockstep(&["--coordinator", &addr, "delete", &handle, "--json"]).await);
+    assert_eq!(
+        (v["handle"].as_str(), v["deleted"].as_u64()),
+        (Some(handle.as_str()), Some(1))
+    );
+    let v = json(crate::util::lockstep(&["--coordinator", &addr, "health", "--json"]).await);
+    assert_eq!(
+        (v["address"].as_str(), v["serving"].as_bool()),
+        (Some(addr.as_str()), Some(true))
+    );
+    let v = json(crate::util::lockstep(&["--coordinator", &addr, "jobs", "--json"]).await);
+    assert_eq!(v["jobs"].as_array().map(Vec::len), Some(0));
+    let v = json(crate::util::lockstep(&["--coordinator", &addr, "status", "--json"]).await);
+    assert_eq!(v["total_atoms"], 2, "{v}");
+    tc.cluster.shutdown().await;
+}

@@ -247,3 +247,40 @@ async fn a_bulk_load_skips_acknowledged_targets_and_stores_the_same_graph() {
     assert!(want > 10, "n0 should be a hub, in {want} links");
     assert_eq!(client.incoming(hub).await.unwrap().len(), want);
 }
+
+/// `status` reads each shard's counts when it is asked, not at the last
+/// heartbeat: with heartbeats 30 s apart, what `load` acknowledged is in
+/// the very next `status`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_right_after_load_counts_what_was_loaded() {
+    let slow = |hb: &str| -> Vec<String> {
+        ["--heartbeat-interval-ms", hb]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let mut coordinator = slow("30000");
+    coordinator.extend(
+        ["--suspect-after-ms", "120000", "--down-after-ms", "240000"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let tc = TestCluster::start_full(2, slow("30000"), coordinator).await;
+    let scm = tc.dir.path().join("kb.scm");
+    std::fs::write(
+        &scm,
+        "(Inheritance (Concept \"cat\") (Concept \"animal\"))\n(Member (Concept \"dog\") (Concept \"pets\"))\n(Concept \"fish\")\n",
+    )
+    .unwrap();
+    let out = lockstep(&["--coordinator", &tc.addr(), "load", scm.to_str().unwrap()]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = lockstep(&["--coordinator", &tc.addr(), "status", "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert_eq!(st["total_atoms"], 7, "{st:#}");
+    let shards = st["shards"].as_array().expect("shards");
+    assert!(shards.iter().all(|s| s["fresh"] == true), "{st:#}");
+    let sum: u64 = shards.iter().map(|s| s["atoms"].as_u64().unwrap()).sum();
+    assert_eq!(sum, 7);
+    tc.cluster.shutdown().await;
+}

@@ -94,10 +94,21 @@ impl TestCluster {
             token = lockstep::proto::auth::Token::new(&secret).expect("token");
             c
         });
-        let mut shard_args = shard_args();
-        shard_args.extend(extra_shard_args);
-        let mut coord_args = coordinator_args();
-        coord_args.extend(extra_coordinator_args);
+        // Extra flags replace the defaults they name (clap refuses a flag
+        // given twice).
+        // The defaults are `--flag value` pairs.
+        let merge = |base: Vec<String>, extra: Vec<String>| {
+            let mut out: Vec<String> = base
+                .chunks(2)
+                .filter(|pair| !extra.iter().any(|e| e.starts_with("--") && *e == pair[0]))
+                .flatten()
+                .cloned()
+                .collect();
+            out.extend(extra);
+            out
+        };
+        let shard_args = merge(shard_args(), extra_shard_args);
+        let coord_args = merge(coordinator_args(), extra_coordinator_args);
         let cluster = LocalCluster::start(LocalSpec {
             exe: exe(),
             shards,

@@ -79,6 +79,20 @@ impl GrpcNet {
     }
 }
 
+impl GrpcNet {
+    /// The shard's counts as of now (`status` reads them).
+    pub fn metrics(&self, addr: &str) -> BoxFuture<'static, Result<pb::ShardMetrics, CallError>> {
+        let client = self.client(addr);
+        Box::pin(async move {
+            let mut c = client?;
+            c.get_metrics(pb::GetMetricsRequest {})
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(CallError::Status)
+        })
+    }
+}
+
 impl ShardNet for GrpcNet {
     fn start_phase(
         &self,
