@@ -7,6 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc) };
     println!("cargo:rerun-if-changed=proto/lockstep.proto");
-    tonic_prost_build::configure().compile_protos(&["proto/lockstep.proto"], &["proto"])?;
+    // The descriptor set is what the servers' gRPC reflection serves.
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out.join("lockstep_descriptor.bin"))
+        .compile_protos(&["proto/lockstep.proto"], &["proto"])?;
     Ok(())
 }

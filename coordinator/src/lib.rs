@@ -87,7 +87,9 @@ pub async fn run(
     let served = security
         .server()
         .map_err(|e| Error::Config(e.to_string()))?
-        .add_service(health_service)
+        .add_service(health_service);
+    let served = lockstep_proto::add_reflection(served)
+        .map_err(|e| Error::Config(e.to_string()))?
         .add_service(InterceptedService::new(
             CoordinatorServer::new(service::CoordinatorService::new(
                 registry.clone(),

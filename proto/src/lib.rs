@@ -28,4 +28,28 @@ pub use error::ProtoError;
 #[allow(clippy::all, missing_docs, unreachable_pub)]
 pub mod pb {
     tonic::include_proto!("lockstep.v1");
+
+    /// The encoded descriptors of every message and service above.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("lockstep_descriptor");
+}
+
+/// Adds gRPC server reflection, v1 and the v1alpha that Python's
+/// reflection client and older `grpcurl`s still speak, for the Lockstep
+/// services and the health service. It serves the schema only, never data,
+/// so it needs no token.
+pub fn add_reflection(
+    router: tonic::transport::server::Router,
+) -> Result<tonic::transport::server::Router, ProtoError> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let bad = |e: tonic_reflection::server::Error| {
+        ProtoError::BadParam(format!("reflection descriptors: {e}"))
+    };
+    Ok(router
+        .add_service(builder().build_v1().map_err(bad)?)
+        .add_service(builder().build_v1alpha().map_err(bad)?))
 }

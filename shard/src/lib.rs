@@ -106,7 +106,9 @@ pub async fn run(
         .initial_stream_window_size(window)
         .initial_connection_window_size(2 * window)
         .max_frame_size(config.http2_frame_kb << 10)
-        .add_service(health_service)
+        .add_service(health_service);
+    let served = lockstep_proto::add_reflection(served)
+        .map_err(|e| Error::Config(e.to_string()))?
         .add_service(InterceptedService::new(
             ShardServer::new(svc)
                 .max_decoding_message_size(lockstep_proto::channel::MAX_MESSAGE_BYTES)

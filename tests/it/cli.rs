@@ -314,3 +314,54 @@ async fn printing_commands_speak_json() {
     assert_eq!(v["total_atoms"], 2, "{v}");
     tc.cluster.shutdown().await;
 }
+
+/// Both servers answer gRPC reflection (v1), as `grpcurl` and reflection
+/// clients use it, without the cluster token: it lists the Lockstep
+/// services and the health service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_servers_list_their_services_over_reflection() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "reflection-test-token").unwrap();
+    let tc = crate::util::TestCluster::start_with_token(1, &token).await;
+    let shard = tc.client().await.routing().topology.shards[0]
+        .address
+        .clone();
+    for (addr, ours) in [
+        (tc.addr(), "lockstep.v1.Coordinator"),
+        (shard, "lockstep.v1.Shard"),
+    ] {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = ServerReflectionClient::new(channel);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = client
+            .server_reflection_info(tokio_stream::iter([req]))
+            .await
+            .unwrap()
+            .into_inner();
+        let answer = answers.message().await.unwrap().expect("an answer");
+        let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+            panic!("{addr}: not a service list: {answer:?}");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        for want in [
+            ours,
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{addr}: {names:?}");
+        }
+    }
+    tc.cluster.shutdown().await;
+}
