@@ -28,6 +28,7 @@ use lockstep_model::{Atom, AtomType, Epoch, FlatAtom, Handle, IncomingRef, Shard
 use lockstep_proto::auth::{Authed, Token};
 use lockstep_proto::channel::ChannelOptions;
 use lockstep_proto::pb::{self, coordinator_client::CoordinatorClient, shard_client::ShardClient};
+use lockstep_proto::retry::RetryPolicy;
 use lockstep_proto::tls::{Security, Tls};
 use lockstep_proto::wire_error::epoch_error;
 use parking_lot::{Mutex, RwLock};
@@ -44,7 +45,8 @@ pub struct ClientOptions {
     /// Attempts per request after the first, on epoch errors and
     /// unavailable shards.
     pub retries: u32,
-    /// First backoff between attempts; doubles up to one second.
+    /// First backoff between attempts; doubles up to one second, each pause
+    /// with a random jitter of up to its own length.
     pub backoff: Duration,
     /// The most items sent in one request (also capped by the topology).
     pub max_batch: usize,
@@ -197,6 +199,12 @@ impl Item {
 enum Outcome<T> {
     Done(T),
     Retry(Error),
+}
+
+/// Where one operation is in its retries.
+struct Retries {
+    delays: Box<dyn Iterator<Item = Duration> + Send>,
+    attempt: u32,
 }
 
 /// A connection to a cluster.
@@ -387,8 +395,27 @@ impl Client {
         }
     }
 
-    async fn backoff(&self, attempt: u32, last: Error) -> Result<(), Error> {
-        if attempt > self.opts.retries {
+    /// The retries of one operation, under the client's policy.
+    fn retries(&self) -> Retries {
+        Retries {
+            delays: Box::new(
+                RetryPolicy {
+                    first: self.opts.backoff,
+                    max: Duration::from_secs(1),
+                    retries: Some(self.opts.retries as usize),
+                }
+                .delays(),
+            ),
+            attempt: 0,
+        }
+    }
+
+    /// Waits before the next attempt after the retryable `last`, or gives
+    /// up when the operation's retries are spent.
+    async fn backoff(&self, retries: &mut Retries, last: Error) -> Result<(), Error> {
+        retries.attempt += 1;
+        let attempt = retries.attempt;
+        let Some(wait) = retries.delays.next() else {
             return Err(match last {
                 Error::ShardDown { shard, addr, .. } => Error::ShardDown {
                     silent_ms: self.silence(shard).await,
@@ -401,9 +428,8 @@ impl Client {
                     last: last.to_string(),
                 },
             });
-        }
-        let wait = self.opts.backoff * 2u32.saturating_pow(attempt.saturating_sub(1));
-        tokio::time::sleep(wait.min(Duration::from_secs(1))).await;
+        };
+        tokio::time::sleep(wait).await;
         // A refresh that fails is retried on the next round too.
         if let Err(e) = self.refresh().await {
             debug!(error = %e, "topology refresh failed");
@@ -426,7 +452,7 @@ impl Client {
     async fn write_items(&self, items: &[Item]) -> Result<PutStats, Error> {
         let mut pending: Vec<usize> = (0..items.len()).collect();
         let mut stats = PutStats::default();
-        let mut attempt = 0;
+        let mut retries = self.retries();
         while !pending.is_empty() {
             let routing = self.routing();
             let ring = routing.ring()?;
@@ -465,8 +491,7 @@ impl Client {
             }
             pending = failed;
             if let Some(e) = last {
-                attempt += 1;
-                self.backoff(attempt, e).await?;
+                self.backoff(&mut retries, e).await?;
             }
         }
         Ok(stats)
@@ -552,13 +577,12 @@ impl Client {
 
     /// Reads atoms by handle; one entry per handle, in order.
     pub async fn get(&self, handles: &[Handle]) -> Result<Vec<Option<AtomRecord>>, Error> {
-        let mut attempt = 0;
+        let mut retries = self.retries();
         loop {
             match self.try_get(handles).await? {
                 Outcome::Done(v) => return Ok(v),
                 Outcome::Retry(e) => {
-                    attempt += 1;
-                    self.backoff(attempt, e).await?;
+                    self.backoff(&mut retries, e).await?;
                 }
             }
         }
@@ -614,15 +638,14 @@ impl Client {
         F: Fn(ShardClient<Authed>, Epoch) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
-        let mut attempt = 0;
+        let mut retries = self.retries();
         loop {
             let routing = self.routing();
             let owner = routing.ring()?.owner(key.ring_position());
             let addr = match routing.address(owner) {
                 Ok(a) => a.to_string(),
                 Err(e) if e.retryable() => {
-                    attempt += 1;
-                    self.backoff(attempt, e).await?;
+                    self.backoff(&mut retries, e).await?;
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -631,8 +654,7 @@ impl Client {
                 Ok(v) => return Ok(v),
                 Err(st) => match self.classify::<()>(&addr, st)? {
                     Outcome::Retry(e) => {
-                        attempt += 1;
-                        self.backoff(attempt, e).await?;
+                        self.backoff(&mut retries, e).await?;
                     }
                     Outcome::Done(()) => unreachable!("classify never returns Done"),
                 },

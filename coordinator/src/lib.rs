@@ -12,6 +12,7 @@
 //! - [`config`]: the typed configuration.
 //!
 //! [`run`] is the whole server.
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod handle;

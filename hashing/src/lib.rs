@@ -35,6 +35,7 @@
 //! fuller buckets (clustered tokens) fall back to a branch-free count over
 //! up to 16, then to a binary search, which bounds the worst case at
 //! O(log n). Lookups do not allocate.
+#![forbid(unsafe_code)]
 
 pub mod alloc;
 pub mod baselines;

@@ -9,6 +9,7 @@
 //! - [`convert`]: every proto<->domain conversion, one file per type.
 //! - [`auth`]: the cluster token, added to calls and checked by servers.
 //! - [`channel`]: the one channel builder every gRPC client uses.
+//! - [`retry`]: the one retry policy (exponential backoff with jitter).
 //! - [`tls`]: certificates, and the endpoints and servers that use them.
 //! - [`wire_error`]: how typed errors (wrong epoch, not owner) travel inside a
 //!   gRPC `Status`, shared by servers and clients.
@@ -17,6 +18,7 @@
 pub mod auth;
 pub mod channel;
 pub mod convert;
+pub mod retry;
 pub mod tls;
 pub mod wire_error;
 

@@ -16,6 +16,7 @@ use crate::Error;
 use crate::atoms::AtomStore;
 use crate::routing::{Lease, Routing};
 use crate::store::KvStore;
+use lockstep_proto::retry::RetryPolicy;
 
 /// The metrics a heartbeat carries.
 pub fn metrics<S: KvStore>(store: &AtomStore<S>, epoch: u64) -> pb::ShardMetrics {
@@ -125,7 +126,7 @@ pub async fn register<S: KvStore>(
 ) -> Result<Registered, Error> {
     let identity = store.identity()?;
     let started = tokio::time::Instant::now();
-    let mut backoff = Duration::from_millis(50);
+    let mut delays = RetryPolicy::RECONNECT.delays();
     loop {
         let req = pb::RegisterRequest {
             shard_id: identity.as_ref().map(|(id, _)| id.0),
@@ -171,8 +172,8 @@ pub async fn register<S: KvStore>(
                 ) && started.elapsed() < deadline =>
             {
                 debug!(error = %st.message(), "coordinator not reachable yet; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                // RECONNECT never runs out; the deadline above ends this.
+                tokio::time::sleep(delays.next().unwrap_or(RetryPolicy::RECONNECT.max)).await;
             }
             Err(st) => {
                 return Err(Error::Coordinator {
@@ -292,7 +293,7 @@ pub async fn watch_topology(
     tx: watch::Sender<Arc<Routing>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    let mut delays = RetryPolicy::RECONNECT.delays();
     loop {
         let stream = tokio::select! {
             r = client.watch_topology(pb::GetTopologyRequest {}) => r,
@@ -300,7 +301,8 @@ pub async fn watch_topology(
         };
         match stream {
             Ok(resp) => {
-                backoff = Duration::from_millis(50);
+                // Connected: the next break starts the backoff over.
+                delays = RetryPolicy::RECONNECT.delays();
                 let mut stream = resp.into_inner();
                 loop {
                     let msg = tokio::select! {
@@ -320,10 +322,9 @@ pub async fn watch_topology(
             Err(st) => debug!(error = %st.message(), "topology watch failed"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(delays.next().unwrap_or(RetryPolicy::RECONNECT.max)) => {}
             _ = stop.changed() => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(1));
     }
 }
 
