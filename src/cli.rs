@@ -85,6 +85,17 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Print a shell completion script: `lockstep completions bash >
+    /// /etc/bash_completion.d/lockstep`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff): `lockstep man | man -l -`.
+    Man,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Subcommand, Debug)]

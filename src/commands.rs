@@ -150,6 +150,22 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             .await
         }
         Command::Demo(args) => demo(args, &explicit).await,
+        Command::Completions(args) => {
+            let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut cmd, "lockstep", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .map_err(|e| Error::io("stdout", e))?;
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(&out)
+                .map_err(|e| Error::io("stdout", e))
+        }
         Command::Bench(crate::cli::BenchCommand::Ring(args)) => {
             let shards: Vec<u32> = args.shards.iter().copied().filter(|&n| n >= 2).collect();
             let rows = crate::bench::ring_balance(args.keys, &shards, args.vnodes);

@@ -365,3 +365,37 @@ async fn both_servers_list_their_services_over_reflection() {
     }
     tc.cluster.shutdown().await;
 }
+
+/// Shell completions and the man page come from the same clap definition
+/// as the commands, so they list every command.
+#[tokio::test]
+async fn completions_and_man_page_list_the_commands() {
+    for (shell, marker) in [
+        ("bash", "_lockstep()"),
+        ("zsh", "#compdef lockstep"),
+        ("fish", "complete -c lockstep"),
+    ] {
+        let out = crate::util::lockstep(&["completions", shell]).await;
+        assert!(
+            out.status.success(),
+            "{shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(marker), "{shell}");
+        for cmd in ["status", "cancel", "jobs", "load"] {
+            assert!(text.contains(cmd), "{shell} completes {cmd}");
+        }
+    }
+    let out = crate::util::lockstep(&["man"]).await;
+    assert!(out.status.success());
+    let man = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH lockstep"),
+        "{}",
+        &man[..man.len().min(200)]
+    );
+    assert!(man.contains("cancel") && man.contains("completions"));
+    let out = crate::util::lockstep(&["completions", "tcsh"]).await;
+    assert!(!out.status.success(), "an unknown shell is refused");
+}
