@@ -65,6 +65,11 @@ pub enum Error {
     },
     #[error("shard is not registered yet")]
     NotReady,
+    /// The job's setup phases have not run in this process: it restarted
+    /// since they did. The driver aborts the tick and reruns the setup, so
+    /// this must not read as the request's final answer.
+    #[error("the {workload} setup has not run on this shard since it started; the job reruns it")]
+    SetupMissing { workload: &'static str },
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -86,6 +91,7 @@ impl Error {
                 | Error::EpochAhead { .. }
                 | Error::NotOwner { .. }
                 | Error::NotReady
+                | Error::SetupMissing { .. }
                 | Error::Fenced { .. }
                 | Error::Coordinator { .. }
                 | Error::Peer { .. }
@@ -114,6 +120,7 @@ impl From<Error> for Status {
             Error::HasIncoming(_) => Status::failed_precondition(msg),
             Error::Peer { addr, .. } => peer_status(&addr, msg),
             Error::NotReady
+            | Error::SetupMissing { .. }
             | Error::Fenced { .. }
             | Error::Coordinator { .. }
             | Error::LinkedByTick(_) => Status::unavailable(msg),
@@ -137,5 +144,26 @@ impl From<rocksdb::Error> for Error {
         } else {
             Error::Storage(msg)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_setup_is_not_a_final_answer() {
+        // The driver fails a job at once on INVALID_ARGUMENT; a shard that
+        // restarted mid-job must instead get the setup rerun.
+        let st = Status::from(Error::SetupMissing {
+            workload: "attention",
+        });
+        assert_eq!(st.code(), Code::Unavailable);
+        assert!(
+            Error::SetupMissing {
+                workload: "attention"
+            }
+            .retryable()
+        );
     }
 }

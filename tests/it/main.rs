@@ -8,6 +8,7 @@ mod containers;
 mod durability;
 mod epoch;
 mod hardening;
+mod inproc;
 mod oracle;
 mod ticks;
 mod tls;

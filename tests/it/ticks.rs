@@ -15,9 +15,9 @@ use lockstep::proto::pb;
 use crate::oracle;
 use crate::util::{TestCluster, follow, lockstep, text, wait_for_total};
 
-const GRAPH_ATOMS: usize = 3_000;
-const GRAPH_SEED: u64 = 5;
-const ATTENTION_TICKS: u64 = 6;
+pub(crate) const GRAPH_ATOMS: usize = 3_000;
+pub(crate) const GRAPH_SEED: u64 = 5;
+pub(crate) const ATTENTION_TICKS: u64 = 6;
 
 pub(crate) fn spec(workload: &str, ticks: u64, params: &[(&str, &str)]) -> pb::JobSpec {
     pb::JobSpec {
@@ -54,7 +54,7 @@ pub(crate) async fn stored_sti(client: &Client, atoms: &[Atom]) -> HashMap<Handl
         .collect()
 }
 
-fn check_against_oracle(got: &HashMap<Handle, f64>, want: &HashMap<Handle, f64>) {
+pub(crate) fn check_against_oracle(got: &HashMap<Handle, f64>, want: &HashMap<Handle, f64>) {
     assert_eq!(got.len(), want.len());
     for (h, w) in want {
         assert!(

@@ -705,3 +705,47 @@ async fn a_shard_that_does_not_come_back_fails_the_job_after_the_recovery_wait()
         "{waited:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_shard_that_lost_its_setup_gets_the_setup_again_before_the_retry() {
+    let h = harness(settings());
+    // B restarted between ticks and answers tick 2's first phase without
+    // the attention setup (the shard's SetupMissing, UNAVAILABLE).
+    h.fake.rule(
+        B,
+        Some("spread"),
+        2,
+        Some(0),
+        Some(1),
+        Act::Fail(Status::unavailable(
+            "the attention setup has not run on this shard",
+        )),
+    );
+    let spec = pb::JobSpec {
+        workload: "attention".into(),
+        ticks: 3,
+        params: HashMap::new(),
+    };
+    let (_, rx) = h.jobs.submit(spec).expect("submit");
+    let evs = events(rx).await;
+    assert_eq!(last(&evs).kind, "finished", "{:?}", kinds(&evs));
+    let on_b: Vec<(String, u64, u32)> = h
+        .fake
+        .phases()
+        .into_iter()
+        .filter(|c| c.addr == B && c.tick == 2)
+        .map(|c| match c.kind {
+            Kind::Phase(p) => (p, c.tick, c.attempt),
+            Kind::Abort => unreachable!("phases only"),
+        })
+        .collect();
+    let names: Vec<&str> = on_b.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "spread", "edges", "degrees", "spread", "apply", "prepare", COMMIT
+        ],
+        "{on_b:?}"
+    );
+    assert_eq!(h.registry.committed_tick(), 3);
+}

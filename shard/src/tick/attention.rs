@@ -811,7 +811,9 @@ impl State {
         if self.ready {
             Ok(())
         } else {
-            Err(ProtoError::BadParam("attention setup has not run on this shard".into()).into())
+            Err(Error::SetupMissing {
+                workload: "attention",
+            })
         }
     }
 
