@@ -35,7 +35,6 @@ use lockstep_model::aggregate::Aggregates;
 use lockstep_model::workload::{COMMIT, Workload};
 use lockstep_model::{Liveness, ShardId};
 use lockstep_proto::pb;
-use lockstep_proto::tls::Security;
 use lockstep_proto::wire_error::peer_error;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
@@ -46,7 +45,7 @@ use tracing::{info, warn};
 
 use crate::Error;
 use crate::handle::Registry;
-use net::{CallError, GrpcNet, ShardNet};
+use net::{CallError, ShardNet};
 
 /// The first and the longest pause between the re-probes of a recovery
 /// wait that no registry change has ended.
@@ -91,11 +90,6 @@ pub struct Jobs {
 pub type EventStream = mpsc::Receiver<Result<pb::JobEvent, Status>>;
 
 impl Jobs {
-    /// Jobs that reach shards over gRPC with `security`.
-    pub fn new(registry: Registry, settings: JobSettings, security: Security) -> Jobs {
-        Jobs::with_net(registry, settings, GrpcNet::new(security))
-    }
-
     /// Jobs that reach shards through `net`.
     pub fn with_net(registry: Registry, settings: JobSettings, net: Arc<dyn ShardNet>) -> Jobs {
         Jobs {
