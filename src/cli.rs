@@ -1,14 +1,15 @@
 //! The command line: flags as typed (clap), then what they mean (typed
 //! configs: TOML file, then environment, then flags).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use lockstep_coordinator::CoordinatorConfig;
 use lockstep_shard::ShardConfig;
-use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::Error;
+use crate::config::{self, ConfigFile, Resolved};
 
 /// The coordinator address used when nothing else names one.
 pub const DEFAULT_COORDINATOR: &str = "127.0.0.1:7400";
@@ -90,6 +91,39 @@ pub enum Command {
     Completions(CompletionsArgs),
     /// Print the man page (roff): `lockstep man | man -l -`.
     Man,
+    /// The servers' configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Print the effective configuration of a coordinator or a shard (both
+    /// without a role) and where each value came from: `default`, the
+    /// file, a `LOCKSTEP_*` variable or a flag. Takes the same flags as the
+    /// server it shows.
+    Show(ConfigShowArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigShowArgs {
+    /// The server to show, with its flags: `config show shard --weight 2`.
+    #[command(subcommand)]
+    pub role: Option<ConfigRole>,
+    /// TOML configuration file (a role's own --config wins).
+    #[arg(long, env = "LOCKSTEP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print JSON: `{"coordinator": {"config": {...}, "sources": {...}}, "shard": ...}`.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigRole {
+    /// The coordinator's configuration.
+    Coordinator(CoordinatorArgs),
+    /// A shard's configuration.
+    Shard(ShardArgs),
 }
 
 #[derive(Args, Debug)]
@@ -272,112 +306,114 @@ pub struct DemoArgs {
     pub json: bool,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default, Serialize)]
 pub struct CoordinatorArgs {
     /// Address to listen on [default: 127.0.0.1:7400].
-    #[arg(long, env = "LOCKSTEP_LISTEN")]
+    #[arg(long)]
     pub listen: Option<String>,
     /// TOML configuration file; environment and flags override it.
     #[arg(long, env = "LOCKSTEP_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Where the registry is kept [default: lockstep-data/coordinator].
-    #[arg(long, env = "LOCKSTEP_DATA_DIR")]
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Virtual nodes per unit of shard weight [default: 128].
-    #[arg(long, env = "LOCKSTEP_VNODES")]
+    #[arg(long)]
     pub vnodes: Option<u32>,
     /// Heartbeat interval shards are told to use [default: 500].
-    #[arg(long, env = "LOCKSTEP_HEARTBEAT_INTERVAL_MS")]
+    #[arg(long)]
     pub heartbeat_interval_ms: Option<u64>,
     /// Silence before a shard is Suspect [default: 2000].
-    #[arg(long, env = "LOCKSTEP_SUSPECT_AFTER_MS")]
+    #[arg(long)]
     pub suspect_after_ms: Option<u64>,
     /// Silence before a shard is Down [default: 5000].
-    #[arg(long, env = "LOCKSTEP_DOWN_AFTER_MS")]
+    #[arg(long)]
     pub down_after_ms: Option<u64>,
     /// Largest batch clients are told to send [default: 10000].
-    #[arg(long, env = "LOCKSTEP_MAX_BATCH")]
+    #[arg(long)]
     pub max_batch: Option<u32>,
     /// Every tick phase must finish on every shard within this [default: 60000].
-    #[arg(long, env = "LOCKSTEP_PHASE_DEADLINE_MS")]
+    #[arg(long)]
     pub phase_deadline_ms: Option<u64>,
     /// How long a job waits for a missing shard before failing [default: 60000].
-    #[arg(long, env = "LOCKSTEP_RECOVERY_WAIT_MS")]
+    #[arg(long)]
     pub recovery_wait_ms: Option<u64>,
     /// Attempts one tick gets before its job fails [default: 10].
-    #[arg(long, env = "LOCKSTEP_MAX_TICK_ATTEMPTS")]
+    #[arg(long)]
     pub max_tick_attempts: Option<u32>,
     /// How long a registering shard's health service has to answer at its
     /// address [default: 2000].
-    #[arg(long, env = "LOCKSTEP_PROBE_TIMEOUT_MS")]
+    #[arg(long)]
     pub probe_timeout_ms: Option<u64>,
     /// How long `status` waits for each shard's current counts before it
     /// shows the shard's last heartbeat instead [default: 1000].
-    #[arg(long, env = "LOCKSTEP_STATUS_TIMEOUT_MS")]
+    #[arg(long)]
     pub status_timeout_ms: Option<u64>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default, Serialize)]
 pub struct ShardArgs {
     /// Address to listen on [default: 127.0.0.1:0].
-    #[arg(long, env = "LOCKSTEP_LISTEN")]
+    #[arg(long)]
     pub listen: Option<String>,
     /// Address others reach this shard at [default: the bound address].
-    #[arg(long, env = "LOCKSTEP_ADVERTISE")]
+    #[arg(long)]
     pub advertise: Option<String>,
     /// TOML configuration file; environment and flags override it.
     #[arg(long, env = "LOCKSTEP_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Where RocksDB keeps the data [default: lockstep-data/shard].
-    #[arg(long, env = "LOCKSTEP_DATA_DIR")]
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Ring weight [default: 1.0].
-    #[arg(long, env = "LOCKSTEP_WEIGHT")]
+    #[arg(long)]
     pub weight: Option<f64>,
     /// Heartbeat interval [default: 500].
-    #[arg(long, env = "LOCKSTEP_HEARTBEAT_INTERVAL_MS")]
+    #[arg(long)]
     pub heartbeat_interval_ms: Option<u64>,
     /// Largest request accepted, in items [default: 10000].
-    #[arg(long, env = "LOCKSTEP_MAX_BATCH")]
+    #[arg(long)]
     pub max_batch: Option<usize>,
     /// fsync the WAL on every write [default: false].
-    #[arg(long, env = "LOCKSTEP_SYNC_WRITES")]
+    #[arg(long)]
     pub sync_writes: Option<bool>,
     /// RocksDB block cache in MiB [default: 64].
-    #[arg(long, env = "LOCKSTEP_BLOCK_CACHE_MB")]
+    #[arg(long)]
     pub block_cache_mb: Option<u64>,
     /// HTTP/2 receive window per stream, in MiB; the connection's is twice
     /// this [default: 16].
-    #[arg(long, env = "LOCKSTEP_HTTP2_WINDOW_MB")]
+    #[arg(long)]
     pub http2_window_mb: Option<u32>,
     /// Largest HTTP/2 frame accepted, in KiB [default: 1024].
-    #[arg(long, env = "LOCKSTEP_HTTP2_FRAME_KB")]
+    #[arg(long)]
     pub http2_frame_kb: Option<u32>,
     /// The only folder jobs may read files from on this host (`ingest
     /// --file`, `tfidf --docs`) [default: none, so both are refused].
-    #[arg(long, env = "LOCKSTEP_IMPORT_DIR")]
+    #[arg(long)]
     pub import_dir: Option<PathBuf>,
     /// Largest `ingest --generate` count accepted [default: 20000000].
-    #[arg(long, env = "LOCKSTEP_MAX_GENERATE")]
+    #[arg(long)]
     pub max_generate: Option<u64>,
     /// Most MiB of an input file one tick (or one document) may read
     /// [default: 256].
-    #[arg(long, env = "LOCKSTEP_MAX_TICK_READ_MB")]
+    #[arg(long)]
     pub max_tick_read_mb: Option<u64>,
     /// Deepest nesting of atoms an input file may have [default: 1000].
-    #[arg(long, env = "LOCKSTEP_MAX_INPUT_DEPTH")]
+    #[arg(long)]
     pub max_input_depth: Option<usize>,
     /// Most MiB of tick messages held for the next phase [default: 1024].
-    #[arg(long, env = "LOCKSTEP_MAX_INBOX_MB")]
+    #[arg(long)]
     pub max_inbox_mb: Option<u64>,
     /// Largest page a scan may ask for [default: 10000].
-    #[arg(long, env = "LOCKSTEP_MAX_SCAN_PAGE")]
+    #[arg(long)]
     pub max_scan_page: Option<usize>,
     /// Fault injection: delay every tick phase but commit by this much.
-    #[arg(long, env = "LOCKSTEP_FAULT_PHASE_DELAY_MS", hide = true)]
+    #[arg(long, hide = true)]
     pub fault_phase_delay_ms: Option<u64>,
     /// Fault injection: delay every commit phase by this much.
-    #[arg(long, env = "LOCKSTEP_FAULT_COMMIT_DELAY_MS", hide = true)]
+    #[arg(long, hide = true)]
     pub fault_commit_delay_ms: Option<u64>,
 }
 
@@ -435,6 +471,10 @@ pub struct UpArgs {
     /// recorded in $LOCKSTEP_HOME for this user's client commands.
     #[arg(long)]
     pub secure: bool,
+    /// A TOML file with [coordinator] and [shard] sections, handed to every
+    /// process; the addresses and data folders `up` assigns override it.
+    #[arg(long, env = "LOCKSTEP_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -519,73 +559,32 @@ pub struct StatusArgs {
     pub json: bool,
 }
 
-/// Reads a TOML config file, or the defaults when there is none.
-pub fn read_config<T: DeserializeOwned + Default>(file: Option<&Path>) -> Result<T, Error> {
-    match file {
-        None => Ok(T::default()),
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", p.display())))
-        }
-    }
-}
-
-fn set<T: Clone>(slot: &mut T, value: &Option<T>) {
-    if let Some(v) = value {
-        *slot = v.clone();
-    }
-}
-
 impl CoordinatorArgs {
-    /// File, then environment and flags (clap merges those two).
+    /// Defaults, then the file, then `LOCKSTEP_*`, then these flags.
+    pub fn resolve(&self) -> Result<Resolved<CoordinatorConfig>, Error> {
+        let file = self.config.as_deref().map(ConfigFile::read).transpose()?;
+        config::resolve(file.as_ref(), self)
+    }
+
     pub fn config(&self) -> Result<CoordinatorConfig, Error> {
-        let mut c: CoordinatorConfig = read_config(self.config.as_deref())?;
-        set(&mut c.listen, &self.listen);
-        set(&mut c.data_dir, &self.data_dir);
-        set(&mut c.vnodes, &self.vnodes);
-        set(&mut c.heartbeat_interval_ms, &self.heartbeat_interval_ms);
-        set(&mut c.suspect_after_ms, &self.suspect_after_ms);
-        set(&mut c.down_after_ms, &self.down_after_ms);
-        set(&mut c.max_batch, &self.max_batch);
-        set(&mut c.phase_deadline_ms, &self.phase_deadline_ms);
-        set(&mut c.recovery_wait_ms, &self.recovery_wait_ms);
-        set(&mut c.max_tick_attempts, &self.max_tick_attempts);
-        set(&mut c.probe_timeout_ms, &self.probe_timeout_ms);
-        set(&mut c.status_timeout_ms, &self.status_timeout_ms);
-        Ok(c.validate()?)
+        Ok(self.resolve()?.config)
     }
 }
 
 impl ShardArgs {
-    /// File, then environment and flags (clap merges those two).
+    /// Defaults, then the file, then `LOCKSTEP_*`, then these flags and
+    /// the global `--coordinator`.
+    pub fn resolve(&self, coordinator: Option<&str>) -> Result<Resolved<ShardConfig>, Error> {
+        let file = self.config.as_deref().map(ConfigFile::read).transpose()?;
+        let mut flags = serde_json::to_value(self).map_err(|e| Error::Config(e.to_string()))?;
+        if let (Some(addr), serde_json::Value::Object(map)) = (coordinator, &mut flags) {
+            map.insert("coordinator".into(), addr.into());
+        }
+        config::resolve(file.as_ref(), &flags)
+    }
+
     pub fn config(&self, coordinator: Option<&str>) -> Result<ShardConfig, Error> {
-        let mut c: ShardConfig = read_config(self.config.as_deref())?;
-        if let Some(addr) = coordinator {
-            c.coordinator = addr.to_string();
-        }
-        set(&mut c.listen, &self.listen);
-        if self.advertise.is_some() {
-            c.advertise = self.advertise.clone();
-        }
-        set(&mut c.data_dir, &self.data_dir);
-        set(&mut c.weight, &self.weight);
-        set(&mut c.heartbeat_interval_ms, &self.heartbeat_interval_ms);
-        set(&mut c.max_batch, &self.max_batch);
-        set(&mut c.sync_writes, &self.sync_writes);
-        set(&mut c.block_cache_mb, &self.block_cache_mb);
-        set(&mut c.http2_window_mb, &self.http2_window_mb);
-        set(&mut c.http2_frame_kb, &self.http2_frame_kb);
-        if self.import_dir.is_some() {
-            c.import_dir = self.import_dir.clone();
-        }
-        set(&mut c.max_generate, &self.max_generate);
-        set(&mut c.max_tick_read_mb, &self.max_tick_read_mb);
-        set(&mut c.max_input_depth, &self.max_input_depth);
-        set(&mut c.max_inbox_mb, &self.max_inbox_mb);
-        set(&mut c.max_scan_page, &self.max_scan_page);
-        set(&mut c.fault_phase_delay_ms, &self.fault_phase_delay_ms);
-        set(&mut c.fault_commit_delay_ms, &self.fault_commit_delay_ms);
-        Ok(c.validate()?)
+        Ok(self.resolve(coordinator)?.config)
     }
 }
 
@@ -616,31 +615,23 @@ mod tests {
 
     #[test]
     fn file_then_flags() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("c.toml");
-        std::fs::write(&f, "vnodes = 64\ndown_after_ms = 9000\n").unwrap();
-        let cli = Cli::try_parse_from([
-            "lockstep",
-            "coordinator",
-            "--config",
-            f.to_str().unwrap(),
-            "--vnodes",
-            "32",
-        ])
-        .unwrap();
-        let Command::Coordinator(args) = cli.command else {
-            panic!("parsed the wrong command")
-        };
-        let c = args.config().unwrap();
-        assert_eq!((c.vnodes, c.down_after_ms), (32, 9000));
-    }
-
-    #[test]
-    fn unknown_config_keys_are_rejected() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("c.toml");
-        std::fs::write(&f, "vnodez = 64\n").unwrap();
-        let e = read_config::<CoordinatorConfig>(Some(&f)).unwrap_err();
-        assert!(e.to_string().contains("vnodez"), "{e}");
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "vnodes = 64\ndown_after_ms = 9000\n")?;
+            let cli = Cli::try_parse_from([
+                "lockstep",
+                "coordinator",
+                "--config",
+                "c.toml",
+                "--vnodes",
+                "32",
+            ])
+            .unwrap();
+            let Command::Coordinator(args) = cli.command else {
+                panic!("parsed the wrong command")
+            };
+            let c = args.config().unwrap();
+            assert_eq!((c.vnodes, c.down_after_ms), (32, 9000));
+            Ok(())
+        });
     }
 }

@@ -150,6 +150,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
             .await
         }
         Command::Demo(args) => demo(args, &explicit).await,
+        Command::Config(crate::cli::ConfigCommand::Show(args)) => config_show(args, flag),
         Command::Completions(args) => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
             clap_complete::generate(args.shell, &mut cmd, "lockstep", &mut std::io::stdout());
@@ -377,8 +378,118 @@ fn token_flags(auth: &Auth) -> Vec<String> {
     }
 }
 
+/// `lockstep config show`: each value of the effective configuration
+/// and its source, for one role or both.
+fn config_show(args: crate::cli::ConfigShowArgs, coordinator: Option<&str>) -> Result<(), Error> {
+    use crate::cli::{ConfigRole, CoordinatorArgs, ShardArgs};
+    use crate::config::Resolved;
+    fn rows<T: serde::Serialize>(r: &Resolved<T>) -> Result<Vec<[String; 3]>, Error> {
+        let values = serde_json::to_value(&r.config).map_err(|e| Error::Config(e.to_string()))?;
+        Ok(r.sources
+            .iter()
+            .map(|(key, source)| {
+                let value = match values.get(key) {
+                    None | Some(serde_json::Value::Null) => "(unset)".to_string(),
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(v) => v.to_string(),
+                };
+                [key.clone(), value, source.clone()]
+            })
+            .collect())
+    }
+    let inherit = |own: &mut Option<PathBuf>| {
+        if own.is_none() {
+            own.clone_from(&args.config);
+        }
+    };
+    let (coordinator_args, shard_args) = match args.role {
+        Some(ConfigRole::Coordinator(mut a)) => {
+            inherit(&mut a.config);
+            (Some(a), None)
+        }
+        Some(ConfigRole::Shard(mut a)) => {
+            inherit(&mut a.config);
+            (None, Some(a))
+        }
+        None => {
+            if let Some(p) = &args.config
+                && !crate::config::ConfigFile::read(p)?.sectioned
+            {
+                return Err(Error::Config(format!(
+                    "{} has no [coordinator] or [shard] section, so it configures one process: \
+                     name it (`config show coordinator` or `config show shard`)",
+                    p.display()
+                )));
+            }
+            let c = CoordinatorArgs {
+                config: args.config.clone(),
+                ..CoordinatorArgs::default()
+            };
+            let s = ShardArgs {
+                config: args.config.clone(),
+                ..ShardArgs::default()
+            };
+            (Some(c), Some(s))
+        }
+    };
+    let coordinator_cfg = coordinator_args.map(|a| a.resolve()).transpose()?;
+    let shard_cfg = shard_args.map(|a| a.resolve(coordinator)).transpose()?;
+    if args.json {
+        let mut out = serde_json::Map::new();
+        if let Some(c) = &coordinator_cfg {
+            out.insert("coordinator".into(), json!(c));
+        }
+        if let Some(s) = &shard_cfg {
+            out.insert("shard".into(), json!(s));
+        }
+        print_json(&out);
+        return Ok(());
+    }
+    let mut sections = Vec::new();
+    if let Some(c) = &coordinator_cfg {
+        sections.push(("coordinator", rows(c)?));
+    }
+    if let Some(s) = &shard_cfg {
+        sections.push(("shard", rows(s)?));
+    }
+    for (i, (name, rows)) in sections.into_iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("[{name}]");
+        let mut table = comfy_table::Table::new();
+        table
+            .load_preset(comfy_table::presets::NOTHING)
+            .set_header(["KEY", "VALUE", "SOURCE"]);
+        for row in rows {
+            table.add_row(row);
+        }
+        println!("{table}");
+    }
+    Ok(())
+}
+
 async fn up(args: UpArgs, auth: &Auth) -> Result<(), Error> {
     let _lock = FolderLock::take(&args.data_dir)?;
+    let config_args = match &args.config {
+        None => Vec::new(),
+        Some(p) => {
+            let file = crate::config::ConfigFile::read(p)?;
+            if !file.sectioned {
+                return Err(Error::Config(format!(
+                    "{}: `up` hands one file to the coordinator and the shards, so it needs \
+                     [coordinator] and [shard] sections (a flat file configures one process)",
+                    p.display()
+                )));
+            }
+            // Each process would refuse a bad value only after `up` had
+            // started the others: check both sections first.
+            let none = json!({});
+            crate::config::resolve::<lockstep_coordinator::CoordinatorConfig>(Some(&file), &none)?;
+            crate::config::resolve::<lockstep_shard::ShardConfig>(Some(&file), &none)?;
+            vec!["--config".to_string(), absolute(p).display().to_string()]
+        }
+    };
     let certs = if args.secure {
         let c = crate::certs::CertDir::new(args.data_dir.join("tls"));
         c.ensure(&crate::certs::cluster_names(args.shards))?;
@@ -406,8 +517,8 @@ async fn up(args: UpArgs, auth: &Auth) -> Result<(), Error> {
         data_dir: args.data_dir.clone(),
         port: args.port,
         ready_timeout: Duration::from_secs(args.ready_timeout),
-        shard_args: token_args.clone(),
-        coordinator_args: token_args,
+        shard_args: [config_args.clone(), token_args.clone()].concat(),
+        coordinator_args: [config_args, token_args].concat(),
         token: token.clone(),
         certs: certs.clone(),
     })

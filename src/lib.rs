@@ -9,7 +9,9 @@
 //!   measurements against real processes.
 //! - [`certs`]: a cluster's TLS material and token (`lockstep certs`,
 //!   `lockstep up --secure`).
-//! - [`cli`]: flags and the layered configuration they produce.
+//! - [`cli`]: flags.
+//! - [`config`]: the servers' layered configuration (file, environment,
+//!   flags) and where each value came from (`lockstep config show`).
 //! - [`commands`]: what each command does.
 //!
 //! The servers live in the `lockstep-coordinator` and `lockstep-shard`
@@ -23,6 +25,7 @@ pub mod certs;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod config;
 pub mod human;
 pub mod progress;
 

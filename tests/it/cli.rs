@@ -27,9 +27,19 @@ async fn up_with_output(
     data: &std::path::Path,
     home: &std::path::Path,
 ) -> (Child, String, Vec<(String, u32)>, Lines) {
+    up_with_args(data, home, &[]).await
+}
+
+/// Like [`up_with_output`], with more flags for `up`.
+async fn up_with_args(
+    data: &std::path::Path,
+    home: &std::path::Path,
+    extra: &[&str],
+) -> (Child, String, Vec<(String, u32)>, Lines) {
     let mut child = Command::new(exe())
         .args(["up", "--shards", "2", "--port", "0", "--data-dir"])
         .arg(data)
+        .args(extra)
         .env("LOCKSTEP_HOME", home)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -120,6 +130,106 @@ async fn up_stops_cleanly_and_restarts_on_the_same_data() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    terminate(child).await;
+}
+
+/// One file with `[coordinator]` and `[shard]` sections configures every
+/// process `up` starts: each reads its own section, and a coordinator key
+/// no longer kills the shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_hands_one_sectioned_config_to_every_process() {
+    use lockstep::proto::pb;
+    use lockstep::proto::pb::shard_client::ShardClient;
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cluster.toml");
+    std::fs::write(
+        &file,
+        "[coordinator]\nvnodes = 48\n\n[shard]\nmax_scan_page = 7\n",
+    )
+    .unwrap();
+    let flat = dir.path().join("flat.toml");
+    std::fs::write(&flat, "vnodes = 48\n").unwrap();
+    let out = Command::new(exe())
+        .args(["up", "--shards", "1", "--port", "0", "--data-dir"])
+        .arg(dir.path().join("flat"))
+        .arg("--config")
+        .arg(&flat)
+        .env("LOCKSTEP_HOME", home.path())
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("[coordinator] and [shard] sections"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    let data = dir.path().join("data");
+    let file = file.to_str().unwrap();
+    let (child, addr, _, mut lines) = up_with_args(&data, home.path(), &["--config", file]).await;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let client = lockstep::Client::connect(&addr).await.unwrap();
+    let routing = client.routing();
+    assert_eq!(
+        routing.topology.vnodes, 48,
+        "the coordinator read [coordinator]"
+    );
+    assert_eq!(routing.topology.shards.len(), 2);
+    for shard in &routing.topology.shards {
+        let mut raw = ShardClient::connect(format!("http://{}", shard.address))
+            .await
+            .unwrap();
+        let scan = |limit| pb::ScanTypeRequest {
+            epoch: routing.topology.epoch.0,
+            r#type: "ConceptNode".into(),
+            after: vec![],
+            limit,
+        };
+        raw.scan_type(scan(7))
+            .await
+            .expect("a page of max_scan_page");
+        let e = raw.scan_type(scan(8)).await.unwrap_err();
+        assert!(e.message().contains("max_scan_page"), "{}", e.message());
+    }
+
+    // `config show` reports the same values and where they came from.
+    let out = Command::new(exe())
+        .args(["config", "show", "--json", "--config", file])
+        .env("LOCKSTEP_WEIGHT", "2.5")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["coordinator"]["config"]["vnodes"], 48);
+    assert_eq!(
+        v["coordinator"]["sources"]["vnodes"],
+        format!("{file} [coordinator]")
+    );
+    assert_eq!(v["shard"]["config"]["max_scan_page"], 7);
+    assert_eq!(v["shard"]["config"]["weight"], 2.5);
+    assert_eq!(v["shard"]["sources"]["weight"], "LOCKSTEP_WEIGHT");
+    assert_eq!(v["shard"]["sources"]["listen"], "default");
+    let out = Command::new(exe())
+        .args(["config", "show", "shard", "--config", file, "--weight", "3"])
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let weight = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("weight"))
+        .unwrap();
+    assert!(
+        weight.contains('3') && weight.contains("--weight"),
+        "{text}"
     );
     terminate(child).await;
 }
