@@ -20,14 +20,29 @@ have_libclang() {
 if ! have_libclang; then
   need+=(libclang-dev)
 fi
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
-fi
-echo "installing: ${need[*]}" >&2
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then
   sudo="sudo"
 fi
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq "${need[@]}" >/dev/null
+updated=""
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  $sudo apt-get update -qq
+  updated=1
+  $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# promtool checks the servers' /metrics output in the tests. Only the
+# binary is taken from Debian's prometheus package: installing the package
+# would also start a Prometheus server.
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "installing: promtool (from Debian's prometheus package)" >&2
+  [ -n "$updated" ] || $sudo apt-get update -qq
+  work="$(mktemp -d)"
+  chmod 0755 "$work"
+  (cd "$work" && apt-get download -qq prometheus >/dev/null)
+  dpkg-deb -x "$work"/prometheus_*.deb "$work/x"
+  $sudo install -m 0755 "$work/x/usr/bin/promtool" /usr/local/bin/promtool
+  rm -rf "$work"
+fi

@@ -443,84 +443,43 @@ pub struct AttentionReport {
     pub phase_median_ms: std::collections::BTreeMap<String, f64>,
 }
 
-/// The single-process baseline: the same formula as the workload (PageRank
-/// form with dangling mass), over in-memory arrays with edges sorted by
-/// source, in one thread. Built once per graph; its ticks are timed right
-/// before and right after each cluster's job, so that a row's ratio
+/// The single-process baseline: the workload's own formula
+/// ([`lockstep_model::reference`]), over in-memory arrays with edges sorted
+/// by source, in one thread. Built once per graph; its ticks are timed
+/// right before and right after each cluster's job, so that a row's ratio
 /// compares two measurements taken under the same machine conditions
 /// rather than minutes apart on a shared machine.
 pub struct Baseline {
     pub vertices: usize,
-    edges: Vec<(u32, u32)>,
-    out_deg: Vec<u32>,
-    inv: Vec<f64>,
-    damping: f64,
+    graph: lockstep_model::reference::AttentionGraph,
 }
 
 impl Baseline {
-    /// Indexes the graph's nodes in generation order and sorts its edges.
     pub fn new(atoms: &[lockstep_model::Atom], damping: f64) -> Baseline {
-        use std::collections::HashMap;
-        let flat = flatten_batch(atoms);
-        let mut index: HashMap<lockstep_model::Handle, u32> = HashMap::new();
-        for (a, _) in &flat {
-            if a.ty.is_node() {
-                let next = index.len() as u32;
-                index.entry(a.handle).or_insert(next);
-            }
-        }
-        let n = index.len();
-        let mut edges: Vec<(u32, u32)> = flat
-            .iter()
-            .filter(|(a, _)| !a.ty.is_node() && a.outgoing.len() == 2)
-            .filter_map(|(a, _)| Some((*index.get(&a.outgoing[0])?, *index.get(&a.outgoing[1])?)))
-            .collect();
-        edges.sort_unstable();
-        let mut out_deg = vec![0u32; n];
-        for (u, _) in &edges {
-            out_deg[*u as usize] += 1;
-        }
-        let inv = out_deg
-            .iter()
-            .map(|&d| if d == 0 { 0.0 } else { 1.0 / d as f64 })
-            .collect();
+        let graph = lockstep_model::reference::AttentionGraph::new(atoms, damping);
         Baseline {
-            vertices: n,
-            edges,
-            out_deg,
-            inv,
-            damping,
+            vertices: graph.vertices.len(),
+            graph,
         }
     }
 
     pub fn edges(&self) -> usize {
-        self.edges.len()
+        self.graph.edges()
     }
 
-    /// Runs `ticks` ticks from the uniform start and returns each one's
-    /// time.
+    /// Runs `ticks` ticks (at least one) from the uniform start and
+    /// returns each one's time.
     pub fn run(&self, ticks: u64) -> Vec<Duration> {
-        let n = self.vertices;
-        let nf = n as f64;
-        let d = self.damping;
-        let mut x = vec![1.0 / nf; n];
-        let mut s = vec![0.0f64; n];
-        let mut times = Vec::new();
-        for _ in 0..ticks.max(1) {
-            let started = Instant::now();
-            let dangling: f64 = (0..n).filter(|&i| self.out_deg[i] == 0).map(|i| x[i]).sum();
-            s.iter_mut().for_each(|v| *v = 0.0);
-            for &(u, t) in &self.edges {
-                s[t as usize] += x[u as usize] * self.inv[u as usize];
-            }
-            let base = (1.0 - d) / nf + d * dangling / nf;
-            for i in 0..n {
-                x[i] = base + d * s[i];
-            }
-            std::hint::black_box(&x);
-            times.push(started.elapsed());
-        }
-        times
+        let mut x = self.graph.start();
+        let mut scratch = Vec::new();
+        (0..ticks.max(1))
+            .map(|_| {
+                let started = Instant::now();
+                self.graph.tick(&mut x, &mut scratch);
+                std::hint::black_box(&x);
+                started.elapsed()
+            })
+            .collect()
     }
 }
 

@@ -21,9 +21,9 @@ pub const DEFAULT_COORDINATOR: &str = "127.0.0.1:7400";
     about = "A tick-synchronized sharded atom store"
 )]
 pub struct Cli {
-    /// Coordinator address. Default: the one `lockstep up` last recorded,
-    /// else 127.0.0.1:7400.
-    #[arg(long, global = true, env = "LOCKSTEP_COORDINATOR")]
+    /// Coordinator address, for a command that talks to one (the same as
+    /// that command's own --coordinator, which wins).
+    #[arg(long)]
     pub coordinator: Option<String>,
     /// A file holding the cluster token, for clusters that require one
     /// (`LOCKSTEP_TOKEN` gives the token itself and wins).
@@ -44,6 +44,15 @@ pub struct Cli {
     pub tls_ca: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The coordinator a client command talks to.
+#[derive(Args, Clone, Debug, Default)]
+pub struct Target {
+    /// Coordinator address (env LOCKSTEP_COORDINATOR). Default: the one
+    /// `lockstep up` last recorded, else 127.0.0.1:7400.
+    #[arg(long)]
+    pub coordinator: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -221,6 +230,8 @@ pub struct BenchRingArgs {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    #[command(flatten)]
+    pub target: Target,
     /// ingest, attention, tfidf or barrier.
     pub workload: String,
     /// Number of ticks.
@@ -278,6 +289,8 @@ impl RunArgs {
 
 #[derive(Args, Debug)]
 pub struct HealthArgs {
+    #[command(flatten)]
+    pub target: Target,
     /// The server's address, host:port [default: the coordinator's].
     pub address: Option<String>,
     /// Give up after this long.
@@ -311,6 +324,10 @@ pub struct CoordinatorArgs {
     /// Address to listen on [default: 127.0.0.1:7400].
     #[arg(long)]
     pub listen: Option<String>,
+    /// Serve Prometheus /metrics here over plain HTTP (host:port; port 0
+    /// picks one) [default: none].
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     /// TOML configuration file; environment and flags override it.
     #[arg(long, env = "LOCKSTEP_CONFIG")]
     #[serde(skip)]
@@ -360,6 +377,13 @@ pub struct ShardArgs {
     /// Address others reach this shard at [default: the bound address].
     #[arg(long)]
     pub advertise: Option<String>,
+    /// The coordinator's address [default: 127.0.0.1:7400].
+    #[arg(long)]
+    pub coordinator: Option<String>,
+    /// Serve Prometheus /metrics here over plain HTTP (host:port; port 0
+    /// picks one) [default: none].
+    #[arg(long)]
+    pub metrics_listen: Option<String>,
     /// TOML configuration file; environment and flags override it.
     #[arg(long, env = "LOCKSTEP_CONFIG")]
     #[serde(skip)]
@@ -419,6 +443,8 @@ pub struct ShardArgs {
 
 #[derive(Args, Debug)]
 pub struct JobsArgs {
+    #[command(flatten)]
+    pub target: Target,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -426,6 +452,8 @@ pub struct JobsArgs {
 
 #[derive(Args, Debug)]
 pub struct CancelArgs {
+    #[command(flatten)]
+    pub target: Target,
     /// The job's id, as `lockstep jobs` shows it.
     pub job_id: u64,
     /// Print the result as JSON.
@@ -435,6 +463,8 @@ pub struct CancelArgs {
 
 #[derive(Args, Debug)]
 pub struct RemoveArgs {
+    #[command(flatten)]
+    pub target: Target,
     /// The shard's id: `3` or `shard-3`.
     pub id: String,
     /// Print the result as JSON.
@@ -495,6 +525,8 @@ pub struct CertsArgs {
 
 #[derive(Args, Debug)]
 pub struct LoadArgs {
+    #[command(flatten)]
+    pub target: Target,
     /// A .scm (Atomese) or JSON Lines file.
     #[arg(required_unless_present = "generate", conflicts_with = "generate")]
     pub file: Option<PathBuf>,
@@ -517,6 +549,8 @@ pub struct LoadArgs {
 
 #[derive(Args, Debug)]
 pub struct GetArgs {
+    #[command(flatten)]
+    pub target: Target,
     /// The atom's handle (32 hex digits).
     #[arg(required_unless_present = "node", conflicts_with = "node")]
     pub handle: Option<String>,
@@ -530,6 +564,8 @@ pub struct GetArgs {
 
 #[derive(Args, Debug)]
 pub struct DeleteArgs {
+    #[command(flatten)]
+    pub target: Target,
     /// The atom's handle.
     pub handle: String,
     /// Also delete every link that contains it, transitively.
@@ -542,6 +578,8 @@ pub struct DeleteArgs {
 
 #[derive(Args, Debug)]
 pub struct ScanArgs {
+    #[command(flatten)]
+    pub target: Target,
     /// Atom type, e.g. ConceptNode.
     pub r#type: String,
     /// At most this many atoms.
@@ -554,6 +592,8 @@ pub struct ScanArgs {
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: Target,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -572,12 +612,15 @@ impl CoordinatorArgs {
 }
 
 impl ShardArgs {
-    /// Defaults, then the file, then `LOCKSTEP_*`, then these flags and
-    /// the global `--coordinator`.
+    /// Defaults, then the file, then `LOCKSTEP_*`, then these flags; a
+    /// `--coordinator` given before `shard` (`lockstep --coordinator ADDR
+    /// shard`) counts as this command's own.
     pub fn resolve(&self, coordinator: Option<&str>) -> Result<Resolved<ShardConfig>, Error> {
         let file = self.config.as_deref().map(ConfigFile::read).transpose()?;
         let mut flags = serde_json::to_value(self).map_err(|e| Error::Config(e.to_string()))?;
-        if let (Some(addr), serde_json::Value::Object(map)) = (coordinator, &mut flags) {
+        if let (None, Some(addr), serde_json::Value::Object(map)) =
+            (&self.coordinator, coordinator, &mut flags)
+        {
             map.insert("coordinator".into(), addr.into());
         }
         config::resolve(file.as_ref(), &flags)
@@ -596,11 +639,36 @@ pub fn recorded_coordinator_file() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".lockstep").join("coordinator"))
 }
 
-/// The coordinator a client command talks to: flag or environment, else
-/// the address `lockstep up` recorded, else the default.
+impl Command {
+    /// The command's own `--coordinator`, for the commands that have one.
+    pub fn target(&self) -> Option<&Target> {
+        match self {
+            Command::Load(a) => Some(&a.target),
+            Command::Get(a) => Some(&a.target),
+            Command::Delete(a) => Some(&a.target),
+            Command::Scan(a) => Some(&a.target),
+            Command::Status(a) => Some(&a.target),
+            Command::Run(a) => Some(&a.target),
+            Command::Jobs(a) => Some(&a.target),
+            Command::Cancel(a) => Some(&a.target),
+            Command::Remove(a) => Some(&a.target),
+            Command::Health(a) => Some(&a.target),
+            _ => None,
+        }
+    }
+}
+
+/// The coordinator a client command talks to: the flag, else
+/// `LOCKSTEP_COORDINATOR`, else the address `lockstep up` recorded, else
+/// the default.
 pub fn resolve_coordinator(flag: Option<&str>) -> String {
     if let Some(a) = flag {
         return a.to_string();
+    }
+    if let Ok(a) = std::env::var("LOCKSTEP_COORDINATOR")
+        && !a.trim().is_empty()
+    {
+        return a.trim().to_string();
     }
     recorded_coordinator_file()
         .and_then(|p| std::fs::read_to_string(p).ok())
@@ -610,8 +678,50 @@ pub fn resolve_coordinator(flag: Option<&str>) -> String {
 }
 
 #[cfg(test)]
+// figment::Jail's closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn only_commands_that_talk_to_a_coordinator_take_coordinator() {
+        let cli = Cli::command();
+        let takes = |name: &str| {
+            cli.find_subcommand(name)
+                .unwrap_or_else(|| panic!("no command {name}"))
+                .get_arguments()
+                .any(|a| a.get_id() == "coordinator")
+        };
+        for name in [
+            "shard", "load", "get", "delete", "scan", "status", "run", "jobs", "cancel", "remove",
+            "health",
+        ] {
+            assert!(takes(name), "{name} lacks --coordinator");
+        }
+        for name in [
+            "coordinator",
+            "up",
+            "certs",
+            "demo",
+            "bench",
+            "completions",
+            "man",
+            "config",
+        ] {
+            assert!(!takes(name), "{name} takes --coordinator but never uses it");
+        }
+        // Before the command, as scripts and `up` pass it, or after.
+        for args in [
+            &["lockstep", "--coordinator", "h:1", "status"][..],
+            &["lockstep", "status", "--coordinator", "h:1"][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let own = cli.command.target().and_then(|t| t.coordinator.clone());
+            assert_eq!(own.or(cli.coordinator).as_deref(), Some("h:1"), "{args:?}");
+        }
+        assert!(Cli::try_parse_from(["lockstep", "certs", "--coordinator", "h:1"]).is_err());
+    }
 
     #[test]
     fn file_then_flags() {

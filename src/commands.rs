@@ -55,7 +55,13 @@ async fn bind(addr: &str, role: &str) -> Result<TcpListener, Error> {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<(), Error> {
-    let flag = cli.coordinator.as_deref();
+    // The command's own --coordinator, else one given before the command.
+    let flag = cli
+        .command
+        .target()
+        .and_then(|t| t.coordinator.clone())
+        .or_else(|| cli.coordinator.clone());
+    let flag = flag.as_deref();
     let explicit = Auth {
         value: std::env::var("LOCKSTEP_TOKEN")
             .ok()
@@ -511,14 +517,21 @@ async fn up(args: UpArgs, auth: &Auth) -> Result<(), Error> {
         None => (auth.token()?, token_flags(auth)),
     };
     let exe = std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?;
+    // Every process serves /metrics on a loopback port of its own.
+    let metrics_args = vec!["--metrics-listen".to_string(), "127.0.0.1:0".to_string()];
     let mut cluster = LocalCluster::start(LocalSpec {
         exe,
         shards: args.shards,
         data_dir: args.data_dir.clone(),
         port: args.port,
         ready_timeout: Duration::from_secs(args.ready_timeout),
-        shard_args: [config_args.clone(), token_args.clone()].concat(),
-        coordinator_args: [config_args, token_args].concat(),
+        shard_args: [
+            config_args.clone(),
+            token_args.clone(),
+            metrics_args.clone(),
+        ]
+        .concat(),
+        coordinator_args: [config_args, token_args, metrics_args].concat(),
         token: token.clone(),
         certs: certs.clone(),
     })
@@ -536,10 +549,26 @@ async fn up(args: UpArgs, auth: &Auth) -> Result<(), Error> {
         .map(|(i, id)| id.map_or_else(|| format!("shard process {i}"), |id| id.to_string()))
         .collect();
     let pid = |p: Option<u32>| p.map_or_else(|| "-".to_string(), |p| p.to_string());
+    let st = cluster.connect().await?.status().await?;
+    let or_dash = |a: &str| {
+        if a.is_empty() {
+            "-".to_string()
+        } else {
+            a.to_string()
+        }
+    };
+    let shard_metrics = |address: &str| {
+        st.shards
+            .iter()
+            .find(|s| s.shard.as_ref().is_some_and(|e| e.address == address))
+            .and_then(|s| s.metrics.as_ref())
+            .map_or_else(|| "-".to_string(), |m| or_dash(&m.metrics_address))
+    };
     let mut rows = vec![[
         "coordinator".to_string(),
         addr.clone(),
         pid(cluster.coordinator_pid()),
+        or_dash(&st.metrics_address),
         cluster.coordinator_log().display().to_string(),
     ]];
     for (i, name) in names.iter().enumerate() {
@@ -547,15 +576,19 @@ async fn up(args: UpArgs, auth: &Auth) -> Result<(), Error> {
             name.clone(),
             cluster.shard_addr(i).to_string(),
             pid(cluster.shard_pids()[i]),
+            shard_metrics(cluster.shard_addr(i)),
             cluster.shard_log(i).display().to_string(),
         ]);
     }
     let width = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(11) + 2;
     let addr_width = rows.iter().map(|r| r[1].len()).max().unwrap_or(0) + 2;
-    // `NAME ADDRESS pid PID log PATH`, one process a line, so scripts can
-    // split it on whitespace.
-    for [name, address, pid, log] in &rows {
-        println!("{name:<width$}{address:<addr_width$}pid {pid:<8} log {log}");
+    let metrics_width = rows.iter().map(|r| r[3].len()).max().unwrap_or(0) + 1;
+    // `NAME ADDRESS pid PID metrics ADDRESS log PATH`, one process a line,
+    // so scripts can split it on whitespace.
+    for [name, address, pid, metrics, log] in &rows {
+        println!(
+            "{name:<width$}{address:<addr_width$}pid {pid:<8} metrics {metrics:<metrics_width$}log {log}"
+        );
     }
     println!(
         "data{:w$}{}",
@@ -862,6 +895,7 @@ async fn status(client: &Client, args: StatusArgs) -> Result<(), Error> {
             "balance": st.balance,
             "has_data": st.has_data,
             "committed_tick": st.committed_tick,
+            "metrics_address": (!st.metrics_address.is_empty()).then_some(&st.metrics_address),
             "shards": st.shards.iter().map(|s| {
                 let e = s.shard.clone().unwrap_or_default();
                 let m = s.metrics.clone().unwrap_or_default();
@@ -872,6 +906,7 @@ async fn status(client: &Client, args: StatusArgs) -> Result<(), Error> {
                     "rss_bytes": m.rss_bytes, "type_counts": m.type_counts, "last_tick": m.last_tick,
                     "ms_since_heartbeat": (s.ms_since_heartbeat != u64::MAX).then_some(s.ms_since_heartbeat),
                     "fresh": s.fresh,
+                    "metrics_address": (!m.metrics_address.is_empty()).then_some(&m.metrics_address),
                 })
             }).collect::<Vec<_>>(),
         });
@@ -1414,6 +1449,7 @@ async fn demo_body(cluster: &LocalCluster, args: &DemoArgs) -> Result<(), Error>
     let loaded = load_atoms(
         &client,
         LoadArgs {
+            target: crate::cli::Target::default(),
             file: None,
             generate: Some(args.atoms),
             seed: 42,

@@ -149,15 +149,8 @@ pub fn resolve<T: Layered>(
     flags: &impl Serialize,
 ) -> Result<Resolved<T>, Error> {
     let keys = keys::<T>()?;
-    let env = Env::prefixed(ENV_PREFIX).filter(move |k| keys.iter().any(|x| k == x.as_str()));
-    resolve_with(file, env, flags)
-}
-
-fn resolve_with<T: Layered>(
-    file: Option<&ConfigFile>,
-    env: Env,
-    flags: &impl Serialize,
-) -> Result<Resolved<T>, Error> {
+    let env_keys = keys.clone();
+    let env = Env::prefixed(ENV_PREFIX).filter(move |k| env_keys.iter().any(|x| k == x.as_str()));
     let mut figment = Figment::from(Layer::new(DEFAULT, &T::default())?);
     if let Some(f) = file {
         let toml = Figment::from(Toml::file_exact(&f.path));
@@ -172,7 +165,7 @@ fn resolve_with<T: Layered>(
         .extract()
         .map_err(|e| Error::Config(figment_message(e, file, T::SECTION)))?;
     let config = config.checked()?;
-    let sources = keys::<T>()?
+    let sources = keys
         .into_iter()
         .map(|key| {
             let source = figment.find_metadata(&key).map_or_else(
@@ -223,6 +216,8 @@ fn figment_message(err: figment::Error, file: Option<&ConfigFile>, section: &str
 }
 
 #[cfg(test)]
+// figment::Jail's closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;

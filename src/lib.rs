@@ -9,7 +9,7 @@
 //!   measurements against real processes.
 //! - [`certs`]: a cluster's TLS material and token (`lockstep certs`,
 //!   `lockstep up --secure`).
-//! - [`cli`]: flags.
+//! - [`cli`]: the flags and arguments of every command.
 //! - [`config`]: the servers' layered configuration (file, environment,
 //!   flags) and where each value came from (`lockstep config show`).
 //! - [`commands`]: what each command does.

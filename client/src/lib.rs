@@ -128,14 +128,15 @@ impl Default for BulkLoad {
     }
 }
 
-/// A topology and its ring.
-#[derive(Debug)]
-pub struct Routing {
-    pub topology: Topology,
-    pub ring: Option<Ring>,
+pub use lockstep_model::Routing;
+
+/// What the client asks of a routing: its ring, and where a member is.
+trait Route {
+    fn ring(&self) -> Result<&Ring, Error>;
+    fn address(&self, id: ShardId) -> Result<&str, Error>;
 }
 
-impl Routing {
+impl Route for Routing {
     fn ring(&self) -> Result<&Ring, Error> {
         self.ring.as_ref().ok_or(Error::NoShards)
     }
@@ -299,16 +300,7 @@ impl Client {
         let client = Client {
             coordinator: addr.to_string(),
             coord,
-            routing: RwLock::new(Arc::new(Routing {
-                topology: Topology {
-                    epoch: Epoch(0),
-                    vnodes: 1,
-                    shards: Vec::new(),
-                    cluster_id: String::new(),
-                    max_batch: 0,
-                },
-                ring: None,
-            })),
+            routing: RwLock::new(Arc::new(Routing::empty())),
             shards: DashMap::new(),
             opts,
         };
@@ -341,10 +333,10 @@ impl Client {
             .map_err(|st| unreachable_or_rpc(&self.coordinator, &st, self.opts.tls.is_some()))?
             .into_inner()
             .into();
-        let ring = t
-            .ring()
-            .map_err(|e| Error::Config(format!("coordinator sent a bad ring: {e}")))?;
-        let r = Arc::new(Routing { topology: t, ring });
+        let r = Arc::new(
+            Routing::new(t)
+                .map_err(|e| Error::Config(format!("coordinator sent a bad ring: {e}")))?,
+        );
         *self.routing.write() = r.clone();
         Ok(r)
     }

@@ -25,6 +25,10 @@ pub const DEFAULT_STATUS_TIMEOUT_MS: u64 = 1_000;
 pub struct CoordinatorConfig {
     /// The address to listen on.
     pub listen: String,
+    /// Where to serve Prometheus `/metrics` over plain HTTP (`host:port`,
+    /// port 0 for any); none by default. It carries counts and timings,
+    /// never data, and takes no token.
+    pub metrics_listen: Option<String>,
     /// Where the registry is persisted.
     pub data_dir: PathBuf,
     /// Virtual nodes per unit of shard weight.
@@ -73,6 +77,7 @@ impl Default for CoordinatorConfig {
     fn default() -> Self {
         CoordinatorConfig {
             listen: DEFAULT_LISTEN.into(),
+            metrics_listen: None,
             data_dir: PathBuf::from("lockstep-data/coordinator"),
             vnodes: lockstep_hashing::DEFAULT_VNODES,
             heartbeat_interval_ms: DEFAULT_HEARTBEAT_MS,
@@ -96,6 +101,7 @@ impl Default for CoordinatorConfig {
 impl CoordinatorConfig {
     /// Checks the values and returns the config unchanged if they hold.
     pub fn validate(self) -> Result<CoordinatorConfig, Error> {
+        lockstep_telemetry::check_listen(self.metrics_listen.as_deref()).map_err(Error::Config)?;
         if self.vnodes == 0 || self.vnodes > lockstep_hashing::MAX_VNODES_PER_SHARD {
             return Err(Error::Config(format!(
                 "vnodes must be in 1..={}, got {}",

@@ -28,6 +28,8 @@ pub enum Error {
     Persist { path: String, reason: String },
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] lockstep_telemetry::Error),
     #[error("server failed: {0}")]
     Serve(String),
 }
@@ -52,7 +54,7 @@ impl From<Error> for Status {
             Error::Busy(_) => Status::resource_exhausted(msg),
             Error::Invalid(_) => Status::invalid_argument(msg),
             Error::Persist { .. } | Error::Io(_) => Status::unavailable(msg),
-            Error::Config(_) | Error::Serve(_) => Status::internal(msg),
+            Error::Config(_) | Error::Serve(_) | Error::Metrics(_) => Status::internal(msg),
         }
     }
 }

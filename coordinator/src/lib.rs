@@ -10,6 +10,7 @@
 //! - [`peers`]: channels to shards and the health probe.
 //! - [`service`]: the gRPC service.
 //! - [`config`]: the typed configuration.
+//! - [`metrics`]: the Prometheus metrics: the driver's and the registry's.
 //!
 //! [`run`] is the whole server.
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@
 pub mod config;
 pub mod handle;
 pub mod jobs;
+pub mod metrics;
 pub mod peers;
 pub mod registry;
 pub mod service;
@@ -62,7 +64,8 @@ pub async fn run(
     info!(cluster = %registry.topology().cluster_id, epoch = %registry.topology().epoch, "registry loaded");
 
     // 2. Liveness: checked four times per suspect threshold.
-    let (stop_tx, mut stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut live_stop = stop_rx.clone();
     let period = Duration::from_millis((config.suspect_after_ms / 4).max(10));
     let live = registry.clone();
     let liveness = tokio::spawn(async move {
@@ -74,12 +77,25 @@ pub async fn run(
                         warn!(error = %e, "liveness update failed");
                     }
                 }
-                _ = stop_rx.changed() => return,
+                _ = live_stop.changed() => return,
             }
         }
     });
 
-    // 3. Serve. The job driver and `status` share one channel per shard.
+    // 3. Metrics: every call counted, and `/metrics` where configured.
+    let telemetry = lockstep_telemetry::Telemetry::new(
+        lockstep_proto::method_paths().map_err(|e| Error::Config(e.to_string()))?,
+    )?;
+    let driver_metrics = metrics::DriverMetrics::registered(&telemetry)?;
+    metrics::mirror_registry(&telemetry, registry.clone())?;
+    let endpoint = lockstep_telemetry::Endpoint::start_if(
+        config.metrics_listen.as_deref(),
+        &telemetry,
+        stop_rx.clone(),
+    )
+    .await?;
+
+    // 4. Serve. The job driver and `status` share one channel per shard.
     let net = jobs::net::GrpcNet::new(security.clone());
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -88,20 +104,25 @@ pub async fn run(
     let served = security
         .server()
         .map_err(|e| Error::Config(e.to_string()))?
+        .layer(telemetry.rpc_layer())
         .add_service(health_service);
     let served = lockstep_proto::add_reflection(served)
         .map_err(|e| Error::Config(e.to_string()))?
         .add_service(InterceptedService::new(
-            CoordinatorServer::new(service::CoordinatorService::new(
-                registry.clone(),
-                jobs::Jobs::with_net(registry.clone(), config.job_settings(), net.clone()),
-                service::Timeouts {
-                    probe: Duration::from_millis(config.probe_timeout_ms),
-                    status: Duration::from_millis(config.status_timeout_ms),
-                },
-                security.clone(),
-                net,
-            ))
+            CoordinatorServer::new(
+                service::CoordinatorService::new(
+                    registry.clone(),
+                    jobs::Jobs::with_net(registry.clone(), config.job_settings(), net.clone())
+                        .with_metrics(driver_metrics),
+                    service::Timeouts {
+                        probe: Duration::from_millis(config.probe_timeout_ms),
+                        status: Duration::from_millis(config.status_timeout_ms),
+                    },
+                    security.clone(),
+                    net,
+                )
+                .with_metrics_address(endpoint.as_ref().map(|e| e.address.to_string())),
+            )
             .max_decoding_message_size(lockstep_proto::channel::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(lockstep_proto::channel::MAX_MESSAGE_BYTES),
             token.guard(),
@@ -114,9 +135,12 @@ pub async fn run(
         )
         .await;
 
-    // 4. Drain.
+    // 5. Drain.
     let _ = stop_tx.send(true);
     let _ = liveness.await;
+    if let Some(e) = endpoint {
+        e.stopped().await?;
+    }
     registry.persist()?;
     served.map_err(|e| Error::Serve(e.to_string()))?;
     info!("coordinator stopped cleanly");

@@ -35,6 +35,8 @@ pub struct CoordinatorService {
     security: Security,
     /// Calls to shards (their current counts for `status`).
     net: Arc<GrpcNet>,
+    /// Where this coordinator serves `/metrics`, if it does.
+    metrics_address: Option<String>,
 }
 
 impl CoordinatorService {
@@ -51,7 +53,14 @@ impl CoordinatorService {
             timeouts,
             security,
             net,
+            metrics_address: None,
         }
+    }
+
+    /// The same service, reporting `address` as its `/metrics` endpoint.
+    pub fn with_metrics_address(mut self, address: Option<String>) -> Self {
+        self.metrics_address = address;
+        self
     }
 
     /// Each shard's counts as of now, read concurrently; `None` for a shard
@@ -191,6 +200,7 @@ impl Coordinator for CoordinatorService {
             balance,
             has_data: view.has_data,
             committed_tick: view.committed_tick,
+            metrics_address: self.metrics_address.clone().unwrap_or_default(),
         }))
     }
 

@@ -626,6 +626,40 @@ impl Topology {
     }
 }
 
+/// One epoch's topology and the ring built from it: what clients and
+/// shards route by.
+#[derive(Debug)]
+pub struct Routing {
+    pub topology: Topology,
+    /// `None` while no shard is in the ring.
+    pub ring: Option<Ring>,
+}
+
+impl Routing {
+    pub fn new(topology: Topology) -> Result<Routing, RingError> {
+        let ring = topology.ring()?;
+        Ok(Routing { topology, ring })
+    }
+
+    /// Routing before any topology arrived: epoch 0, no shards.
+    pub fn empty() -> Routing {
+        Routing {
+            topology: Topology {
+                epoch: Epoch(0),
+                vnodes: 1,
+                shards: Vec::new(),
+                cluster_id: String::new(),
+                max_batch: 0,
+            },
+            ring: None,
+        }
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.topology.epoch
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

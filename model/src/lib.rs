@@ -5,11 +5,13 @@
 //! # Layout
 //! - [`atom`]: [`Handle`], the atom type registry, [`Atom`], truth and
 //!   attention values, the flat form an atom takes on its owner shard,
-//!   [`Tick`], and the cluster's [`Topology`].
+//!   [`Tick`], the cluster's [`Topology`] and the [`Routing`] built from it.
 //! - [`aggregate`]: mergeable aggregates with fixed-point sums.
 //! - [`workload`]: the built-in workloads' names, phases and parameters,
 //!   shared by coordinator and shards, and the tf-idf tokenizer.
 //! - [`input`]: Atomese and JSON Lines readers and the seeded generator.
+//! - [`reference`]: the attention formula in one thread, shared by the test
+//!   oracle and the benchmark baseline.
 //!
 //! The ids `ShardId` and `Epoch` come from the ring crate and are
 //! re-exported.
@@ -18,13 +20,14 @@
 pub mod aggregate;
 pub mod atom;
 pub mod input;
+pub mod reference;
 pub mod workload;
 
 mod error;
 
 pub use atom::{
     Atom, AtomKind, AtomRecord, AtomType, AttentionValue, FlatAtom, Handle, IncomingRef, Liveness,
-    ShardEntry, StiColumn, Tick, Topology, TruthValue,
+    Routing, ShardEntry, StiColumn, Tick, Topology, TruthValue,
 };
 pub use error::ModelError;
 pub use lockstep_hashing::{Epoch, ShardId};

@@ -149,6 +149,16 @@ impl Workload {
         }
     }
 
+    /// The name [`Workload::parse`] takes.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Workload::Ingest(_) => "ingest",
+            Workload::Attention(_) => "attention",
+            Workload::Tfidf(_) => "tfidf",
+            Workload::Barrier => "barrier",
+        }
+    }
+
     /// Phases run once per job before its first tick and again after a
     /// shard came back; they hold in-memory state and write nothing.
     pub fn setup_phases(&self) -> &'static [&'static str] {

@@ -40,9 +40,9 @@ pub mod pb {
 /// reflection client and older `grpcurl`s still speak, for the Lockstep
 /// services and the health service. It serves the schema only, never data,
 /// so it needs no token.
-pub fn add_reflection(
-    router: tonic::transport::server::Router,
-) -> Result<tonic::transport::server::Router, ProtoError> {
+pub fn add_reflection<L>(
+    router: tonic::transport::server::Router<L>,
+) -> Result<tonic::transport::server::Router<L>, ProtoError> {
     let builder = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -54,4 +54,50 @@ pub fn add_reflection(
     Ok(router
         .add_service(builder().build_v1().map_err(bad)?)
         .add_service(builder().build_v1alpha().map_err(bad)?))
+}
+
+/// The full path (`/lockstep.v1.Shard/Put`) of every gRPC method a Lockstep
+/// server serves: its own services', the health service's and
+/// reflection's. Metrics label calls by these paths and no others.
+pub fn method_paths() -> Result<Vec<String>, ProtoError> {
+    use prost::Message;
+    let mut paths = vec![
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo".to_string(),
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo".to_string(),
+    ];
+    for encoded in [
+        pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+    ] {
+        let set = prost_types::FileDescriptorSet::decode(encoded)
+            .map_err(|e| ProtoError::BadParam(format!("service descriptors: {e}")))?;
+        for file in &set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    paths.push(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+    }
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn method_paths_name_every_service() {
+        let paths = super::method_paths().unwrap();
+        for p in [
+            "/lockstep.v1.Shard/PutAtoms",
+            "/lockstep.v1.Coordinator/Register",
+            "/grpc.health.v1.Health/Check",
+        ] {
+            assert!(paths.iter().any(|x| x == p), "{p} missing from {paths:?}");
+        }
+    }
 }

@@ -46,6 +46,10 @@ pub struct ShardConfig {
     /// The address other processes reach this shard at; defaults to the
     /// bound listen address.
     pub advertise: Option<String>,
+    /// Where to serve Prometheus `/metrics` over plain HTTP (`host:port`,
+    /// port 0 for any); none by default. It carries counts and timings,
+    /// never data, and takes no token.
+    pub metrics_listen: Option<String>,
     /// Where RocksDB keeps this shard's data.
     pub data_dir: PathBuf,
     /// Ring weight: scales the shard's virtual nodes.
@@ -113,6 +117,7 @@ impl Default for ShardConfig {
             coordinator: "127.0.0.1:7400".into(),
             listen: "127.0.0.1:0".into(),
             advertise: None,
+            metrics_listen: None,
             data_dir: PathBuf::from("lockstep-data/shard"),
             weight: 1.0,
             heartbeat_interval_ms: DEFAULT_HEARTBEAT_MS,
@@ -142,6 +147,7 @@ impl Default for ShardConfig {
 impl ShardConfig {
     /// Checks the values and returns the config unchanged if they hold.
     pub fn validate(self) -> Result<ShardConfig, Error> {
+        lockstep_telemetry::check_listen(self.metrics_listen.as_deref()).map_err(Error::Config)?;
         if !self.weight.is_finite() || self.weight <= 0.0 || self.weight > 64.0 {
             return Err(Error::Config(format!(
                 "weight must be in (0, 64], got {}",

@@ -72,6 +72,8 @@ pub enum Error {
     SetupMissing { workload: &'static str },
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] lockstep_telemetry::Error),
 }
 
 /// An invalid domain value in a request is an invalid request.
@@ -128,6 +130,7 @@ impl From<Error> for Status {
             | Error::WrongCluster { .. }
             | Error::Storage(_)
             | Error::Config(_)
+            | Error::Metrics(_)
             | Error::Io(_) => Status::internal(msg),
         }
     }

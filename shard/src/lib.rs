@@ -14,6 +14,7 @@
 //!   writes and two-phase commit.
 //! - [`membership`]: registration, heartbeats and the topology watch.
 //! - [`config`]: the typed configuration.
+//! - [`metrics`]: the Prometheus metrics.
 //!
 //! [`run`] is the whole server: open the store, register, start the
 //! background loops, serve until `shutdown`, then drain and flush.
@@ -23,6 +24,7 @@ pub mod column;
 pub mod config;
 pub mod import;
 pub mod membership;
+pub mod metrics;
 pub mod routing;
 pub mod service;
 pub mod store;
@@ -44,7 +46,7 @@ pub use config::ShardConfig;
 pub use error::Error;
 
 use crate::atoms::AtomStore;
-use crate::routing::{Routing, RoutingView};
+use crate::routing::RoutingView;
 use crate::store::KvStore;
 use crate::store::rocks::{RocksOptions, RocksStore};
 
@@ -81,6 +83,27 @@ pub async fn run(
     )?;
     let store = Arc::new(AtomStore::open(rocks)?);
 
+    // Metrics: every call counted, and `/metrics` where configured. The
+    // endpoint stops with the background loops.
+    let telemetry = lockstep_telemetry::Telemetry::new(
+        lockstep_proto::method_paths().map_err(|e| Error::Config(e.to_string()))?,
+    )?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let endpoint = lockstep_telemetry::Endpoint::start_if(
+        config.metrics_listen.as_deref(),
+        &telemetry,
+        stop_rx.clone(),
+    )
+    .await?;
+    let metrics_address = endpoint
+        .as_ref()
+        .map(|e| reachable(e.address, &address))
+        .unwrap_or_default();
+    let reporter = membership::Reporter {
+        store: store.clone(),
+        metrics_address: metrics_address.clone(),
+    };
+
     // 2. Serve, before registering: the coordinator admits a shard only
     // once its health service answers at the address it registers. Until
     // then the health service says NOT_SERVING and every data call is
@@ -98,11 +121,13 @@ pub async fn run(
         ready.clone(),
         config.max_batch,
         config.max_scan_page,
-    );
+    )
+    .with_metrics_address(metrics_address);
     let window = config.http2_window_mb << 20;
     let served = security
         .server()
         .map_err(|e| Error::Config(e.to_string()))?
+        .layer(telemetry.rpc_layer())
         .initial_stream_window_size(window)
         .initial_connection_window_size(2 * window)
         .max_frame_size(config.http2_frame_kb << 10)
@@ -127,7 +152,7 @@ pub async fn run(
     let mut coord = membership::coordinator_channel(&config.coordinator, &security)?;
     let registering = membership::register(
         &mut coord,
-        &store,
+        &reporter,
         &address,
         config.weight,
         std::time::Duration::from_millis(config.register_timeout_ms),
@@ -136,16 +161,19 @@ pub async fn run(
     let reg = tokio::select! {
         r = registering => r?,
         r = &mut served => {
+            let _ = stop_tx.send(true);
+            if let Some(e) = endpoint {
+                e.stopped().await?;
+            }
             r.map_err(|e| Error::Storage(format!("server failed: {e}")))?;
             info!("shut down before registering");
             return Ok(());
         }
     };
     info!(shard = %reg.id, %address, epoch = %reg.topology.epoch, "registered");
-    let (routing_tx, routing_rx) = watch::channel(Arc::new(Routing::new(reg.topology)?));
+    let (routing_tx, routing_rx) = watch::channel(Arc::new(routing::from_topology(reg.topology)?));
 
     // 4. Background loops, stopped through `stop`.
-    let (stop_tx, stop_rx) = watch::channel(false);
     let watcher = tokio::spawn(membership::watch_topology(
         coord.clone(),
         routing_tx,
@@ -154,7 +182,7 @@ pub async fn run(
     let beats = tokio::spawn(membership::heartbeat_loop(
         coord.clone(),
         reg.id,
-        store.clone(),
+        reporter,
         routing_rx.clone(),
         reg.lease.clone(),
         reg.heartbeat.min(config.heartbeat_interval()),
@@ -163,17 +191,21 @@ pub async fn run(
 
     // 5. Ready: data calls and ticks are served from here on.
     let view = RoutingView::new(reg.id, routing_rx, reg.lease);
-    let engine = Arc::new(tick::TickEngine::new(
-        store.clone(),
-        view.clone(),
-        tick::Faults {
-            phase_delay: std::time::Duration::from_millis(config.fault_phase_delay_ms),
-            commit_delay: std::time::Duration::from_millis(config.fault_commit_delay_ms),
-        },
-        config.input_limits(),
-        config.max_inbox_mb.saturating_mul(1 << 20) as usize,
-        security.clone(),
-    ));
+    let engine = Arc::new(
+        tick::TickEngine::new(
+            store.clone(),
+            view.clone(),
+            tick::Faults {
+                phase_delay: std::time::Duration::from_millis(config.fault_phase_delay_ms),
+                commit_delay: std::time::Duration::from_millis(config.fault_commit_delay_ms),
+            },
+            config.input_limits(),
+            config.max_inbox_mb.saturating_mul(1 << 20) as usize,
+            security.clone(),
+        )
+        .with_phase_metrics(metrics::registered_phase_seconds(&telemetry)?),
+    );
+    metrics::mirror(&telemetry, store.clone(), view.clone())?;
     let has_atoms = store.counts().atoms() > 0;
     let gate = membership::DataGate::new(reg.id, &config.coordinator, coord, has_atoms);
     if ready
@@ -198,6 +230,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let _ = watcher.await;
     let _ = beats.await;
+    if let Some(e) = endpoint {
+        e.stopped().await?;
+    }
     let flushed = tokio::task::spawn_blocking(move || store.kv().flush())
         .await
         .map_err(|e| Error::Storage(e.to_string()))?;
@@ -205,4 +240,15 @@ pub async fn run(
     flushed?;
     info!("shard stopped cleanly");
     Ok(())
+}
+
+/// The metrics address to report: the bound one, or, when bound to every
+/// interface, the advertised host with the bound port.
+fn reachable(bound: std::net::SocketAddr, advertised: &str) -> String {
+    if bound.ip().is_unspecified()
+        && let Some((host, _)) = advertised.rsplit_once(':')
+    {
+        return format!("{host}:{}", bound.port());
+    }
+    bound.to_string()
 }

@@ -18,8 +18,35 @@ use crate::routing::{Lease, Routing};
 use crate::store::KvStore;
 use lockstep_proto::retry::RetryPolicy;
 
+/// What this shard says about itself in registrations and heartbeats:
+/// its counts, and where it serves `/metrics`.
+pub struct Reporter<S: KvStore> {
+    pub store: Arc<AtomStore<S>>,
+    /// Empty when the shard serves no metrics endpoint.
+    pub metrics_address: String,
+}
+
+impl<S: KvStore> Clone for Reporter<S> {
+    fn clone(&self) -> Self {
+        Reporter {
+            store: self.store.clone(),
+            metrics_address: self.metrics_address.clone(),
+        }
+    }
+}
+
+impl<S: KvStore> Reporter<S> {
+    pub fn report(&self, epoch: u64) -> pb::ShardMetrics {
+        metrics(&self.store, epoch, &self.metrics_address)
+    }
+}
+
 /// The metrics a heartbeat carries.
-pub fn metrics<S: KvStore>(store: &AtomStore<S>, epoch: u64) -> pb::ShardMetrics {
+pub fn metrics<S: KvStore>(
+    store: &AtomStore<S>,
+    epoch: u64,
+    metrics_address: &str,
+) -> pb::ShardMetrics {
     let counts = store.counts();
     pb::ShardMetrics {
         atoms: counts.atoms(),
@@ -38,6 +65,7 @@ pub fn metrics<S: KvStore>(store: &AtomStore<S>, epoch: u64) -> pb::ShardMetrics
         epoch,
         incoming: counts.incoming,
         last_tick: store.last_tick().unwrap_or(0),
+        metrics_address: metrics_address.to_string(),
     }
 }
 
@@ -118,13 +146,13 @@ pub struct Registered {
 /// `deadline`. Stores the identity on first registration.
 pub async fn register<S: KvStore>(
     client: &mut CoordinatorClient<Authed>,
-    store: &AtomStore<S>,
+    reporter: &Reporter<S>,
     address: &str,
     weight: f64,
     deadline: Duration,
     coordinator: &str,
 ) -> Result<Registered, Error> {
-    let identity = store.identity()?;
+    let identity = reporter.store.identity()?;
     let started = tokio::time::Instant::now();
     let mut delays = RetryPolicy::RECONNECT.delays();
     loop {
@@ -136,7 +164,7 @@ pub async fn register<S: KvStore>(
                 .as_ref()
                 .map(|(_, c)| c.clone())
                 .unwrap_or_default(),
-            metrics: Some(metrics(store, 0)),
+            metrics: Some(reporter.report(0)),
         };
         let sent = std::time::Instant::now();
         match client.register(req).await {
@@ -151,7 +179,7 @@ pub async fn register<S: KvStore>(
                             coordinator: resp.cluster_id,
                         });
                     }
-                    _ => store.set_identity(id, &resp.cluster_id)?,
+                    _ => reporter.store.set_identity(id, &resp.cluster_id)?,
                 }
                 let topology: Topology = resp
                     .topology
@@ -253,7 +281,7 @@ impl DataGate {
 pub async fn heartbeat_loop<S: KvStore>(
     mut client: CoordinatorClient<Authed>,
     id: ShardId,
-    store: Arc<AtomStore<S>>,
+    reporter: Reporter<S>,
     routing: watch::Receiver<Arc<Routing>>,
     lease: Lease,
     interval: Duration,
@@ -268,8 +296,8 @@ pub async fn heartbeat_loop<S: KvStore>(
         }
         let epoch = routing.borrow().epoch().0;
         let st = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || metrics(&store, epoch)).await
+            let reporter = reporter.clone();
+            tokio::task::spawn_blocking(move || reporter.report(epoch)).await
         };
         let Ok(m) = st else { continue };
         let req = pb::HeartbeatRequest {
@@ -334,7 +362,7 @@ pub fn publish(tx: &watch::Sender<Arc<Routing>>, t: Topology) {
     if t.epoch < current {
         return;
     }
-    match Routing::new(t) {
+    match crate::routing::from_topology(t) {
         Ok(r) => {
             if r.epoch() > current {
                 info!(epoch = %r.epoch(), "ring epoch changed");

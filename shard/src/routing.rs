@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use lockstep_hashing::Ring;
 use lockstep_model::{Epoch, Handle, ShardId, Topology};
 use tokio::sync::watch;
 
@@ -15,24 +14,11 @@ use crate::Error;
 /// watch to catch up before it is answered with a retryable error.
 const EPOCH_CATCH_UP: Duration = Duration::from_secs(2);
 
-/// One epoch's topology and the ring built from it.
-#[derive(Debug)]
-pub struct Routing {
-    pub topology: Topology,
-    pub ring: Option<Ring>,
-}
+pub use lockstep_model::Routing;
 
-impl Routing {
-    pub fn new(topology: Topology) -> Result<Routing, Error> {
-        let ring = topology
-            .ring()
-            .map_err(|e| Error::Storage(format!("coordinator sent a bad ring: {e}")))?;
-        Ok(Routing { topology, ring })
-    }
-
-    pub fn epoch(&self) -> Epoch {
-        self.topology.epoch
-    }
+/// The routing for a topology the coordinator sent.
+pub fn from_topology(topology: Topology) -> Result<Routing, Error> {
+    Routing::new(topology).map_err(|e| Error::Storage(format!("coordinator sent a bad ring: {e}")))
 }
 
 /// The shard's lease on its ring epoch, renewed by every heartbeat the
@@ -82,13 +68,20 @@ impl Lease {
     /// Extends the lease to `sent + grant`, where `sent` is when the
     /// acknowledged heartbeat left; a zero grant leaves the lease alone.
     pub fn renew(&self, sent: Instant, grant: Duration) {
+        let sent_ms = self.ms(sent);
+        self.renewed_ms.fetch_max(sent_ms, Ordering::Relaxed);
         if grant.is_zero() {
             return;
         }
-        let sent_ms = self.ms(sent);
-        self.renewed_ms.fetch_max(sent_ms, Ordering::Relaxed);
         self.until_ms
             .fetch_max(sent_ms + grant.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long ago the last acknowledged heartbeat was sent (or the
+    /// lease granted).
+    pub fn since_renewed(&self) -> Duration {
+        let now = self.ms(Instant::now());
+        Duration::from_millis(now.saturating_sub(self.renewed_ms.load(Ordering::Relaxed)))
     }
 
     /// Ok while the lease holds; otherwise how long the shard has gone
@@ -124,6 +117,10 @@ impl RoutingView {
 
     pub fn current(&self) -> Arc<Routing> {
         self.rx.borrow().clone()
+    }
+
+    pub fn lease(&self) -> &Lease {
+        &self.lease
     }
 
     /// The routing for a request sent at epoch `sent`: refuses while the

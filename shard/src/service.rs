@@ -36,6 +36,8 @@ pub struct ShardService<S: KvStore> {
     ready: Arc<OnceLock<Ready<S>>>,
     max_batch: usize,
     max_page: usize,
+    /// Where this shard serves `/metrics`; empty when it does not.
+    metrics_address: String,
 }
 
 impl<S: KvStore> ShardService<S> {
@@ -50,7 +52,14 @@ impl<S: KvStore> ShardService<S> {
             ready,
             max_batch,
             max_page,
+            metrics_address: String::new(),
         }
+    }
+
+    /// The same service, reporting `address` as its `/metrics` endpoint.
+    pub fn with_metrics_address(mut self, address: String) -> Self {
+        self.metrics_address = address;
+        self
     }
 
     fn ready(&self) -> Result<&Ready<S>, Error> {
@@ -108,8 +117,9 @@ impl<S: KvStore> Shard for ShardService<S> {
         _req: Request<pb::GetMetricsRequest>,
     ) -> Result<Response<pb::ShardMetrics>, Status> {
         let epoch = self.ready().map_or(0, |r| r.routing.current().epoch().0);
+        let at = self.metrics_address.clone();
         let m = self
-            .blocking(move |store| Ok(crate::membership::metrics(store, epoch)))
+            .blocking(move |store| Ok(crate::membership::metrics(store, epoch, &at)))
             .await?;
         Ok(Response::new(m))
     }

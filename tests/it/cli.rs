@@ -51,14 +51,24 @@ async fn up_with_args(
     let mut pids = Vec::new();
     let read = async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            // NAME ADDRESS pid PID log PATH
+            // NAME ADDRESS pid PID metrics ADDRESS log PATH
             let words: Vec<&str> = line.split_whitespace().collect();
             if words.first() == Some(&"coordinator") {
                 addr = Some(words[1].to_string());
             }
+            if words.first() == Some(&"coordinator")
+                || words.first().is_some_and(|w| w.starts_with("shard-"))
+            {
+                assert_eq!(
+                    (words[2], words[4], words[6]),
+                    ("pid", "metrics", "log"),
+                    "{line}"
+                );
+                let metrics: std::net::SocketAddr = words[5].parse().expect("a metrics address");
+                assert!(metrics.ip().is_loopback(), "{line}");
+                assert!(std::path::Path::new(words[7]).exists(), "{line}");
+            }
             if words.first().is_some_and(|w| w.starts_with("shard-")) {
-                assert_eq!((words[2], words[4]), ("pid", "log"), "{line}");
-                assert!(std::path::Path::new(words[5]).exists(), "{line}");
                 pids.push((words[0].to_string(), words[3].parse().unwrap()));
             }
             if line.starts_with("ready:") {
@@ -508,4 +518,186 @@ async fn completions_and_man_page_list_the_commands() {
     assert!(man.contains("cancel") && man.contains("completions"));
     let out = crate::util::lockstep(&["completions", "tcsh"]).await;
     assert!(!out.status.success(), "an unknown shell is refused");
+}
+
+/// `GET /metrics` from `addr`, over plain HTTP/1.1.
+async fn scrape(addr: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let get = async {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        conn.write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut raw = Vec::new();
+        conn.read_to_end(&mut raw).await.unwrap();
+        String::from_utf8(raw).unwrap()
+    };
+    let raw = tokio::time::timeout(Duration::from_secs(30), get)
+        .await
+        .unwrap_or_else(|_| panic!("no /metrics answer from {addr} within 30 s"));
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    body.to_string()
+}
+
+/// Runs `promtool check metrics` (scripts/deps.sh installs it) on `text`.
+async fn promtool_check(what: &str, text: &str) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (scripts/deps.sh installs it)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(text.as_bytes()).await.unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("promtool finishes")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool refused {what}'s metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The value of the sample `series` (name and labels, exactly as
+/// rendered) in `text`.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// Every process `up` starts serves Prometheus `/metrics` on the loopback
+/// port it printed, `status --json` names the same addresses, and what
+/// they serve passes `promtool check metrics` and counts what was done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_process_serves_metrics_that_promtool_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (child, addr) = up(&data, home.path()).await;
+    let scm = dir.path().join("kb.scm");
+    std::fs::write(
+        &scm,
+        "(Inheritance (Concept \"cat\") (Concept \"animal\"))\n(Inheritance (Concept \"dog\") (Concept \"animal\"))\n",
+    )
+    .unwrap();
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    ok(crate::util::lockstep(&["--coordinator", &addr, "load", scm.to_str().unwrap()]).await);
+    ok(crate::util::lockstep(&["--coordinator", &addr, "run", "attention", "--ticks", "2"]).await);
+    let st: serde_json::Value = serde_json::from_slice(&ok(crate::util::lockstep(&[
+        "--coordinator",
+        &addr,
+        "status",
+        "--json",
+    ])
+    .await))
+    .unwrap();
+
+    let coordinator = st["metrics_address"]
+        .as_str()
+        .expect("the coordinator's metrics_address");
+    let text = scrape(coordinator).await;
+    promtool_check("the coordinator", &text).await;
+    assert_eq!(
+        sample(&text, "lockstep_shards{state=\"up\"}"),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "lockstep_ticks_committed_total{workload=\"attention\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    // Two setup phases, then spread, apply, prepare and commit per tick.
+    assert_eq!(
+        sample(
+            &text,
+            "lockstep_tick_phase_seconds_count{phase=\"spread\",workload=\"attention\"}"
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "lockstep_barrier_wait_seconds_bucket{phase=\"commit\",workload=\"attention\""
+        ),
+        "{text}"
+    );
+    assert!(
+        sample(
+            &text,
+            "grpc_server_handled_total{grpc_code=\"OK\",grpc_method=\"Register\",grpc_service=\"lockstep.v1.Coordinator\"}"
+        )
+        .is_some_and(|n| n >= 2.0),
+        "{text}"
+    );
+    assert!(
+        text.contains("lockstep_shard_heartbeat_age_seconds{shard="),
+        "{text}"
+    );
+
+    let mut atoms = 0.0;
+    let shards = st["shards"].as_array().expect("shards");
+    assert_eq!(shards.len(), 2);
+    for s in shards {
+        let at = s["metrics_address"]
+            .as_str()
+            .expect("each shard's metrics_address");
+        let text = scrape(at).await;
+        promtool_check(at, &text).await;
+        atoms += sample(&text, "lockstep_atoms").expect("lockstep_atoms");
+        assert!(
+            sample(&text, "lockstep_heartbeat_age_seconds").is_some(),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "lockstep_last_tick"),
+            st["committed_tick"].as_f64(),
+            "{text}"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "lockstep_shard_phase_seconds_count{phase=\"apply\",workload=\"attention\"}"
+            ),
+            Some(2.0),
+            "{text}"
+        );
+        assert!(
+            text.contains("grpc_server_handling_seconds_bucket{grpc_method=\"StartPhase\",grpc_service=\"lockstep.v1.Shard\""),
+            "{text}"
+        );
+    }
+    // cat, dog, animal and the two links.
+    assert_eq!(atoms, 5.0);
+    terminate(child).await;
 }

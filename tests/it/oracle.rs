@@ -7,51 +7,10 @@ use lockstep::model::atom::flatten_batch;
 use lockstep::model::workload::{list_docs, tokenize};
 use lockstep::model::{Atom, Handle};
 
-/// STI per vertex after `ticks` ticks of attention over `atoms`, with
-/// naive f64 summation.
+/// STI per vertex after `ticks` ticks of attention over `atoms`: the
+/// formula's one definition, shared with the benchmark baseline.
 pub fn attention(atoms: &[Atom], damping: f64, ticks: u64) -> HashMap<Handle, f64> {
-    let flat = flatten_batch(atoms);
-    let nodes: Vec<Handle> = flat
-        .iter()
-        .filter(|(a, _)| a.ty.is_node())
-        .map(|(a, _)| a.handle)
-        .collect();
-    let is_node: std::collections::HashSet<Handle> = nodes.iter().copied().collect();
-    let mut edges: Vec<(Handle, Handle)> = Vec::new();
-    for (a, _) in &flat {
-        if !a.ty.is_node()
-            && a.outgoing.len() == 2
-            && is_node.contains(&a.outgoing[0])
-            && is_node.contains(&a.outgoing[1])
-        {
-            edges.push((a.outgoing[0], a.outgoing[1]));
-        }
-    }
-    let mut w_out: HashMap<Handle, f64> = HashMap::new();
-    for (u, _) in &edges {
-        *w_out.entry(*u).or_default() += 1.0;
-    }
-    let v = nodes.len() as f64;
-    let mut x: HashMap<Handle, f64> = nodes.iter().map(|h| (*h, 1.0 / v)).collect();
-    for _ in 0..ticks {
-        let dangling: f64 = nodes
-            .iter()
-            .filter(|h| !w_out.contains_key(h))
-            .map(|h| x[h])
-            .sum();
-        let mut s: HashMap<Handle, f64> = HashMap::new();
-        for (u, t) in &edges {
-            *s.entry(*t).or_default() += x[u] / w_out[u];
-        }
-        x = nodes
-            .iter()
-            .map(|h| {
-                let sum = s.get(h).copied().unwrap_or(0.0);
-                (*h, (1.0 - damping) / v + damping * (sum + dangling / v))
-            })
-            .collect();
-    }
-    x
+    lockstep::model::reference::AttentionGraph::new(atoms, damping).run(ticks)
 }
 
 /// Per tick of `ingest`: atoms per type staged that tick.

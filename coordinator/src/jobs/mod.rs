@@ -45,6 +45,7 @@ use tracing::{info, warn};
 
 use crate::Error;
 use crate::handle::Registry;
+use crate::metrics::DriverMetrics;
 use net::{CallError, ShardNet};
 
 /// The first and the longest pause between the re-probes of a recovery
@@ -84,6 +85,7 @@ pub struct Jobs {
     settings: JobSettings,
     /// How calls reach shards.
     net: Arc<dyn ShardNet>,
+    metrics: DriverMetrics,
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -96,12 +98,20 @@ impl Jobs {
             registry,
             settings,
             net,
+            metrics: DriverMetrics::default(),
             inner: Arc::new(Mutex::new(Inner {
                 next_id: 1,
                 running: None,
                 history: Vec::new(),
             })),
         }
+    }
+
+    /// The same jobs, recording into `metrics` (those of a served
+    /// coordinator).
+    pub fn with_metrics(mut self, metrics: DriverMetrics) -> Jobs {
+        self.metrics = metrics;
+        self
     }
 
     /// Starts a job; its events arrive on the returned stream.
@@ -356,6 +366,11 @@ impl Driver {
                         );
                         warn!(job = self.id, "{message}");
                         self.abort_all(tick, attempt).await;
+                        self.jobs
+                            .metrics
+                            .tick_aborts
+                            .with_label_values(&[self.workload.name()])
+                            .inc();
                         self.emit(pb::JobEvent {
                             kind: "aborted".into(),
                             tick,
@@ -413,6 +428,11 @@ impl Driver {
                     .decide_commit(cluster_tick)
                     .map_err(|e| Err(Stop::Failed(format!("cannot record the commit: {e}"))))?;
                 self.commit_everywhere(tick, attempt, cluster_tick).await?;
+                self.jobs
+                    .metrics
+                    .ticks_committed
+                    .with_label_values(&[self.workload.name()])
+                    .inc();
                 return Ok(globals);
             }
             if self.cancelled() {
@@ -508,7 +528,10 @@ impl Driver {
             .map(|s| {
                 let call = self.jobs.net.start_phase(&s.address, req.clone());
                 let id = s.id;
-                async move { (id, tokio::time::timeout(deadline, call).await) }
+                async move {
+                    let r = tokio::time::timeout(deadline, call).await;
+                    (id, r, Instant::now())
+                }
             })
             .collect();
         let mut merged = Aggregates::default();
@@ -516,7 +539,10 @@ impl Driver {
         // because a peer did not take its messages; that peer is then named.
         let mut direct = None;
         let mut via_peer = None;
-        for (id, r) in join_all(calls).await {
+        // When the first and the last shard answered: the barrier's wait.
+        let mut answered: Option<(Instant, Instant)> = None;
+        for (id, r, at) in join_all(calls).await {
+            answered = Some(answered.map_or((at, at), |(lo, hi)| (lo.min(at), hi.max(at))));
             match r {
                 Ok(Ok(done)) => merged.merge(done.partial.unwrap_or_default().into()),
                 Ok(Err(CallError::Undialable(e))) => {
@@ -570,6 +596,10 @@ impl Driver {
         if let Some(f) = direct.or(via_peer) {
             return Err(f);
         }
+        let spread = answered.map_or(Duration::ZERO, |(lo, hi)| hi - lo);
+        self.jobs
+            .metrics
+            .phase(self.workload.name(), phase, started.elapsed(), spread);
         if phase != COMMIT {
             self.emit(pb::JobEvent {
                 kind: "phase".into(),

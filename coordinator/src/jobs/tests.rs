@@ -293,6 +293,70 @@ async fn a_clean_job_runs_every_phase_on_every_shard_and_merges() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_driver_measures_each_phase_and_its_barrier_wait() {
+    let h = harness(settings());
+    let metrics = crate::metrics::DriverMetrics::default();
+    let jobs = h.jobs.clone().with_metrics(metrics.clone());
+    // In tick 1, B answers empty-2 after 3 s and C after 5 s; A at once.
+    h.fake.rule(
+        B,
+        Some("empty-2"),
+        1,
+        None,
+        None,
+        Act::Delay(Duration::from_secs(3)),
+    );
+    h.fake.rule(
+        C,
+        Some("empty-2"),
+        1,
+        None,
+        None,
+        Act::Delay(Duration::from_secs(5)),
+    );
+    // Attempt 0 of tick 2 loses C: one abort, then a retry that commits.
+    h.fake.rule(
+        C,
+        Some("empty-4"),
+        2,
+        Some(0),
+        Some(1),
+        Act::Fail(Status::unavailable("gone")),
+    );
+    let (_, rx) = jobs.submit(barrier(2)).expect("submit");
+    let evs = events(rx).await;
+    assert_eq!(last(&evs).kind, "finished", "{:?}", kinds(&evs));
+    let h2 = |phase: &str| {
+        let took = metrics.phase_seconds.with_label_values(&["barrier", phase]);
+        let wait = metrics
+            .barrier_wait_seconds
+            .with_label_values(&["barrier", phase]);
+        (
+            took.get_sample_count(),
+            took.get_sample_sum(),
+            wait.get_sample_sum(),
+        )
+    };
+    // Once per tick, plus the retried attempt of tick 2.
+    let (n, took, wait) = h2("empty-2");
+    assert_eq!(n, 3);
+    assert!((took - 5.0).abs() < 1e-3, "{took}");
+    assert!(
+        (wait - 5.0).abs() < 1e-3,
+        "the slowest shard answered 5 s after the first: {wait}"
+    );
+    // A failed phase is not a measured one.
+    assert_eq!(h2("empty-4").0, 2);
+    assert_eq!(h2("commit").0, 2);
+    let committed = metrics
+        .ticks_committed
+        .with_label_values(&["barrier"])
+        .get();
+    let aborted = metrics.tick_aborts.with_label_values(&["barrier"]).get();
+    assert_eq!((committed, aborted), (2, 1));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_missed_deadline_aborts_and_retries() {
     let h = harness(settings());
     h.fake.rule(B, Some("empty-3"), 1, Some(0), None, Act::Hang);

@@ -198,6 +198,8 @@ pub struct TickEngine<S: KvStore> {
     limits: InputLimits,
     /// How Deliver calls to peers are made: TLS and the cluster token.
     security: Security,
+    /// Each phase's time on this shard, by workload and phase.
+    phase_seconds: lockstep_telemetry::HistogramVec,
 }
 
 impl<S: KvStore> TickEngine<S> {
@@ -222,7 +224,15 @@ impl<S: KvStore> TickEngine<S> {
             faults,
             limits,
             security,
+            phase_seconds: crate::metrics::phase_seconds(),
         }
+    }
+
+    /// The same engine, recording phase times into `phase_seconds` (a
+    /// served shard's, registered).
+    pub fn with_phase_metrics(mut self, phase_seconds: lockstep_telemetry::HistogramVec) -> Self {
+        self.phase_seconds = phase_seconds;
+        self
     }
 
     fn peer(&self, addr: &str) -> Result<ShardClient<Authed>, Error> {
@@ -402,6 +412,15 @@ impl<S: KvStore> TickEngine<S> {
         let sent = (output.outbox.len() + output.direct.len()) as u64;
         self.send(&routing, fence, &req.phase, output.outbox, output.direct)
             .await?;
+        // Only the workload's own phase names become labels.
+        let phase = phases
+            .iter()
+            .find(|p| **p == req.phase)
+            .copied()
+            .unwrap_or("other");
+        self.phase_seconds
+            .with_label_values(&[st.workload.name(), phase])
+            .observe(started.elapsed().as_secs_f64());
         Ok(pb::PhaseDone {
             partial: Some((&output.partial).into()),
             messages_sent: sent,
