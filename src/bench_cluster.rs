@@ -61,8 +61,8 @@ async fn finish(
         .map_err(|st| Error::rpc(client.coordinator(), &st))?
     {
         on_event(&ev);
-        if matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled") {
-            if ev.kind == "finished" {
+        if let Some(outcome) = ev.kind().outcome() {
+            if outcome == pb::JobOutcome::Finished {
                 return Ok(());
             }
             return Err(Error::Job {
@@ -327,7 +327,7 @@ pub async fn ticks(exe: &Path, shards: usize, ticks: u64) -> Result<TicksReport,
         .await?;
     let mut barrier = Vec::new();
     finish(&client, stream, |ev| {
-        if ev.kind == "phase" && ev.phase.starts_with("empty-") {
+        if ev.kind() == pb::JobEventKind::Phase && ev.phase.starts_with("empty-") {
             barrier.push(ev.duration_us as f64);
         }
     })
@@ -667,9 +667,9 @@ pub async fn attention(
         .await?;
     let mut tick_ms = Vec::new();
     let mut phases: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-    finish(&client, stream, |ev| match ev.kind.as_str() {
-        "tick" => tick_ms.push(ev.duration_us as f64 / 1e3),
-        "phase" if ev.tick > 1 => phases
+    finish(&client, stream, |ev| match ev.kind() {
+        pb::JobEventKind::Tick => tick_ms.push(ev.duration_us as f64 / 1e3),
+        pb::JobEventKind::Phase if ev.tick > 1 => phases
             .entry(ev.phase.clone())
             .or_default()
             .push(ev.duration_us as f64 / 1e3),

@@ -1118,17 +1118,17 @@ pub async fn follow_job(
             }
         };
         job_id = ev.job_id;
-        match ev.kind.as_str() {
-            "phase" => {
+        match ev.kind() {
+            pb::JobEventKind::Phase => {
                 bar.set_message(format!("tick {} {}", ev.tick, ev.phase));
                 phases.push(ev);
             }
-            "tick" => {
+            pb::JobEventKind::Tick => {
                 bar.inc(1);
                 ticks.push(ev);
             }
-            "aborted" => bar.println(format!("job {}: {}", ev.job_id, ev.message)),
-            "finished" => {
+            pb::JobEventKind::Aborted => bar.println(format!("job {}: {}", ev.job_id, ev.message)),
+            pb::JobEventKind::Finished => {
                 bar.finish_and_clear();
                 return Ok(JobOutcome {
                     job_id,
@@ -1137,7 +1137,7 @@ pub async fn follow_job(
                     last: ev,
                 });
             }
-            "failed" | "cancelled" => {
+            pb::JobEventKind::Failed | pb::JobEventKind::Cancelled => {
                 bar.abandon();
                 return Err(Error::Job {
                     job_id,
@@ -1181,14 +1181,14 @@ async fn reattach(
                     }
                     // Still running on a coordinator that kept it: wait
                     // for as long as it keeps answering.
-                    Some(j) if j.outcome == "running" => {
+                    Some(j) if j.outcome() == pb::JobOutcome::Running => {
                         deadline = Instant::now() + REATTACH_WAIT;
                     }
-                    Some(j) if j.outcome == "finished" => {
+                    Some(j) if j.outcome() == pb::JobOutcome::Finished => {
                         bar.finish_and_clear();
                         let last = pb::JobEvent {
                             job_id,
-                            kind: "finished".into(),
+                            kind: pb::JobEventKind::Finished.into(),
                             tick: j.ticks_done,
                             committed_tick: j.committed_tick,
                             message: "finished while the event stream was lost: its results were not received".into(),
@@ -1207,7 +1207,9 @@ async fn reattach(
                             job_id,
                             message: format!(
                                 "{}: {}; the store stays at committed tick {}",
-                                j.outcome, j.message, j.committed_tick
+                                j.outcome().name(),
+                                j.message,
+                                j.committed_tick
                             ),
                         });
                     }
@@ -1342,12 +1344,13 @@ struct JobRow {
 
 impl From<pb::JobSummary> for JobRow {
     fn from(j: pb::JobSummary) -> JobRow {
+        let outcome = j.outcome().name().to_string();
         let spec = j.spec.unwrap_or_default();
         JobRow {
             job_id: j.job_id,
             workload: spec.workload,
             params: spec.params.into_iter().collect(),
-            outcome: j.outcome,
+            outcome,
             ticks: spec.ticks,
             ticks_done: j.ticks_done,
             committed_tick: j.committed_tick,

@@ -328,7 +328,12 @@ async fn local_reference(jobs: &[pb::JobSpec]) -> (Vec<HashMap<Handle, f64>>, Ag
     for job in jobs {
         let events = follow(&client, job.clone(), |_| {}).await;
         let end = events.last().unwrap();
-        assert_eq!(end.kind, "finished", "{}", end.message);
+        assert_eq!(
+            end.kind(),
+            lockstep::proto::pb::JobEventKind::Finished,
+            "{}",
+            end.message
+        );
         last = aggs(end);
         stis.push(stored_sti(&client, &atoms).await);
     }
@@ -364,7 +369,12 @@ async fn containers_load_and_run_equal_local_processes() {
     let events = follow(&client, attention(), |_| {}).await;
     let took = started.elapsed();
     let end = events.last().unwrap();
-    assert_eq!(end.kind, "finished", "{}", end.message);
+    assert_eq!(
+        end.kind(),
+        lockstep::proto::pb::JobEventKind::Finished,
+        "{}",
+        end.message
+    );
     let got = stored_sti(&client, &atoms).await;
 
     let (want, want_aggs) = local_reference(&[attention()]).await;
@@ -389,11 +399,11 @@ async fn containers_docker_kill_of_a_shard_mid_job_completes_with_the_same_resul
     let mut restarted = false;
     let started = Instant::now();
     let events = follow(&client, attention(), |ev| {
-        if ev.kind == "tick" && ev.tick == 2 && !killed {
+        if ev.kind() == lockstep::proto::pb::JobEventKind::Tick && ev.tick == 2 && !killed {
             must(&["kill", &victim]);
             killed = true;
         }
-        if ev.kind == "aborted" && !restarted {
+        if ev.kind() == lockstep::proto::pb::JobEventKind::Aborted && !restarted {
             must(&["start", &victim]);
             restarted = true;
         }
@@ -401,14 +411,19 @@ async fn containers_docker_kill_of_a_shard_mid_job_completes_with_the_same_resul
     .await;
     let took = started.elapsed();
     let end = events.last().unwrap();
-    assert_eq!(end.kind, "finished", "{}", end.message);
+    assert_eq!(
+        end.kind(),
+        lockstep::proto::pb::JobEventKind::Finished,
+        "{}",
+        end.message
+    );
     assert!(
         killed && restarted,
         "the kill aborted a tick and the shard was started again"
     );
     let ticks: Vec<u64> = events
         .iter()
-        .filter(|e| e.kind == "tick")
+        .filter(|e| e.kind() == lockstep::proto::pb::JobEventKind::Tick)
         .map(|e| e.tick)
         .collect();
     assert_eq!(ticks, (1..=TICKS).collect::<Vec<_>>(), "every tick once");
@@ -461,8 +476,13 @@ async fn containers_partitioned_shard_is_marked_down_fenced_and_recovers() {
             .await
             .expect("tick 1 within 120s")
             .expect("job events");
-        assert_ne!(ev.kind, "failed", "{}", ev.message);
-        if ev.kind == "tick" {
+        assert_ne!(
+            ev.kind(),
+            lockstep::proto::pb::JobEventKind::Failed,
+            "{}",
+            ev.message
+        );
+        if ev.kind() == lockstep::proto::pb::JobEventKind::Tick {
             break;
         }
     }
@@ -513,7 +533,8 @@ async fn containers_partitioned_shard_is_marked_down_fenced_and_recovers() {
         seen.push(ev);
     }
     assert!(
-        seen.iter().all(|e| e.kind != "failed"),
+        seen.iter()
+            .all(|e| e.kind() != lockstep::proto::pb::JobEventKind::Failed),
         "the job waits for the shard"
     );
 
@@ -527,8 +548,16 @@ async fn containers_partitioned_shard_is_marked_down_fenced_and_recovers() {
     ]);
     let events = job.await.unwrap();
     let end = events.last().unwrap();
-    assert_eq!(end.kind, "finished", "{}", end.message);
-    let aborted: Vec<_> = events.iter().filter(|e| e.kind == "aborted").collect();
+    assert_eq!(
+        end.kind(),
+        lockstep::proto::pb::JobEventKind::Finished,
+        "{}",
+        end.message
+    );
+    let aborted: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind() == lockstep::proto::pb::JobEventKind::Aborted)
+        .collect();
     assert!(
         aborted
             .iter()
@@ -541,7 +570,10 @@ async fn containers_partitioned_shard_is_marked_down_fenced_and_recovers() {
     let got = stored_sti(&client, &atoms).await;
     let second = spec("attention", 2, &[("top", "5")]);
     let events = follow(&client, second.clone(), |_| {}).await;
-    assert_eq!(events.last().unwrap().kind, "finished");
+    assert_eq!(
+        events.last().unwrap().kind(),
+        lockstep::proto::pb::JobEventKind::Finished
+    );
     let got2 = stored_sti(&client, &atoms).await;
     let (want, _) = local_reference(&[attention(), second]).await;
     assert_bit_identical(&got, &want[0], "the job across the partition");

@@ -171,7 +171,12 @@ async fn client_writes_during_ingest_and_tfidf_jobs_are_kept_counted_and_never_d
     };
     let (events, (avs, mine, refused)) = tokio::join!(job, write_while(&client, &nodes, stop_rx));
     let last = events.last().unwrap();
-    assert_eq!(last.kind, "finished", "{}", last.message);
+    assert_eq!(
+        last.kind(),
+        lockstep::proto::pb::JobEventKind::Finished,
+        "{}",
+        last.message
+    );
     let all = check_counters_and_links(&client).await;
     let mut kept = 0;
     for (h, sti) in &avs {
@@ -207,7 +212,12 @@ async fn client_writes_during_ingest_and_tfidf_jobs_are_kept_counted_and_never_d
     };
     let (events, (avs, mine, _)) = tokio::join!(job, write_while(&client, &word_atoms, stop_rx));
     let last = events.last().unwrap();
-    assert_eq!(last.kind, "finished", "{}", last.message);
+    assert_eq!(
+        last.kind(),
+        lockstep::proto::pb::JobEventKind::Finished,
+        "{}",
+        last.message
+    );
     let all = check_counters_and_links(&client).await;
     for (h, sti) in &avs {
         assert_eq!(
@@ -369,7 +379,10 @@ async fn a_bad_registration_is_refused_and_remove_takes_a_joining_shard_out() {
     );
     assert_eq!(client.status().await.unwrap().shards.len(), 1);
     let events = follow(&client, spec("attention", 2, &[]), |_| {}).await;
-    assert_eq!(events.last().unwrap().kind, "finished");
+    assert_eq!(
+        events.last().unwrap().kind(),
+        lockstep::proto::pb::JobEventKind::Finished
+    );
     tc.cluster.shutdown().await;
 }
 
@@ -378,11 +391,18 @@ async fn fails_once(client: &Client, job: pb::JobSpec, needle: &str) {
     let started = Instant::now();
     let events = follow(client, job, |_| {}).await;
     let last = events.last().unwrap();
-    assert_eq!(last.kind, "failed", "{}", last.message);
+    assert_eq!(
+        last.kind(),
+        lockstep::proto::pb::JobEventKind::Failed,
+        "{}",
+        last.message
+    );
     assert!(last.message.contains(needle), "{}", last.message);
     assert_eq!(last.message.matches(needle).count(), 1, "{}", last.message);
     assert!(
-        !events.iter().any(|e| e.kind == "aborted"),
+        !events
+            .iter()
+            .any(|e| e.kind() == lockstep::proto::pb::JobEventKind::Aborted),
         "a deterministic error was retried: {events:?}"
     );
     assert!(
@@ -525,8 +545,8 @@ async fn abusive_inputs_and_host_paths_are_refused_and_every_process_stays_up() 
     );
     let events = follow(&client, spec("tfidf", 2, &[("docs", "docs")]), |_| {}).await;
     assert_eq!(
-        events.last().unwrap().kind,
-        "finished",
+        events.last().unwrap().kind(),
+        lockstep::proto::pb::JobEventKind::Finished,
         "{:?}",
         events.last()
     );
@@ -544,7 +564,7 @@ async fn an_ingest_whose_ticks_stop_short_of_its_input_says_so() {
     );
     let events = follow(&client, short, |_| {}).await;
     let last = events.last().unwrap();
-    assert_eq!(last.kind, "finished");
+    assert_eq!(last.kind(), lockstep::proto::pb::JobEventKind::Finished);
     assert!(
         last.message.contains("only the first 3000"),
         "{}",
@@ -680,7 +700,11 @@ async fn up_brings_its_coordinator_back_on_the_same_address_and_refuses_a_second
     wait_for("the job to be running", Duration::from_secs(30), || async {
         let jobs = client.jobs().await.map_err(|e| e.to_string())?;
         let st = client.status().await.map_err(|e| e.to_string())?;
-        if jobs.iter().any(|j| j.outcome == "running") && st.committed_tick > 0 {
+        if jobs
+            .iter()
+            .any(|j| j.outcome() == lockstep::proto::pb::JobOutcome::Running)
+            && st.committed_tick > 0
+        {
             Ok(())
         } else {
             Err(format!("{jobs:?}"))
@@ -718,7 +742,10 @@ async fn up_brings_its_coordinator_back_on_the_same_address_and_refuses_a_second
     })
     .await;
     let events = follow(&client, spec("attention", 2, &[]), |_| {}).await;
-    assert_eq!(events.last().unwrap().kind, "finished");
+    assert_eq!(
+        events.last().unwrap().kind(),
+        lockstep::proto::pb::JobEventKind::Finished
+    );
     up.stop().await;
 }
 

@@ -178,25 +178,36 @@ async fn attention_survives_a_shard_restart_mid_job_in_process() {
     let mut events = Vec::new();
     let mut restarted = false;
     while let Some(ev) = stream.message().await.expect("event stream") {
-        let kind = ev.kind.clone();
-        if kind == "tick" && ev.tick == 2 && !restarted {
+        let kind = ev.kind();
+        if kind == lockstep::proto::pb::JobEventKind::Tick && ev.tick == 2 && !restarted {
             c.stop_shard(1).await;
             c.restart_shard(1).await;
             restarted = true;
         }
         events.push(ev);
-        if matches!(kind.as_str(), "finished" | "failed" | "cancelled") {
+        if kind.outcome().is_some() {
             break;
         }
     }
     let last = events.last().expect("events");
-    assert_eq!(last.kind, "finished", "{}", last.message);
+    assert_eq!(
+        last.kind(),
+        lockstep::proto::pb::JobEventKind::Finished,
+        "{}",
+        last.message
+    );
     assert!(restarted);
     // The restart cost at most a retried tick, never the job.
-    assert!(events.iter().filter(|e| e.kind == "aborted").count() <= 2);
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.kind() == lockstep::proto::pb::JobEventKind::Aborted)
+            .count()
+            <= 2
+    );
     let ticks: Vec<u64> = events
         .iter()
-        .filter(|e| e.kind == "tick")
+        .filter(|e| e.kind() == lockstep::proto::pb::JobEventKind::Tick)
         .map(|e| e.tick)
         .collect();
     assert_eq!(ticks, (1..=ATTENTION_TICKS).collect::<Vec<_>>());

@@ -72,7 +72,12 @@ async fn attention_on(shards: usize) -> (HashMap<Handle, f64>, Vec<pb::JobEvent>
     client.put(&atoms).await.unwrap();
     let events = run_to_end(&client, spec("attention", ATTENTION_TICKS, &[("top", "5")])).await;
     let last = events.last().unwrap();
-    assert_eq!(last.kind, "finished", "{}", last.message);
+    assert_eq!(
+        last.kind(),
+        lockstep::proto::pb::JobEventKind::Finished,
+        "{}",
+        last.message
+    );
     let sti = stored_sti(&client, &atoms).await;
     // A write after the job folds each shard's committed STI column into
     // the atoms' records: what readers see does not change.
@@ -94,7 +99,10 @@ async fn attention_matches_the_oracle_and_is_bit_identical_on_1_2_and_3_shards()
     for shards in [1, 2, 3] {
         let (sti, events) = attention_on(shards).await;
         check_against_oracle(&sti, &want);
-        let ticks: Vec<&pb::JobEvent> = events.iter().filter(|e| e.kind == "tick").collect();
+        let ticks: Vec<&pb::JobEvent> = events
+            .iter()
+            .filter(|e| e.kind() == lockstep::proto::pb::JobEventKind::Tick)
+            .collect();
         assert_eq!(ticks.len() as u64, ATTENTION_TICKS);
         for t in &ticks {
             let a = aggs(t);
@@ -143,7 +151,12 @@ async fn attention_runs_at_the_edges_of_the_http2_settings_and_bad_ones_are_refu
         client.put(&atoms).await.unwrap();
         let events = run_to_end(&client, spec("attention", 2, &[])).await;
         let last = events.last().unwrap();
-        assert_eq!(last.kind, "finished", "{window} MiB: {}", last.message);
+        assert_eq!(
+            last.kind(),
+            lockstep::proto::pb::JobEventKind::Finished,
+            "{window} MiB: {}",
+            last.message
+        );
         check_against_oracle(&stored_sti(&client, &atoms).await, &want);
         tc.cluster.shutdown().await;
     }
@@ -175,10 +188,13 @@ async fn ingest_ticks_match_the_oracle_on_1_2_and_3_shards() {
             ),
         )
         .await;
-        assert_eq!(events.last().unwrap().kind, "finished");
+        assert_eq!(
+            events.last().unwrap().kind(),
+            lockstep::proto::pb::JobEventKind::Finished
+        );
         let per_tick: Vec<_> = events
             .iter()
-            .filter(|e| e.kind == "tick")
+            .filter(|e| e.kind() == lockstep::proto::pb::JobEventKind::Tick)
             .map(|e| {
                 aggs(e)
                     .counts
@@ -241,7 +257,12 @@ async fn tfidf_matches_the_oracle_on_1_2_and_3_shards() {
         let client = tc.client().await;
         let events = run_to_end(&client, spec("tfidf", 2, &[("docs", "."), ("top", "8")])).await;
         let last = events.last().unwrap();
-        assert_eq!(last.kind, "finished", "{}", last.message);
+        assert_eq!(
+            last.kind(),
+            lockstep::proto::pb::JobEventKind::Finished,
+            "{}",
+            last.message
+        );
         let a = aggs(last);
         let got: Vec<(String, String, f64)> = a.topk["top"]
             .entries
@@ -280,14 +301,14 @@ async fn kill_mid_job(
     let mut killed = false;
     let follow = async {
         while let Some(ev) = stream.message().await.unwrap() {
-            if ev.kind == "tick" && ev.tick == 2 && !killed {
+            if ev.kind() == lockstep::proto::pb::JobEventKind::Tick && ev.tick == 2 && !killed {
                 tc.cluster.kill_shard(1).await.unwrap();
                 killed = true;
             }
-            if ev.kind == "aborted" {
+            if ev.kind() == lockstep::proto::pb::JobEventKind::Aborted {
                 tc.cluster.restart_shard(1).await.unwrap();
             }
-            let done = matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled");
+            let done = ev.kind().outcome().is_some();
             events.push(ev);
             if done {
                 return;
@@ -311,7 +332,10 @@ async fn attention_survives_kill_9_of_a_shard_and_equals_the_oracle() {
     let atoms = generate(GRAPH_ATOMS, GRAPH_SEED);
     client.put(&atoms).await.unwrap();
     let events = kill_mid_job(&mut tc, &client, spec("attention", ATTENTION_TICKS, &[])).await;
-    let aborted: Vec<_> = events.iter().filter(|e| e.kind == "aborted").collect();
+    let aborted: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind() == lockstep::proto::pb::JobEventKind::Aborted)
+        .collect();
     assert!(!aborted.is_empty(), "the kill aborted a tick");
     assert!(
         aborted[0].message.contains("shard-") && aborted[0].message.contains("missing"),
@@ -319,10 +343,15 @@ async fn attention_survives_kill_9_of_a_shard_and_equals_the_oracle() {
         aborted[0].message
     );
     let last = events.last().unwrap();
-    assert_eq!(last.kind, "finished", "{}", last.message);
+    assert_eq!(
+        last.kind(),
+        lockstep::proto::pb::JobEventKind::Finished,
+        "{}",
+        last.message
+    );
     let ticks: Vec<u64> = events
         .iter()
-        .filter(|e| e.kind == "tick")
+        .filter(|e| e.kind() == lockstep::proto::pb::JobEventKind::Tick)
         .map(|e| e.tick)
         .collect();
     assert_eq!(ticks, (1..=ATTENTION_TICKS).collect::<Vec<_>>());
@@ -357,13 +386,20 @@ async fn ingest_survives_kill_9_of_a_shard_and_equals_the_oracle() {
         ),
     )
     .await;
-    assert!(events.iter().any(|e| e.kind == "aborted"));
-    assert_eq!(events.last().unwrap().kind, "finished");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind() == lockstep::proto::pb::JobEventKind::Aborted)
+    );
+    assert_eq!(
+        events.last().unwrap().kind(),
+        lockstep::proto::pb::JobEventKind::Finished
+    );
     let atoms = generate(n, 4);
     let want = oracle::ingest(&atoms, batch, ticks);
     let per_tick: Vec<_> = events
         .iter()
-        .filter(|e| e.kind == "tick")
+        .filter(|e| e.kind() == lockstep::proto::pb::JobEventKind::Tick)
         .map(|e| {
             aggs(e)
                 .counts
@@ -399,7 +435,7 @@ async fn a_shard_that_never_returns_fails_the_job_at_the_last_committed_tick() {
     let mut last = None;
     let mut killed = None;
     while let Some(ev) = stream.message().await.unwrap() {
-        if ev.kind == "tick" && ev.tick == 2 {
+        if ev.kind() == lockstep::proto::pb::JobEventKind::Tick && ev.tick == 2 {
             tc.cluster.kill_shard(0).await.unwrap();
             // Shards take ids in registration order, which need not be
             // process order: read the id the killed process stored.
@@ -415,13 +451,13 @@ async fn a_shard_that_never_returns_fails_the_job_at_the_last_committed_tick() {
                 .expect("the killed shard had registered");
             killed = Some(id.to_string());
         }
-        if matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled") {
+        if ev.kind().outcome().is_some() {
             last = Some(ev);
             break;
         }
     }
     let last = last.unwrap();
-    assert_eq!(last.kind, "failed");
+    assert_eq!(last.kind(), lockstep::proto::pb::JobEventKind::Failed);
     assert!(
         last.message.contains("did not come back")
             && last.message.contains(&killed.expect("a shard was killed")),
@@ -449,16 +485,16 @@ async fn a_cancelled_job_leaves_the_store_at_its_last_committed_tick() {
     let mut stream = client.submit_job(spec("attention", 50, &[])).await.unwrap();
     let mut last = None;
     while let Some(ev) = stream.message().await.unwrap() {
-        if ev.kind == "tick" && ev.tick == 1 {
+        if ev.kind() == lockstep::proto::pb::JobEventKind::Tick && ev.tick == 1 {
             assert_eq!(client.cancel_job(ev.job_id).await.unwrap(), 1);
         }
-        if matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled") {
+        if ev.kind().outcome().is_some() {
             last = Some(ev);
             break;
         }
     }
     let last = last.unwrap();
-    assert_eq!(last.kind, "cancelled");
+    assert_eq!(last.kind(), lockstep::proto::pb::JobEventKind::Cancelled);
     let committed = last.committed_tick;
     assert!((1..50).contains(&committed));
     assert!(
@@ -489,7 +525,10 @@ async fn a_cancelled_job_leaves_the_store_at_its_last_committed_tick() {
     )
     .await;
     let events = run_to_end(&client, spec("attention", 1, &[])).await;
-    assert_eq!(events.last().unwrap().kind, "finished");
+    assert_eq!(
+        events.last().unwrap().kind(),
+        lockstep::proto::pb::JobEventKind::Finished
+    );
     tc.cluster.shutdown().await;
 }
 
@@ -512,10 +551,18 @@ async fn a_tick_that_keeps_failing_fails_the_job_after_its_attempts() {
     let client = tc.client().await;
     client.put(&generate(200, 3)).await.unwrap();
     let events = run_to_end(&client, spec("attention", 3, &[])).await;
-    let aborted = events.iter().filter(|e| e.kind == "aborted").count();
+    let aborted = events
+        .iter()
+        .filter(|e| e.kind() == lockstep::proto::pb::JobEventKind::Aborted)
+        .count();
     assert_eq!(aborted, 2, "one abort per attempt");
     let last = events.last().unwrap();
-    assert_eq!(last.kind, "failed", "{}", last.message);
+    assert_eq!(
+        last.kind(),
+        lockstep::proto::pb::JobEventKind::Failed,
+        "{}",
+        last.message
+    );
     assert!(
         last.message.contains("tick 1 failed 2 attempts in a row")
             && last.message.contains("no answer within")
@@ -541,7 +588,7 @@ async fn jobs_shows_a_running_job_live_and_cancel_works_from_any_terminal() {
         .unwrap();
     let mut job_id = None;
     while let Some(ev) = stream.message().await.unwrap() {
-        if ev.kind == "tick" && ev.tick == 2 {
+        if ev.kind() == lockstep::proto::pb::JobEventKind::Tick && ev.tick == 2 {
             job_id = Some(ev.job_id);
             break;
         }
@@ -565,13 +612,18 @@ async fn jobs_shows_a_running_job_live_and_cancel_works_from_any_terminal() {
     assert_eq!(cancelled["job_id"], job_id);
     let mut last = None;
     while let Some(ev) = stream.message().await.unwrap() {
-        if matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled") {
+        if ev.kind().outcome().is_some() {
             last = Some(ev);
             break;
         }
     }
     let last = last.expect("the job's last event");
-    assert_eq!(last.kind, "cancelled", "{}", last.message);
+    assert_eq!(
+        last.kind(),
+        lockstep::proto::pb::JobEventKind::Cancelled,
+        "{}",
+        last.message
+    );
     assert!(last.committed_tick < 200);
 
     // A finished job cannot be cancelled, and says so in one line.

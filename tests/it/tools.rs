@@ -34,11 +34,20 @@ async fn the_barrier_workload_runs_eight_empty_phases_a_tick_and_commits() {
     let client = tc.client().await;
     let events = follow(&client, spec("barrier", 3, &[]), |_| {}).await;
     let end = events.last().unwrap();
-    assert_eq!(end.kind, "finished", "{}", end.message);
+    assert_eq!(
+        end.kind(),
+        lockstep::proto::pb::JobEventKind::Finished,
+        "{}",
+        end.message
+    );
     for tick in 1..=3 {
         let empty = events
             .iter()
-            .filter(|e| e.kind == "phase" && e.tick == tick && e.phase.starts_with("empty-"))
+            .filter(|e| {
+                e.kind() == lockstep::proto::pb::JobEventKind::Phase
+                    && e.tick == tick
+                    && e.phase.starts_with("empty-")
+            })
             .count();
         assert_eq!(empty, 8, "tick {tick}");
     }

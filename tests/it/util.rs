@@ -215,7 +215,7 @@ pub async fn follow(
     let run = async {
         while let Some(ev) = stream.message().await.expect("event stream") {
             on_event(&ev);
-            let done = matches!(ev.kind.as_str(), "finished" | "failed" | "cancelled");
+            let done = ev.kind().outcome().is_some();
             events.push(ev);
             if done {
                 return;

@@ -138,7 +138,7 @@ impl Jobs {
         inner.history.push(pb::JobSummary {
             job_id: id,
             spec: Some(spec.clone()),
-            outcome: "running".into(),
+            outcome: pb::JobOutcome::Running.into(),
             ..Default::default()
         });
         let (tx, rx) = mpsc::channel(1024);
@@ -191,11 +191,18 @@ impl Jobs {
         }
     }
 
-    fn finish(&self, id: u64, outcome: &str, ticks_done: u64, message: String, took: Duration) {
+    fn finish(
+        &self,
+        id: u64,
+        outcome: pb::JobOutcome,
+        ticks_done: u64,
+        message: String,
+        took: Duration,
+    ) {
         let committed = self.registry.committed_tick();
         let mut inner = self.inner.lock();
         if let Some(j) = inner.history.iter_mut().find(|j| j.job_id == id) {
-            j.outcome = outcome.to_string();
+            j.outcome = outcome.into();
             j.ticks_done = ticks_done;
             j.committed_tick = committed;
             j.message = message;
@@ -262,23 +269,27 @@ impl Driver {
     async fn run(mut self) {
         info!(job = self.id, workload = %self.spec.workload, ticks = self.spec.ticks, "job started");
         self.emit(pb::JobEvent {
-            kind: "started".into(),
+            kind: pb::JobEventKind::Started.into(),
             ..Default::default()
         })
         .await;
         let (kind, message, aggs) = match self.drive().await {
-            Ok(aggs) => ("finished", self.input_left_message(&aggs), Some(aggs)),
+            Ok(aggs) => (
+                pb::JobOutcome::Finished,
+                self.input_left_message(&aggs),
+                Some(aggs),
+            ),
             Err(Stop::Cancelled) => (
-                "cancelled",
+                pb::JobOutcome::Cancelled,
                 format!(
                     "cancelled; the store stays at committed tick {}",
                     self.jobs.registry.committed_tick()
                 ),
                 None,
             ),
-            Err(Stop::Failed(m)) => ("failed", m, None),
+            Err(Stop::Failed(m)) => (pb::JobOutcome::Failed, m, None),
         };
-        info!(job = self.id, outcome = kind, %message, "job ended");
+        info!(job = self.id, outcome = kind.name(), %message, "job ended");
         self.jobs.finish(
             self.id,
             kind,
@@ -286,8 +297,13 @@ impl Driver {
             message.clone(),
             self.started.elapsed(),
         );
+        let last = match kind {
+            pb::JobOutcome::Finished => pb::JobEventKind::Finished,
+            pb::JobOutcome::Cancelled => pb::JobEventKind::Cancelled,
+            _ => pb::JobEventKind::Failed,
+        };
         self.emit(pb::JobEvent {
-            kind: kind.into(),
+            kind: last.into(),
             message,
             aggregates: aggs.as_ref().map(Into::into),
             tick: self.ticks_done,
@@ -337,7 +353,7 @@ impl Driver {
                         self.ticks_done = tick;
                         self.jobs.progress(self.id, tick);
                         self.emit(pb::JobEvent {
-                            kind: "tick".into(),
+                            kind: pb::JobEventKind::Tick.into(),
                             tick,
                             attempt,
                             duration_us: tick_started.elapsed().as_micros() as u64,
@@ -372,7 +388,7 @@ impl Driver {
                             .with_label_values(&[self.workload.name()])
                             .inc();
                         self.emit(pb::JobEvent {
-                            kind: "aborted".into(),
+                            kind: pb::JobEventKind::Aborted.into(),
                             tick,
                             attempt,
                             message,
@@ -602,7 +618,7 @@ impl Driver {
             .phase(self.workload.name(), phase, started.elapsed(), spread);
         if phase != COMMIT {
             self.emit(pb::JobEvent {
-                kind: "phase".into(),
+                kind: pb::JobEventKind::Phase.into(),
                 tick,
                 attempt,
                 phase: phase.to_string(),

@@ -267,7 +267,9 @@ async fn events(mut rx: EventStream) -> Vec<(Instant, pb::JobEvent)> {
 }
 
 fn kinds(evs: &[(Instant, pb::JobEvent)]) -> Vec<String> {
-    evs.iter().map(|(_, e)| e.kind.clone()).collect()
+    evs.iter()
+        .map(|(_, e)| e.kind().name().to_string())
+        .collect()
 }
 
 fn last(evs: &[(Instant, pb::JobEvent)]) -> &pb::JobEvent {
@@ -279,13 +281,13 @@ async fn a_clean_job_runs_every_phase_on_every_shard_and_merges() {
     let h = harness(settings());
     let (_, rx) = h.jobs.submit(barrier(2)).expect("submit");
     let evs = events(rx).await;
-    assert_eq!(last(&evs).kind, "finished");
+    assert_eq!(last(&evs).kind(), pb::JobEventKind::Finished);
     assert_eq!(h.registry.committed_tick(), 2);
     // Ten phases a tick, three shards, two ticks.
     assert_eq!(h.fake.phases().len(), 10 * 3 * 2);
     let phase = evs
         .iter()
-        .find(|(_, e)| e.kind == "phase")
+        .find(|(_, e)| e.kind() == pb::JobEventKind::Phase)
         .map(|(_, e)| e.clone())
         .expect("a phase event");
     let merged: Aggregates = phase.aggregates.expect("aggregates").into();
@@ -325,7 +327,12 @@ async fn the_driver_measures_each_phase_and_its_barrier_wait() {
     );
     let (_, rx) = jobs.submit(barrier(2)).expect("submit");
     let evs = events(rx).await;
-    assert_eq!(last(&evs).kind, "finished", "{:?}", kinds(&evs));
+    assert_eq!(
+        last(&evs).kind(),
+        pb::JobEventKind::Finished,
+        "{:?}",
+        kinds(&evs)
+    );
     let h2 = |phase: &str| {
         let took = metrics.phase_seconds.with_label_values(&["barrier", phase]);
         let wait = metrics
@@ -363,8 +370,16 @@ async fn a_missed_deadline_aborts_and_retries() {
     let started = Instant::now();
     let (_, rx) = h.jobs.submit(barrier(2)).expect("submit");
     let evs = events(rx).await;
-    assert_eq!(last(&evs).kind, "finished", "{:?}", kinds(&evs));
-    let aborted: Vec<_> = evs.iter().filter(|(_, e)| e.kind == "aborted").collect();
+    assert_eq!(
+        last(&evs).kind(),
+        pb::JobEventKind::Finished,
+        "{:?}",
+        kinds(&evs)
+    );
+    let aborted: Vec<_> = evs
+        .iter()
+        .filter(|(_, e)| e.kind() == pb::JobEventKind::Aborted)
+        .collect();
     assert_eq!(aborted.len(), 1);
     let (at, ev) = aborted[0];
     assert_eq!((ev.tick, ev.attempt), (1, 0));
@@ -415,7 +430,12 @@ async fn a_failure_before_the_commit_point_never_commits_the_attempt() {
     );
     let (_, rx) = h.jobs.submit(barrier(1)).expect("submit");
     let evs = events(rx).await;
-    assert_eq!(last(&evs).kind, "finished", "{:?}", kinds(&evs));
+    assert_eq!(
+        last(&evs).kind(),
+        pb::JobEventKind::Finished,
+        "{:?}",
+        kinds(&evs)
+    );
     let commits: Vec<_> = h
         .fake
         .phases()
@@ -444,7 +464,12 @@ async fn a_failure_after_the_commit_point_resends_the_commit_and_never_retries()
     );
     let (_, rx) = h.jobs.submit(barrier(2)).expect("submit");
     let evs = events(rx).await;
-    assert_eq!(last(&evs).kind, "finished", "{:?}", kinds(&evs));
+    assert_eq!(
+        last(&evs).kind(),
+        pb::JobEventKind::Finished,
+        "{:?}",
+        kinds(&evs)
+    );
     assert!(
         !kinds(&evs).contains(&"aborted".to_string()),
         "a decided tick is never aborted"
@@ -479,7 +504,7 @@ async fn a_shard_that_blames_a_peer_gets_the_peer_blamed() {
     let evs = events(rx).await;
     let aborted = evs
         .iter()
-        .find(|(_, e)| e.kind == "aborted")
+        .find(|(_, e)| e.kind() == pb::JobEventKind::Aborted)
         .map(|(_, e)| e)
         .expect("aborted");
     assert!(
@@ -487,7 +512,7 @@ async fn a_shard_that_blames_a_peer_gets_the_peer_blamed() {
         "{}",
         aborted.message
     );
-    assert_eq!(last(&evs).kind, "finished");
+    assert_eq!(last(&evs).kind(), pb::JobEventKind::Finished);
 }
 
 #[tokio::test(start_paused = true)]
@@ -513,7 +538,7 @@ async fn a_shard_failing_on_its_own_is_blamed_before_one_blaming_a_peer() {
     let evs = events(rx).await;
     let aborted = evs
         .iter()
-        .find(|(_, e)| e.kind == "aborted")
+        .find(|(_, e)| e.kind() == pb::JobEventKind::Aborted)
         .map(|(_, e)| e)
         .expect("aborted");
     assert!(
@@ -545,7 +570,7 @@ async fn an_answer_that_cannot_change_fails_the_job_at_once() {
     let (_, rx) = h.jobs.submit(barrier(3)).expect("submit");
     let evs = events(rx).await;
     let end = last(&evs);
-    assert_eq!(end.kind, "failed");
+    assert_eq!(end.kind(), pb::JobEventKind::Failed);
     assert!(
         end.message.contains(&format!("{} refused", h.ids[1])),
         "{}",
@@ -563,7 +588,7 @@ async fn an_undialable_address_fails_the_job_naming_the_remedy() {
     let (_, rx) = h.jobs.submit(barrier(1)).expect("submit");
     let evs = events(rx).await;
     let end = last(&evs);
-    assert_eq!(end.kind, "failed");
+    assert_eq!(end.kind(), pb::JobEventKind::Failed);
     assert!(
         end.message
             .contains(&format!("lockstep remove {}", h.ids[0].0)),
@@ -589,7 +614,7 @@ async fn max_tick_attempts_ends_the_job() {
     let (_, rx) = h.jobs.submit(barrier(5)).expect("submit");
     let evs = events(rx).await;
     let end = last(&evs);
-    assert_eq!(end.kind, "failed");
+    assert_eq!(end.kind(), pb::JobEventKind::Failed);
     assert!(
         end.message.contains("tick 2 failed 4 attempts in a row"),
         "{}",
@@ -598,7 +623,7 @@ async fn max_tick_attempts_ends_the_job() {
     assert!(end.message.contains("committed tick 1"), "{}", end.message);
     let aborted: Vec<u32> = evs
         .iter()
-        .filter(|(_, e)| e.kind == "aborted")
+        .filter(|(_, e)| e.kind() == pb::JobEventKind::Aborted)
         .map(|(_, e)| e.attempt)
         .collect();
     assert_eq!(aborted, vec![0, 1, 2, 3]);
@@ -606,7 +631,7 @@ async fn max_tick_attempts_ends_the_job() {
     assert_eq!(h.registry.committed_tick(), 1);
     let summary = &h.jobs.list()[0];
     assert_eq!(
-        (summary.outcome.as_str(), summary.ticks_done),
+        (summary.outcome().name(), summary.ticks_done),
         ("failed", 1)
     );
 }
@@ -631,7 +656,7 @@ async fn cancel_stops_the_job_at_the_next_phase_boundary() {
     // Two ticks committed (10 s each); tick 3 is halfway.
     let running = &h.jobs.list()[0];
     assert_eq!(
-        (running.outcome.as_str(), running.ticks_done),
+        (running.outcome().name(), running.ticks_done),
         ("running", 2),
         "progress is live"
     );
@@ -639,7 +664,7 @@ async fn cancel_stops_the_job_at_the_next_phase_boundary() {
     let cancelled_at = Instant::now();
     let evs = collector.await.expect("collector");
     let end = last(&evs);
-    assert_eq!(end.kind, "cancelled");
+    assert_eq!(end.kind(), pb::JobEventKind::Cancelled);
     assert!(end.message.contains("committed tick 2"), "{}", end.message);
     assert_eq!(h.registry.committed_tick(), 2);
     // The phase in flight finished; none started after it.
@@ -677,7 +702,7 @@ async fn cancel_ends_a_recovery_wait() {
     let cancelled_at = Instant::now();
     let evs = collector.await.expect("collector");
     let (at, end) = evs.last().expect("events");
-    assert_eq!(end.kind, "cancelled");
+    assert_eq!(end.kind(), pb::JobEventKind::Cancelled);
     assert!(
         *at - cancelled_at < Duration::from_millis(1),
         "{:?}",
@@ -705,7 +730,12 @@ async fn a_recovery_wait_ends_on_a_registry_change() {
         })
         .expect("re-register");
     let evs = collector.await.expect("collector");
-    assert_eq!(last(&evs).kind, "finished", "{:?}", kinds(&evs));
+    assert_eq!(
+        last(&evs).kind(),
+        pb::JobEventKind::Finished,
+        "{:?}",
+        kinds(&evs)
+    );
     let retry = h
         .fake
         .phases()
@@ -745,7 +775,12 @@ async fn a_recovery_wait_ends_when_the_shard_answers_without_a_registry_change()
     // Back at the same address, within the suspect window: no change.
     h.fake.st.lock().dead.clear();
     let evs = collector.await.expect("collector");
-    assert_eq!(last(&evs).kind, "finished", "{:?}", kinds(&evs));
+    assert_eq!(
+        last(&evs).kind(),
+        pb::JobEventKind::Finished,
+        "{:?}",
+        kinds(&evs)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -756,7 +791,7 @@ async fn a_shard_that_does_not_come_back_fails_the_job_after_the_recovery_wait()
     let (_, rx) = h.jobs.submit(barrier(1)).expect("submit");
     let evs = events(rx).await;
     let (at, end) = evs.last().expect("events");
-    assert_eq!(end.kind, "failed");
+    assert_eq!(end.kind(), pb::JobEventKind::Failed);
     assert!(
         end.message
             .contains(&format!("{} did not come back within 30s", h.ids[2])),
@@ -792,7 +827,12 @@ async fn a_shard_that_lost_its_setup_gets_the_setup_again_before_the_retry() {
     };
     let (_, rx) = h.jobs.submit(spec).expect("submit");
     let evs = events(rx).await;
-    assert_eq!(last(&evs).kind, "finished", "{:?}", kinds(&evs));
+    assert_eq!(
+        last(&evs).kind(),
+        pb::JobEventKind::Finished,
+        "{:?}",
+        kinds(&evs)
+    );
     let on_b: Vec<(String, u64, u32)> = h
         .fake
         .phases()

@@ -5,6 +5,7 @@
 mod aggregate;
 mod atom;
 mod column;
+mod job;
 mod topology;
 
 pub use atom::{decode_incoming, decode_stored, encode_incoming, encode_stored, handles_from_pb};
