@@ -142,6 +142,18 @@ impl Aggregates {
         *e = e.wrapping_add(v);
     }
 
+    /// Every aggregate's name, of every kind.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.fixed_sums
+            .keys()
+            .chain(self.int_sums.keys())
+            .chain(self.mins.keys())
+            .chain(self.maxs.keys())
+            .chain(self.counts.keys())
+            .chain(self.topk.keys())
+            .map(String::as_str)
+    }
+
     pub fn add_int(&mut self, name: &str, v: i64) {
         let e = self.int_sums.entry(name.to_string()).or_default();
         *e = e.wrapping_add(v);

@@ -492,33 +492,6 @@ impl State {
             .is_none_or(|ts| ts.iter().any(|t| t.id == ty.id))
     }
 
-    pub fn run<S: KvStore>(
-        &mut self,
-        phase: &str,
-        input: &PhaseInput<'_, S>,
-        staged: &mut Staged,
-    ) -> Result<PhaseOutput, Error> {
-        let mut out = PhaseOutput::default();
-        match phase {
-            "edges" => self.edges(input, &mut out)?,
-            "degrees" => self.degrees(input, &mut out)?,
-            "spread" => {
-                self.require_ready()?;
-                self.spread(input.me, &mut out);
-            }
-            "apply" => {
-                self.require_ready()?;
-                self.apply(input, staged, &mut out)?;
-            }
-            other => {
-                return Err(
-                    ProtoError::BadParam(format!("attention has no phase {other:?}")).into(),
-                );
-            }
-        }
-        Ok(out)
-    }
-
     fn edges<S: KvStore>(
         &mut self,
         input: &PhaseInput<'_, S>,
@@ -855,6 +828,54 @@ impl State {
                 })
                 .collect(),
         ))
+    }
+}
+
+impl<S: KvStore> super::ShardWorkload<S> for State {
+    fn emits(&self) -> &'static [&'static str] {
+        &[
+            "vertices",
+            "edges",
+            "dangling",
+            "total_sti",
+            "l1_change",
+            "top",
+        ]
+    }
+
+    fn run(
+        &mut self,
+        phase: &str,
+        input: &PhaseInput<'_, S>,
+        staged: &mut Staged,
+    ) -> Result<PhaseOutput, Error> {
+        let mut out = PhaseOutput::default();
+        match phase {
+            "edges" => self.edges(input, &mut out)?,
+            "degrees" => self.degrees(input, &mut out)?,
+            "spread" => {
+                self.require_ready()?;
+                self.spread(input.me, &mut out);
+            }
+            "apply" => {
+                self.require_ready()?;
+                self.apply(input, staged, &mut out)?;
+            }
+            other => {
+                return Err(
+                    ProtoError::BadParam(format!("attention has no phase {other:?}")).into(),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn committed(&mut self) {
+        State::committed(self);
+    }
+
+    fn aborted(&mut self) {
+        State::aborted(self);
     }
 }
 

@@ -175,8 +175,14 @@ impl State {
         }
         Ok((slice, more))
     }
+}
 
-    pub fn run<S: KvStore>(
+impl<S: KvStore> super::ShardWorkload<S> for State {
+    fn emits(&self) -> &'static [&'static str] {
+        &["atoms", "incoming", "atoms_by_type", "more_input"]
+    }
+
+    fn run(
         &mut self,
         phase: &str,
         input: &PhaseInput<'_, S>,

@@ -48,22 +48,82 @@ pub struct Staged {
     pub column: Option<ColumnWrite>,
 }
 
-/// Per-workload state kept in memory for the job.
-enum WorkState {
-    Ingest(Box<ingest::State>),
-    Attention(Box<attention::State>),
-    Tfidf(tfidf::State),
-    Barrier,
+/// What every workload is on a shard: the state it keeps in memory for
+/// its job, how it runs a phase, the aggregates it emits, and what it does
+/// when a tick commits or aborts. Its phases are those of its model
+/// definition ([`Workload::setup_phases`], [`Workload::tick_phases`]), the
+/// same list the coordinator drives by.
+pub trait ShardWorkload<S: KvStore>: Send {
+    /// The names of the aggregates its phases emit (prepare's `created`
+    /// and `updated` aside). Debug builds check every phase's output
+    /// against it.
+    fn emits(&self) -> &'static [&'static str];
+
+    /// Runs one of its own phases (never prepare or commit).
+    fn run(
+        &mut self,
+        phase: &str,
+        input: &PhaseInput<'_, S>,
+        staged: &mut Staged,
+    ) -> Result<PhaseOutput, Error>;
+
+    /// Whether its phases compute or read enough to be moved off the async
+    /// workers (`block_in_place`), so that peers' Deliver calls still run.
+    fn computes(&self) -> bool {
+        true
+    }
+
+    /// The tick committed on this shard.
+    fn committed(&mut self) {}
+
+    /// The tick attempt in flight was aborted.
+    fn aborted(&mut self) {}
 }
 
-struct JobState<V> {
+/// The shard's side of `workload`, fresh for a job.
+fn shard_workload<S: KvStore>(
+    workload: &Workload,
+    limits: &InputLimits,
+) -> Box<dyn ShardWorkload<S>> {
+    match workload {
+        Workload::Ingest(p) => Box::new(ingest::State::new(p.clone(), limits.clone())),
+        Workload::Attention(p) => Box::new(attention::State::new(p.clone())),
+        Workload::Tfidf(p) => Box::new(tfidf::State::new(p.clone(), limits.clone())),
+        Workload::Barrier => Box::new(Barrier),
+    }
+}
+
+/// The `barrier` workload: empty phases.
+struct Barrier;
+
+impl<S: KvStore> ShardWorkload<S> for Barrier {
+    fn emits(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn run(
+        &mut self,
+        _: &str,
+        _: &PhaseInput<'_, S>,
+        _: &mut Staged,
+    ) -> Result<PhaseOutput, Error> {
+        Ok(PhaseOutput::default())
+    }
+
+    fn computes(&self) -> bool {
+        false
+    }
+}
+
+struct JobState<S: KvStore> {
     job_id: u64,
+    /// The definition: name and phases.
     workload: Workload,
-    work: WorkState,
+    work: Box<dyn ShardWorkload<S>>,
     fence: Fence,
     staged: Staged,
     /// The job tick whose reads `view` serves, and the view.
-    view: Option<(u64, Arc<V>)>,
+    view: Option<(u64, Arc<AtomView<S::Snapshot>>)>,
 }
 
 /// What a phase hands back: its partial aggregates and the messages to send,
@@ -191,7 +251,7 @@ pub struct Faults {
 pub struct TickEngine<S: KvStore> {
     store: Arc<AtomStore<S>>,
     routing: RoutingView,
-    state: tokio::sync::Mutex<Option<JobState<AtomView<S::Snapshot>>>>,
+    state: tokio::sync::Mutex<Option<JobState<S>>>,
     inbox: Mutex<Inbox>,
     peers: Mutex<HashMap<String, ShardClient<Authed>>>,
     faults: Faults,
@@ -277,18 +337,7 @@ impl<S: KvStore> TickEngine<S> {
 
         if guard.as_ref().is_none_or(|s| s.job_id != job.job_id) {
             let workload = Workload::parse(&spec.workload, &spec.params)?;
-            let work = match &workload {
-                Workload::Ingest(p) => {
-                    WorkState::Ingest(Box::new(ingest::State::new(p.clone(), self.limits.clone())))
-                }
-                Workload::Attention(p) => {
-                    WorkState::Attention(Box::new(attention::State::new(p.clone())))
-                }
-                Workload::Tfidf(p) => {
-                    WorkState::Tfidf(tfidf::State::new(p.clone(), self.limits.clone()))
-                }
-                Workload::Barrier => WorkState::Barrier,
-            };
+            let work = shard_workload::<S>(&workload, &self.limits);
             self.inbox.lock().retain(|f| f.0 == job.job_id);
             *guard = Some(JobState {
                 job_id: job.job_id,
@@ -367,9 +416,7 @@ impl<S: KvStore> TickEngine<S> {
                 let tick = req.cluster_tick;
                 blocking(move || store.commit(tick)).await?;
                 st.view = None;
-                if let WorkState::Attention(a) = &mut st.work {
-                    a.committed();
-                }
+                st.work.committed();
                 PhaseOutput::default()
             }
             phase => {
@@ -395,18 +442,19 @@ impl<S: KvStore> TickEngine<S> {
                 // Phases read RocksDB and compute; keep them off the async
                 // workers' hot path so Deliver calls from peers still run.
                 let staged = &mut st.staged;
-                match &mut st.work {
-                    WorkState::Barrier => PhaseOutput::default(),
-                    WorkState::Ingest(w) => {
-                        tokio::task::block_in_place(|| w.run(phase, &input, staged))?
-                    }
-                    WorkState::Attention(w) => {
-                        tokio::task::block_in_place(|| w.run(phase, &input, staged))?
-                    }
-                    WorkState::Tfidf(w) => {
-                        tokio::task::block_in_place(|| w.run(phase, &input, staged))?
-                    }
-                }
+                let work = &mut st.work;
+                let out = if work.computes() {
+                    tokio::task::block_in_place(|| work.run(phase, &input, staged))?
+                } else {
+                    work.run(phase, &input, staged)?
+                };
+                debug_assert!(
+                    out.partial.names().all(|n| work.emits().contains(&n)),
+                    "{} emitted an aggregate it does not declare: {:?}",
+                    st.workload.name(),
+                    out.partial.names().collect::<Vec<_>>()
+                );
+                out
             }
         };
         let sent = (output.outbox.len() + output.direct.len()) as u64;
@@ -539,9 +587,7 @@ impl<S: KvStore> TickEngine<S> {
             return Ok(());
         }
         st.staged = Staged::default();
-        if let WorkState::Attention(a) = &mut st.work {
-            a.aborted();
-        }
+        st.work.aborted();
         let store = self.store.clone();
         // The coordinator aborts an attempt only before its commit decision,
         // so a batch this attempt prepared is not committed anywhere.
@@ -679,7 +725,7 @@ mod tests {
 
     fn set_job(engine: &TickEngine<MemStore>, job_id: u64, fence: Fence) {
         let workload = Workload::parse("barrier", &HashMap::new()).unwrap();
-        let work = WorkState::Barrier;
+        let work: Box<dyn ShardWorkload<MemStore>> = Box::new(Barrier);
         *engine.state.try_lock().unwrap() = Some(JobState {
             job_id,
             workload,

@@ -43,7 +43,80 @@ impl State {
         State { params, limits }
     }
 
-    pub fn run<S: KvStore>(
+    fn tokenize<S: KvStore>(
+        &self,
+        input: &PhaseInput<'_, S>,
+        staged: &mut Staged,
+        out: &mut PhaseOutput,
+    ) -> Result<(), Error> {
+        // Only under the operator's import folder; symlinks inside it are
+        // not followed (list_docs takes regular files only).
+        let dir = crate::import::resolve(
+            self.limits.import_dir.as_deref(),
+            &self.params.docs,
+            crate::import::Want::Folder,
+        )?;
+        let docs = list_docs(&dir).map_err(|e| {
+            crate::Error::Import(format!("cannot list docs {:?}: {e}", self.params.docs))
+        })?;
+        for (rel, path) in docs {
+            let mut doc = FlatAtom::new(ty("ConceptNode"), format!("doc:{rel}"), Vec::new())?;
+            if !input.owns(doc.handle) {
+                continue;
+            }
+            let bytes =
+                crate::import::read_capped(&path, self.limits.max_read_bytes, "max_tick_read_mb")?;
+            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+            let tokens = tokenize(&bytes);
+            for t in &tokens {
+                *counts.entry(t.clone()).or_default() += 1;
+            }
+            doc.values.insert("total".into(), vec![tokens.len() as f64]);
+            out.partial.add_int("documents", 1);
+            out.partial.add_int("tokens", tokens.len() as i64);
+            out.partial.add_int("terms", counts.len() as i64);
+            let mut per_owner: HashMap<Handle, pb::PutAtomsRequest> = HashMap::new();
+            for (term, c) in counts {
+                let word = FlatAtom::new(ty("WordNode"), term, Vec::new())?;
+                let mut link = FlatAtom::new(
+                    ty("ContainsLink"),
+                    String::new(),
+                    vec![doc.handle, word.handle],
+                )?;
+                link.values.insert("count".into(), vec![c as f64]);
+                for r in link.incoming_refs() {
+                    if r.target == doc.handle {
+                        staged.incoming.push(r);
+                    } else {
+                        let m = per_owner.entry(word.handle).or_default();
+                        m.incoming.push((&r).into());
+                    }
+                }
+                per_owner
+                    .entry(word.handle)
+                    .or_default()
+                    .atoms
+                    .push((&word).into());
+                per_owner
+                    .entry(link.handle)
+                    .or_default()
+                    .atoms
+                    .push((&link).into());
+            }
+            staged.atoms.push(doc);
+            out.outbox
+                .extend(per_owner.into_iter().map(|(k, m)| (k, m.encode_to_vec())));
+        }
+        Ok(())
+    }
+}
+
+impl<S: KvStore> super::ShardWorkload<S> for State {
+    fn emits(&self) -> &'static [&'static str] {
+        &["documents", "tokens", "terms", "df", "top_df", "top"]
+    }
+
+    fn run(
         &mut self,
         phase: &str,
         input: &PhaseInput<'_, S>,
@@ -186,72 +259,5 @@ impl State {
             }
         }
         Ok(out)
-    }
-
-    fn tokenize<S: KvStore>(
-        &self,
-        input: &PhaseInput<'_, S>,
-        staged: &mut Staged,
-        out: &mut PhaseOutput,
-    ) -> Result<(), Error> {
-        // Only under the operator's import folder; symlinks inside it are
-        // not followed (list_docs takes regular files only).
-        let dir = crate::import::resolve(
-            self.limits.import_dir.as_deref(),
-            &self.params.docs,
-            crate::import::Want::Folder,
-        )?;
-        let docs = list_docs(&dir).map_err(|e| {
-            crate::Error::Import(format!("cannot list docs {:?}: {e}", self.params.docs))
-        })?;
-        for (rel, path) in docs {
-            let mut doc = FlatAtom::new(ty("ConceptNode"), format!("doc:{rel}"), Vec::new())?;
-            if !input.owns(doc.handle) {
-                continue;
-            }
-            let bytes =
-                crate::import::read_capped(&path, self.limits.max_read_bytes, "max_tick_read_mb")?;
-            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-            let tokens = tokenize(&bytes);
-            for t in &tokens {
-                *counts.entry(t.clone()).or_default() += 1;
-            }
-            doc.values.insert("total".into(), vec![tokens.len() as f64]);
-            out.partial.add_int("documents", 1);
-            out.partial.add_int("tokens", tokens.len() as i64);
-            out.partial.add_int("terms", counts.len() as i64);
-            let mut per_owner: HashMap<Handle, pb::PutAtomsRequest> = HashMap::new();
-            for (term, c) in counts {
-                let word = FlatAtom::new(ty("WordNode"), term, Vec::new())?;
-                let mut link = FlatAtom::new(
-                    ty("ContainsLink"),
-                    String::new(),
-                    vec![doc.handle, word.handle],
-                )?;
-                link.values.insert("count".into(), vec![c as f64]);
-                for r in link.incoming_refs() {
-                    if r.target == doc.handle {
-                        staged.incoming.push(r);
-                    } else {
-                        let m = per_owner.entry(word.handle).or_default();
-                        m.incoming.push((&r).into());
-                    }
-                }
-                per_owner
-                    .entry(word.handle)
-                    .or_default()
-                    .atoms
-                    .push((&word).into());
-                per_owner
-                    .entry(link.handle)
-                    .or_default()
-                    .atoms
-                    .push((&link).into());
-            }
-            staged.atoms.push(doc);
-            out.outbox
-                .extend(per_owner.into_iter().map(|(k, m)| (k, m.encode_to_vec())));
-        }
-        Ok(())
     }
 }
