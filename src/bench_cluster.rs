@@ -319,11 +319,10 @@ pub async fn ticks(exe: &Path, shards: usize, ticks: u64) -> Result<TicksReport,
     let client = Client::connect(local.coordinator_addr()).await?;
 
     let stream = client
-        .submit_job(pb::JobSpec {
-            workload: "barrier".into(),
+        .submit_job(lockstep_proto::convert::job_spec(
+            &lockstep_model::workload::Workload::Barrier,
             ticks,
-            params: Default::default(),
-        })
+        ))
         .await?;
     let mut barrier = Vec::new();
     finish(&client, stream, |ev| {
@@ -659,11 +658,11 @@ pub async fn attention(
     let before = baseline.run(ticks);
 
     let stream = client
-        .submit_job(pb::JobSpec {
-            workload: "attention".into(),
+        .submit_job(lockstep_proto::convert::spec_of(
+            "attention",
             ticks,
-            params: Default::default(),
-        })
+            &Default::default(),
+        )?)
         .await?;
     let mut tick_ms = Vec::new();
     let mut phases: std::collections::BTreeMap<String, Vec<f64>> = Default::default();

@@ -1306,11 +1306,7 @@ pub fn print_outcome(o: &JobOutcome, json_out: bool) {
 }
 
 async fn run_command(client: &Client, args: RunArgs) -> Result<(), Error> {
-    let spec = pb::JobSpec {
-        workload: args.workload.clone(),
-        ticks: args.ticks,
-        params: args.params(),
-    };
+    let spec = lockstep_proto::convert::spec_of(&args.workload, args.ticks, &args.params())?;
     let outcome = follow_job(client, spec, !args.json).await?;
     print_outcome(&outcome, args.json);
     Ok(())
@@ -1346,10 +1342,13 @@ impl From<pb::JobSummary> for JobRow {
     fn from(j: pb::JobSummary) -> JobRow {
         let outcome = j.outcome().name().to_string();
         let spec = j.spec.unwrap_or_default();
+        let (workload, params) = lockstep_proto::convert::named_params(&spec)
+            .map(|(name, p)| (name.to_string(), p.into_iter().collect()))
+            .unwrap_or_else(|_| ("unknown".to_string(), Default::default()));
         JobRow {
             job_id: j.job_id,
-            workload: spec.workload,
-            params: spec.params.into_iter().collect(),
+            workload,
+            params,
             outcome,
             ticks: spec.ticks,
             ticks_done: j.ticks_done,
@@ -1471,13 +1470,13 @@ async fn demo_body(cluster: &LocalCluster, args: &DemoArgs) -> Result<(), Error>
         );
         println!("running attention for {} ticks", args.ticks);
     }
-    let spec = pb::JobSpec {
-        workload: "attention".into(),
-        ticks: args.ticks,
-        params: [("top".to_string(), "10".to_string())]
+    let spec = lockstep_proto::convert::spec_of(
+        "attention",
+        args.ticks,
+        &[("top".to_string(), "10".to_string())]
             .into_iter()
             .collect(),
-    };
+    )?;
     let outcome = follow_job(&client, spec, true).await?;
     let ms: Vec<f64> = outcome
         .ticks

@@ -20,14 +20,11 @@ pub(crate) const GRAPH_SEED: u64 = 5;
 pub(crate) const ATTENTION_TICKS: u64 = 6;
 
 pub(crate) fn spec(workload: &str, ticks: u64, params: &[(&str, &str)]) -> pb::JobSpec {
-    pb::JobSpec {
-        workload: workload.into(),
-        ticks,
-        params: params
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    }
+    let params = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    lockstep::proto::convert::spec_of(workload, ticks, &params).expect("a valid job spec")
 }
 
 /// Follows a job's events to the end; returns them all.

@@ -116,8 +116,7 @@ impl Jobs {
 
     /// Starts a job; its events arrive on the returned stream.
     pub fn submit(&self, spec: pb::JobSpec) -> Result<(u64, EventStream), Error> {
-        let workload = Workload::parse(&spec.workload, &spec.params)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let workload = Workload::try_from(&spec).map_err(|e| Error::Invalid(e.to_string()))?;
         if spec.ticks == 0 {
             return Err(Error::Invalid("ticks must be at least 1".into()));
         }
@@ -267,7 +266,12 @@ impl Driver {
     }
 
     async fn run(mut self) {
-        info!(job = self.id, workload = %self.spec.workload, ticks = self.spec.ticks, "job started");
+        info!(
+            job = self.id,
+            workload = self.workload.name(),
+            ticks = self.spec.ticks,
+            "job started"
+        );
         self.emit(pb::JobEvent {
             kind: pb::JobEventKind::Started.into(),
             ..Default::default()

@@ -250,11 +250,7 @@ fn harness(settings: JobSettings) -> Harness {
 }
 
 fn barrier(ticks: u64) -> pb::JobSpec {
-    pb::JobSpec {
-        workload: "barrier".into(),
-        ticks,
-        params: HashMap::new(),
-    }
+    lockstep_proto::convert::job_spec(&lockstep_model::workload::Workload::Barrier, ticks)
 }
 
 /// Every event of a job, in order, with the virtual time it arrived.
@@ -820,11 +816,7 @@ async fn a_shard_that_lost_its_setup_gets_the_setup_again_before_the_retry() {
             "the attention setup has not run on this shard",
         )),
     );
-    let spec = pb::JobSpec {
-        workload: "attention".into(),
-        ticks: 3,
-        params: HashMap::new(),
-    };
+    let spec = lockstep_proto::convert::spec_of("attention", 3, &HashMap::new()).unwrap();
     let (_, rx) = h.jobs.submit(spec).expect("submit");
     let evs = events(rx).await;
     assert_eq!(

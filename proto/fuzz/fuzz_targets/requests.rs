@@ -18,9 +18,12 @@ fn handle(b: &[u8]) {
 }
 
 fn job(spec: pb::JobSpec) {
-    if let Ok(w) = Workload::parse(&spec.workload, &spec.params) {
+    if let Ok(w) = Workload::try_from(&spec) {
         let _ = w.setup_phases();
         let _ = w.tick_phases(spec.ticks);
+        // What converts back must be the same workload.
+        let again = lockstep_proto::convert::job_spec(&w, spec.ticks);
+        assert_eq!(Workload::try_from(&again).ok(), Some(w));
     }
 }
 

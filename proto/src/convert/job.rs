@@ -1,7 +1,112 @@
-//! Job event kinds and outcomes: their names as the CLI prints them and
-//! `--json` carries them, and the outcome each final event means.
+//! Jobs: a workload with its typed parameters <-> the domain [`Workload`],
+//! validated by the one parser the model has; event kinds and outcomes,
+//! their names as the CLI prints them and `--json` carries them, and the
+//! outcome each final event means.
 
-use crate::pb::{JobEventKind, JobOutcome};
+use std::collections::HashMap;
+
+use lockstep_model::workload::Workload;
+
+use crate::ProtoError;
+use crate::pb::{self, JobEventKind, JobOutcome, job_spec};
+
+/// The spec of a job running `workload` for `ticks` ticks.
+pub fn job_spec(workload: &Workload, ticks: u64) -> pb::JobSpec {
+    pb::JobSpec {
+        ticks,
+        workload: Some(workload.into()),
+    }
+}
+
+impl From<&Workload> for job_spec::Workload {
+    fn from(w: &Workload) -> Self {
+        match w {
+            Workload::Ingest(p) => job_spec::Workload::Ingest(pb::IngestParams {
+                generate: p.generate.map(|n| n as u64),
+                file: p.file.clone(),
+                seed: Some(p.seed),
+                batch: Some(p.batch as u64),
+            }),
+            Workload::Attention(p) => job_spec::Workload::Attention(pb::AttentionParams {
+                damping: Some(p.damping),
+                link_types: p
+                    .link_types
+                    .iter()
+                    .flatten()
+                    .map(|t| t.name.to_string())
+                    .collect(),
+                top: Some(p.top as u64),
+            }),
+            Workload::Tfidf(p) => job_spec::Workload::Tfidf(pb::TfidfParams {
+                docs: p.docs.clone(),
+                top: Some(p.top as u64),
+            }),
+            Workload::Barrier => job_spec::Workload::Barrier(pb::BarrierParams {}),
+        }
+    }
+}
+
+/// The spec of a job running workload `name` with `params` as the CLI's
+/// flags give them (`damping`, `link-types`, …), validated.
+pub fn spec_of(
+    name: &str,
+    ticks: u64,
+    params: &HashMap<String, String>,
+) -> Result<pb::JobSpec, ProtoError> {
+    Ok(job_spec(&Workload::parse(name, params)?, ticks))
+}
+
+/// A spec's workload name and the parameters it gives, as the user
+/// would write them (`damping`, `link-types`, …); left-out ones are
+/// absent.
+pub fn named_params(
+    spec: &pb::JobSpec,
+) -> Result<(&'static str, HashMap<String, String>), ProtoError> {
+    let mut p = HashMap::new();
+    let mut put = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            p.insert(k.to_string(), v);
+        }
+    };
+    let name = match &spec.workload {
+        None => return Err(ProtoError::Missing("job spec's workload")),
+        Some(job_spec::Workload::Ingest(i)) => {
+            put("generate", i.generate.map(|v| v.to_string()));
+            put("file", i.file.clone());
+            put("seed", i.seed.map(|v| v.to_string()));
+            put("batch", i.batch.map(|v| v.to_string()));
+            "ingest"
+        }
+        Some(job_spec::Workload::Attention(a)) => {
+            // f64's Display is the shortest text that parses back to the
+            // same bits.
+            put("damping", a.damping.map(|v| v.to_string()));
+            put(
+                "link-types",
+                (!a.link_types.is_empty()).then(|| a.link_types.join(",")),
+            );
+            put("top", a.top.map(|v| v.to_string()));
+            "attention"
+        }
+        Some(job_spec::Workload::Tfidf(t)) => {
+            put("docs", Some(t.docs.clone()).filter(|d| !d.is_empty()));
+            put("top", t.top.map(|v| v.to_string()));
+            "tfidf"
+        }
+        Some(job_spec::Workload::Barrier(_)) => "barrier",
+    };
+    Ok((name, p))
+}
+
+impl TryFrom<&pb::JobSpec> for Workload {
+    type Error = ProtoError;
+
+    /// Validates as the CLI's flags are: one set of rules.
+    fn try_from(spec: &pb::JobSpec) -> Result<Workload, ProtoError> {
+        let (name, params) = named_params(spec)?;
+        Ok(Workload::parse(name, &params)?)
+    }
+}
 
 impl JobEventKind {
     /// `started`, `phase`, `tick`, `aborted`, `finished`, `failed`,
@@ -47,6 +152,55 @@ impl JobOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typed_params_round_trip_and_are_validated() {
+        let given = |name: &str, kv: &[(&str, &str)]| {
+            let map = kv
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Workload::parse(name, &map).unwrap()
+        };
+        for w in [
+            given(
+                "attention",
+                &[
+                    ("damping", "0.1234567890123"),
+                    ("link-types", "Inheritance,MemberLink"),
+                    ("top", "3"),
+                ],
+            ),
+            given(
+                "ingest",
+                &[("generate", "1000"), ("seed", "7"), ("batch", "10")],
+            ),
+            given("ingest", &[("file", "kb.scm")]),
+            given("tfidf", &[("docs", "docs"), ("top", "5")]),
+            given("barrier", &[]),
+        ] {
+            let spec = job_spec(&w, 3);
+            assert_eq!(Workload::try_from(&spec).unwrap(), w);
+        }
+        let bad = pb::JobSpec {
+            ticks: 1,
+            workload: Some(job_spec::Workload::Attention(pb::AttentionParams {
+                damping: Some(1.5),
+                ..Default::default()
+            })),
+        };
+        assert!(
+            Workload::try_from(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("damping")
+        );
+        let none = pb::JobSpec {
+            ticks: 1,
+            workload: None,
+        };
+        assert!(Workload::try_from(&none).is_err());
+    }
 
     #[test]
     fn final_events_name_their_outcome() {

@@ -336,7 +336,7 @@ impl<S: KvStore> TickEngine<S> {
         }
 
         if guard.as_ref().is_none_or(|s| s.job_id != job.job_id) {
-            let workload = Workload::parse(&spec.workload, &spec.params)?;
+            let workload = Workload::try_from(&spec)?;
             let work = shard_workload::<S>(&workload, &self.limits);
             self.inbox.lock().retain(|f| f.0 == job.job_id);
             *guard = Some(JobState {
@@ -865,11 +865,14 @@ mod tests {
         let run = |tick: u64, attempt: u32, phase: &str| pb::StartPhaseRequest {
             job: Some(pb::JobContext {
                 job_id: 1,
-                spec: Some(pb::JobSpec {
-                    workload: "tfidf".into(),
-                    ticks: 5,
-                    params: [("docs".to_string(), ".".to_string())].into(),
-                }),
+                spec: Some(
+                    lockstep_proto::convert::spec_of(
+                        "tfidf",
+                        5,
+                        &[("docs".to_string(), ".".to_string())].into(),
+                    )
+                    .unwrap(),
+                ),
             }),
             tick,
             attempt,
