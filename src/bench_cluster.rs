@@ -326,7 +326,7 @@ pub async fn ticks(exe: &Path, shards: usize, ticks: u64) -> Result<TicksReport,
         .await?;
     let mut barrier = Vec::new();
     finish(&client, stream, |ev| {
-        if ev.kind() == pb::JobEventKind::Phase && ev.phase.starts_with("empty-") {
+        if ev.kind() == pb::JobEventKind::Phase && ev.phase().name().starts_with("empty-") {
             barrier.push(ev.duration_us as f64);
         }
     })
@@ -669,7 +669,7 @@ pub async fn attention(
     finish(&client, stream, |ev| match ev.kind() {
         pb::JobEventKind::Tick => tick_ms.push(ev.duration_us as f64 / 1e3),
         pb::JobEventKind::Phase if ev.tick > 1 => phases
-            .entry(ev.phase.clone())
+            .entry(ev.phase().name().to_string())
             .or_default()
             .push(ev.duration_us as f64 / 1e3),
         _ => {}

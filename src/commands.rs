@@ -1120,7 +1120,7 @@ pub async fn follow_job(
         job_id = ev.job_id;
         match ev.kind() {
             pb::JobEventKind::Phase => {
-                bar.set_message(format!("tick {} {}", ev.tick, ev.phase));
+                bar.set_message(format!("tick {} {}", ev.tick, ev.phase().name()));
                 phases.push(ev);
             }
             pb::JobEventKind::Tick => {
@@ -1254,7 +1254,7 @@ pub fn outcome_json(o: &JobOutcome) -> serde_json::Value {
                 // The phases of the attempt that committed.
                 let phases: serde_json::Map<_, _> = o.phases.iter()
                     .filter(|p| p.tick == t.tick && p.attempt == t.attempt)
-                    .map(|p| (p.phase.clone(), json!(p.duration_us as f64 / 1000.0)))
+                    .map(|p| (p.phase().name().to_string(), json!(p.duration_us as f64 / 1000.0)))
                     .collect();
                 json!({"tick": t.tick, "attempt": t.attempt, "ms": t.duration_us as f64 / 1000.0,
                        "phases": phases, "aggregates": aggregates_json(&a)})

@@ -508,7 +508,7 @@ async fn abusive_inputs_and_host_paths_are_refused_and_every_process_stays_up() 
             job_id: 999,
             tick: 1,
             attempt: 0,
-            phase: "spread".into(),
+            phase: lockstep::proto::pb::Phase::Spread.into(),
             messages: vec![pb::ShardMessage {
                 key: vec![],
                 data: vec![0; 2 << 20],

@@ -46,7 +46,7 @@ async fn the_barrier_workload_runs_eight_empty_phases_a_tick_and_commits() {
             .filter(|e| {
                 e.kind() == lockstep::proto::pb::JobEventKind::Phase
                     && e.tick == tick
-                    && e.phase.starts_with("empty-")
+                    && e.phase().name().starts_with("empty-")
             })
             .count();
         assert_eq!(empty, 8, "tick {tick}");

@@ -536,7 +536,7 @@ impl Driver {
             }),
             tick,
             attempt,
-            phase: phase.to_string(),
+            phase: pb::Phase::of(phase).unwrap_or_default().into(),
             globals: Some(globals.into()),
             cluster_tick,
             committed_tick: self.jobs.registry.committed_tick(),
@@ -625,7 +625,7 @@ impl Driver {
                 kind: pb::JobEventKind::Phase.into(),
                 tick,
                 attempt,
-                phase: phase.to_string(),
+                phase: pb::Phase::of(phase).unwrap_or_default().into(),
                 duration_us: started.elapsed().as_micros() as u64,
                 aggregates: Some((&merged).into()),
                 ..Default::default()

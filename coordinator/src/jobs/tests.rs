@@ -119,7 +119,7 @@ impl Fake {
         st.calls.push(Call {
             at: Instant::now(),
             addr: addr.into(),
-            kind: Kind::Phase(req.phase.clone()),
+            kind: Kind::Phase(req.phase().name().to_string()),
             tick: req.tick,
             attempt: req.attempt,
         });
@@ -128,7 +128,7 @@ impl Fake {
         }
         let rule = st.rules.iter_mut().find(|r| {
             r.addr == addr
-                && r.phase.is_none_or(|p| p == req.phase)
+                && r.phase.is_none_or(|p| p == req.phase().name())
                 && r.tick.is_none_or(|t| t == req.tick)
                 && r.attempt.is_none_or(|a| a == req.attempt)
                 && r.times != Some(0)

@@ -8,7 +8,55 @@ use std::collections::HashMap;
 use lockstep_model::workload::Workload;
 
 use crate::ProtoError;
-use crate::pb::{self, JobEventKind, JobOutcome, job_spec};
+use crate::pb::{self, JobEventKind, JobOutcome, Phase, job_spec};
+
+/// Each phase and its name in the model's workload definitions.
+const PHASES: [(Phase, &str); 19] = [
+    (Phase::Prepare, lockstep_model::workload::PREPARE),
+    (Phase::Commit, lockstep_model::workload::COMMIT),
+    (Phase::Edges, "edges"),
+    (Phase::Degrees, "degrees"),
+    (Phase::Spread, "spread"),
+    (Phase::Apply, "apply"),
+    (Phase::Stage, "stage"),
+    (Phase::Tokenize, "tokenize"),
+    (Phase::Df, "df"),
+    (Phase::Tf, "tf"),
+    (Phase::Score, "score"),
+    (Phase::Empty1, "empty-1"),
+    (Phase::Empty2, "empty-2"),
+    (Phase::Empty3, "empty-3"),
+    (Phase::Empty4, "empty-4"),
+    (Phase::Empty5, "empty-5"),
+    (Phase::Empty6, "empty-6"),
+    (Phase::Empty7, "empty-7"),
+    (Phase::Empty8, "empty-8"),
+];
+
+impl Phase {
+    /// The phase a workload definition names; `None` for a name no
+    /// built-in workload has.
+    pub fn of(name: &str) -> Option<Phase> {
+        PHASES.iter().find(|(_, n)| *n == name).map(|(p, _)| *p)
+    }
+
+    /// Its name in the workload definitions (`spread`, `empty-3`);
+    /// `unspecified` for the zero value.
+    pub fn name(self) -> &'static str {
+        PHASES
+            .iter()
+            .find(|(p, _)| *p == self)
+            .map_or("unspecified", |(_, n)| n)
+    }
+
+    /// The phase of a request, refusing the zero value.
+    pub fn named(self) -> Result<&'static str, ProtoError> {
+        match self {
+            Phase::Unspecified => Err(ProtoError::Missing("phase")),
+            p => Ok(p.name()),
+        }
+    }
+}
 
 /// The spec of a job running `workload` for `ticks` ticks.
 pub fn job_spec(workload: &Workload, ticks: u64) -> pb::JobSpec {
@@ -152,6 +200,27 @@ impl JobOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_phase_of_every_workload_has_its_enum_value() {
+        let all = ["ingest", "attention", "tfidf", "barrier"].map(|name| {
+            let params: HashMap<String, String> = match name {
+                "ingest" => [("generate".to_string(), "1".to_string())].into(),
+                "tfidf" => [("docs".to_string(), ".".to_string())].into(),
+                _ => HashMap::new(),
+            };
+            Workload::parse(name, &params).unwrap()
+        });
+        for w in &all {
+            for tick in 1..=2 {
+                for phase in w.setup_phases().iter().chain(w.tick_phases(tick)) {
+                    let p = Phase::of(phase).unwrap_or_else(|| panic!("{phase} has no Phase"));
+                    assert_eq!(p.name(), *phase);
+                }
+            }
+        }
+        assert!(Phase::Unspecified.named().is_err());
+    }
 
     #[test]
     fn typed_params_round_trip_and_are_validated() {

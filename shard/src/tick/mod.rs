@@ -312,6 +312,7 @@ impl<S: KvStore> TickEngine<S> {
     /// Runs one phase and reports its partial aggregates.
     pub async fn start_phase(&self, req: pb::StartPhaseRequest) -> Result<pb::PhaseDone, Error> {
         let started = Instant::now();
+        let phase_name = req.phase().named()?;
         let job = req.job.ok_or(lockstep_proto::ProtoError::Missing("job"))?;
         let spec = job
             .spec
@@ -360,10 +361,10 @@ impl<S: KvStore> TickEngine<S> {
                 .lock()
                 .retain(|f| f.0 != fence.0 || (f.1, f.2) >= (fence.1, fence.2));
         }
-        if req.phase != COMMIT && !self.faults.phase_delay.is_zero() {
+        if phase_name != COMMIT && !self.faults.phase_delay.is_zero() {
             tokio::time::sleep(self.faults.phase_delay).await;
         }
-        if req.phase == COMMIT && !self.faults.commit_delay.is_zero() {
+        if phase_name == COMMIT && !self.faults.commit_delay.is_zero() {
             tokio::time::sleep(self.faults.commit_delay).await;
         }
 
@@ -377,14 +378,14 @@ impl<S: KvStore> TickEngine<S> {
             .collect();
         let prev = phases
             .iter()
-            .position(|p| *p == req.phase)
+            .position(|p| *p == phase_name)
             .and_then(|i| i.checked_sub(1))
             .map(|i| phases[i].to_string());
         let inbox = prev
             .map(|p| self.inbox.lock().take(&(fence, p)))
             .unwrap_or_default();
 
-        let output = match req.phase.as_str() {
+        let output = match phase_name {
             PREPARE => {
                 // A view of an earlier tick would keep its column buffer,
                 // the one this prepare may write.
@@ -458,12 +459,12 @@ impl<S: KvStore> TickEngine<S> {
             }
         };
         let sent = (output.outbox.len() + output.direct.len()) as u64;
-        self.send(&routing, fence, &req.phase, output.outbox, output.direct)
+        self.send(&routing, fence, phase_name, output.outbox, output.direct)
             .await?;
         // Only the workload's own phase names become labels.
         let phase = phases
             .iter()
-            .find(|p| **p == req.phase)
+            .find(|p| **p == phase_name)
             .copied()
             .unwrap_or("other");
         self.phase_seconds
@@ -524,7 +525,7 @@ impl<S: KvStore> TickEngine<S> {
                     job_id: fence.0,
                     tick: fence.1,
                     attempt: fence.2,
-                    phase: phase.to_string(),
+                    phase: pb::Phase::of(phase).unwrap_or_default().into(),
                     messages,
                 };
                 let mut peer = peer.clone();
@@ -564,7 +565,8 @@ impl<S: KvStore> TickEngine<S> {
             debug!(?fence, current = ?st.fence, "dropping messages from an old attempt");
             return Ok(());
         }
-        self.accept(fence, &req.phase, req.messages)
+        let phase = req.phase().named()?;
+        self.accept(fence, phase, req.messages)
     }
 
     /// Drops whatever the attempt staged, prepared or received.
@@ -777,7 +779,7 @@ mod tests {
             job_id: job,
             tick: 1,
             attempt: 0,
-            phase: "spread".into(),
+            phase: pb::Phase::Spread.into(),
             messages: vec![pb::ShardMessage {
                 key: vec![],
                 data: vec![0; n],
@@ -876,7 +878,7 @@ mod tests {
             }),
             tick,
             attempt,
-            phase: phase.into(),
+            phase: pb::Phase::of(phase).expect("a workload phase").into(),
             globals: None,
             cluster_tick: tick,
             committed_tick: tick - 1,
