@@ -407,3 +407,59 @@ impl LocalCluster {
         stop_child(&mut self.coordinator, grace).await;
     }
 }
+
+/// Starts benchmark clusters: local clusters of this binary, plaintext,
+/// on loopback ports of their own.
+pub struct Launcher {
+    exe: PathBuf,
+}
+
+impl Launcher {
+    pub fn this_binary() -> Result<Launcher, Error> {
+        Ok(Launcher {
+            exe: std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?,
+        })
+    }
+}
+
+impl lockstep_bench::Launcher for Launcher {
+    fn start<'a>(
+        &'a self,
+        shards: usize,
+        dir: &'a Path,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<Box<dyn lockstep_bench::Running>, lockstep_bench::Error>,
+    > {
+        Box::pin(async move {
+            let cluster = LocalCluster::start(LocalSpec {
+                exe: self.exe.clone(),
+                shards,
+                data_dir: dir.to_path_buf(),
+                port: 0,
+                ready_timeout: Duration::from_secs(120),
+                shard_args: Vec::new(),
+                coordinator_args: Vec::new(),
+                token: Default::default(),
+                certs: None,
+            })
+            .await
+            .map_err(|e| lockstep_bench::Error::Cluster(e.to_string()))?;
+            Ok(Box::new(cluster) as Box<dyn lockstep_bench::Running>)
+        })
+    }
+}
+
+impl lockstep_bench::Running for LocalCluster {
+    fn coordinator_addr(&self) -> &str {
+        LocalCluster::coordinator_addr(self)
+    }
+
+    fn shard_pids(&self) -> Vec<Option<u32>> {
+        LocalCluster::shard_pids(self)
+    }
+
+    fn shutdown(self: Box<Self>) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(LocalCluster::shutdown(*self))
+    }
+}

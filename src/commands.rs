@@ -175,17 +175,21 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Bench(crate::cli::BenchCommand::Ring(args)) => {
             let shards: Vec<u32> = args.shards.iter().copied().filter(|&n| n >= 2).collect();
-            let rows = crate::bench::ring_balance(args.keys, &shards, args.vnodes);
-            crate::bench_cluster::print_rows(&rows, args.json, crate::bench::print_balance);
+            let rows = lockstep_bench::ring::ring_balance(args.keys, &shards, args.vnodes);
+            lockstep_bench::cluster::print_rows(
+                &rows,
+                args.json,
+                lockstep_bench::ring::print_balance,
+            );
             Ok(())
         }
         Command::Bench(crate::cli::BenchCommand::Ingest(args)) => {
-            let exe = std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?;
+            let launcher = crate::cluster::Launcher::this_binary()?;
             let mut rows = Vec::new();
             for &n in &args.shards {
                 rows.push(
-                    crate::bench_cluster::ingest(
-                        &exe,
+                    lockstep_bench::cluster::ingest(
+                        &launcher,
                         n,
                         args.atoms,
                         args.seed,
@@ -195,21 +199,25 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                     .await?,
                 );
             }
-            crate::bench_cluster::print_rows(&rows, args.json, crate::bench_cluster::print_ingest);
+            lockstep_bench::cluster::print_rows(
+                &rows,
+                args.json,
+                lockstep_bench::cluster::print_ingest,
+            );
             Ok(())
         }
         Command::Bench(crate::cli::BenchCommand::Attention(args)) => {
-            let exe = std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?;
+            let launcher = crate::cluster::Launcher::this_binary()?;
             // generate() makes one node per five atoms, the rest binary links.
             let atoms = input::generate::generate(args.nodes * 5, args.seed);
-            let baseline = crate::bench_cluster::Baseline::new(
+            let baseline = lockstep_bench::cluster::Baseline::new(
                 &atoms,
                 lockstep_model::workload::DEFAULT_DAMPING,
             );
             let mut rows = Vec::new();
             for &n in &args.shards {
-                let row = crate::bench_cluster::attention(
-                    &exe,
+                let row = lockstep_bench::cluster::attention(
+                    &launcher,
                     n,
                     &atoms,
                     args.ticks,
@@ -225,20 +233,24 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
                 );
                 rows.push(row);
             }
-            crate::bench_cluster::print_rows(
+            lockstep_bench::cluster::print_rows(
                 &rows,
                 args.json,
-                crate::bench_cluster::print_attention,
+                lockstep_bench::cluster::print_attention,
             );
             Ok(())
         }
         Command::Bench(crate::cli::BenchCommand::Ticks(args)) => {
-            let exe = std::env::current_exe().map_err(|e| Error::Cluster(e.to_string()))?;
+            let launcher = crate::cluster::Launcher::this_binary()?;
             let mut rows = Vec::new();
             for &n in &args.shards {
-                rows.push(crate::bench_cluster::ticks(&exe, n, args.ticks).await?);
+                rows.push(lockstep_bench::cluster::ticks(&launcher, n, args.ticks).await?);
             }
-            crate::bench_cluster::print_rows(&rows, args.json, crate::bench_cluster::print_ticks);
+            lockstep_bench::cluster::print_rows(
+                &rows,
+                args.json,
+                lockstep_bench::cluster::print_ticks,
+            );
             Ok(())
         }
     }

@@ -26,6 +26,8 @@ pub enum Error {
     Config(String),
     #[error("job {job_id}: {message}")]
     Job { job_id: u64, message: String },
+    #[error(transparent)]
+    Bench(#[from] lockstep_bench::Error),
     #[error("local cluster: {0}")]
     Cluster(String),
     #[error("shard: {0}")]
@@ -39,6 +41,7 @@ impl Error {
     pub fn retryable(&self) -> bool {
         match self {
             Error::Client(e) => e.retryable(),
+            Error::Bench(e) => e.retryable(),
             Error::Shard(e) => e.retryable(),
             Error::Coordinator(e) => e.retryable(),
             _ => false,

@@ -4,9 +4,6 @@
 //! # Layout
 //! - [`client`]: the `lockstep-client` crate, re-exported.
 //! - [`cluster`]: a local cluster of child processes (`lockstep up`, tests).
-//! - [`bench`]: `lockstep bench ring`, placement measurements.
-//! - [`bench_cluster`]: `lockstep bench ingest|ticks`, end-to-end
-//!   measurements against real processes.
 //! - [`certs`]: a cluster's TLS material and token (`lockstep certs`,
 //!   `lockstep up --secure`).
 //! - [`cli`]: the flags and arguments of every command.
@@ -14,13 +11,13 @@
 //!   flags) and where each value came from (`lockstep config show`).
 //! - [`commands`]: what each command does.
 //!
+//! The benchmark harness behind `lockstep bench` is the `lockstep-bench`
+//! crate (`benches/`); [`cluster::Launcher`] starts its clusters.
 //! The servers live in the `lockstep-coordinator` and `lockstep-shard`
 //! crates, the client library in `lockstep-client`, the ring in
 //! `lockstep-hashing`, the domain model in `lockstep-model` and the wire
 //! format in `lockstep-proto`.
 
-pub mod bench;
-pub mod bench_cluster;
 pub mod certs;
 pub mod cli;
 pub mod cluster;

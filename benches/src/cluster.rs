@@ -20,26 +20,9 @@ use lockstep_proto::pb;
 use serde::Serialize;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use crate::Error;
-use crate::client::{Client, PutStats};
-use crate::cluster::{LocalCluster, LocalSpec};
+use lockstep_client::{Client, PutStats};
 
-/// Starts a local cluster of `shards` under `dir`, with the `lockstep`
-/// binary `exe`.
-async fn cluster(exe: &Path, shards: usize, dir: &Path) -> Result<LocalCluster, Error> {
-    LocalCluster::start(LocalSpec {
-        exe: exe.to_path_buf(),
-        shards,
-        data_dir: dir.to_path_buf(),
-        port: 0,
-        ready_timeout: Duration::from_secs(120),
-        shard_args: Vec::new(),
-        coordinator_args: Vec::new(),
-        token: Default::default(),
-        certs: None,
-    })
-    .await
-}
+use crate::{Error, Launcher};
 
 fn temp_dir(what: &str) -> Result<tempfile::TempDir, Error> {
     tempfile::Builder::new()
@@ -118,14 +101,14 @@ pub struct IngestReport {
 /// RocksDB in 1,000-record WriteBatches with the WAL on, and puts the same
 /// atoms through one shard store in this process.
 pub async fn ingest(
-    exe: &Path,
+    launcher: &dyn Launcher,
     shards: usize,
     atoms: usize,
     seed: u64,
     batch: usize,
     concurrency: usize,
 ) -> Result<IngestReport, Error> {
-    let generated = crate::input::generate::generate(atoms, seed);
+    let generated = lockstep_model::input::generate::generate(atoms, seed);
     let flat = flatten_batch(&generated);
     let records: Vec<(Vec<u8>, Vec<u8>)> = flat
         .iter()
@@ -164,7 +147,7 @@ pub async fn ingest(
     drop(store_dir);
 
     let dir = temp_dir("ingest")?;
-    let local = cluster(exe, shards, dir.path()).await?;
+    let local = launcher.start(shards, dir.path()).await?;
     let client = Client::connect(local.coordinator_addr()).await?;
     let started = Instant::now();
     let stats = load(&client, &generated, batch, concurrency).await?;
@@ -198,7 +181,7 @@ async fn load(
     concurrency: usize,
 ) -> Result<PutStats, Error> {
     let mut stats = PutStats::default();
-    let bulk = &crate::BulkLoad::default();
+    let bulk = &lockstep_client::BulkLoad::default();
     let mut stream = futures::stream::iter(atoms.chunks(batch.max(1)))
         .map(|chunk| client.put_bulk(bulk, chunk))
         .buffer_unordered(concurrency.max(1));
@@ -313,9 +296,13 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// fresh local cluster of `shards`, and times the same number of raw
 /// fan-outs (one concurrent gRPC health check to every shard process, then
 /// join) from this process.
-pub async fn ticks(exe: &Path, shards: usize, ticks: u64) -> Result<TicksReport, Error> {
+pub async fn ticks(
+    launcher: &dyn Launcher,
+    shards: usize,
+    ticks: u64,
+) -> Result<TicksReport, Error> {
     let dir = temp_dir("ticks")?;
-    let local = cluster(exe, shards, dir.path()).await?;
+    let local = launcher.start(shards, dir.path()).await?;
     let client = Client::connect(local.coordinator_addr()).await?;
 
     let stream = client
@@ -627,7 +614,7 @@ fn allowed_cpus(tid: i32) -> Vec<usize> {
 /// its own, every thread of it (shard i on core i, counting from 1; the
 /// coordinator and this process are left on the other cores).
 pub async fn attention(
-    exe: &Path,
+    launcher: &dyn Launcher,
     shards: usize,
     atoms: &[lockstep_model::Atom],
     ticks: u64,
@@ -635,7 +622,7 @@ pub async fn attention(
     pin_cores: bool,
 ) -> Result<AttentionReport, Error> {
     let dir = temp_dir("attention")?;
-    let local = cluster(exe, shards, dir.path()).await?;
+    let local = launcher.start(shards, dir.path()).await?;
     if pin_cores {
         // Only the shards: the coordinator and this process (the loading
         // client) stay free to use the cores no shard holds.
@@ -817,7 +804,7 @@ mod tests {
     fn pin_moves_every_thread_of_a_process_not_only_its_first() {
         use std::io::BufRead;
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "bench_cluster::tests::pin_host"])
+            .args(["--ignored", "--exact", "cluster::tests::pin_host"])
             .args(["--nocapture", "--test-threads", "1"])
             .env("LOCKSTEP_PIN_HOST", "1")
             .stdin(std::process::Stdio::piped())
