@@ -48,11 +48,7 @@ const ABORTED: (&str, &str) = (
 impl Default for DriverMetrics {
     fn default() -> Self {
         let seconds = |(name, help): (&str, &str)| {
-            HistogramVec::new(
-                lockstep_telemetry::HistogramOpts::new(name, help)
-                    .buckets(lockstep_telemetry::duration_buckets()),
-                &["workload", "phase"],
-            )
+            lockstep_telemetry::seconds_vec(name, help, &["workload", "phase"])
         };
         let count = |(name, help): (&str, &str)| {
             IntCounterVec::new(lockstep_telemetry::Opts::new(name, help), &["workload"])
@@ -70,11 +66,12 @@ impl Default for DriverMetrics {
 impl DriverMetrics {
     /// The driver's metrics, registered with `t`.
     pub fn registered(t: &Telemetry) -> Result<DriverMetrics, Error> {
+        let m = DriverMetrics::default();
         Ok(DriverMetrics {
-            phase_seconds: t.seconds_vec(PHASE.0, PHASE.1, &["workload", "phase"])?,
-            barrier_wait_seconds: t.seconds_vec(BARRIER.0, BARRIER.1, &["workload", "phase"])?,
-            ticks_committed: t.counter_vec(COMMITTED.0, COMMITTED.1, &["workload"])?,
-            tick_aborts: t.counter_vec(ABORTED.0, ABORTED.1, &["workload"])?,
+            phase_seconds: t.register(m.phase_seconds)?,
+            barrier_wait_seconds: t.register(m.barrier_wait_seconds)?,
+            ticks_committed: t.register(m.ticks_committed)?,
+            tick_aborts: t.register(m.tick_aborts)?,
         })
     }
 

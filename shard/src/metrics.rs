@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use lockstep_telemetry::{HistogramOpts, HistogramVec, Telemetry};
+use lockstep_telemetry::{HistogramVec, Telemetry};
 
 use crate::Error;
 use crate::atoms::AtomStore;
@@ -17,19 +17,16 @@ const PHASE: (&str, &str) = (
     "Time this shard took to run a tick phase, from StartPhase to PhaseDone.",
 );
 
-fn phase_opts() -> HistogramOpts {
-    HistogramOpts::new(PHASE.0, PHASE.1).buckets(lockstep_telemetry::duration_buckets())
-}
-
 /// The phase histogram, registered nowhere (an engine that is not served).
 pub fn phase_seconds() -> HistogramVec {
     // A constant definition: it cannot be invalid.
-    HistogramVec::new(phase_opts(), &["workload", "phase"]).expect("valid histogram")
+    lockstep_telemetry::seconds_vec(PHASE.0, PHASE.1, &["workload", "phase"])
+        .expect("valid histogram")
 }
 
 /// The phase histogram, registered with `t`.
 pub fn registered_phase_seconds(t: &Telemetry) -> Result<HistogramVec, Error> {
-    Ok(t.seconds_vec(PHASE.0, PHASE.1, &["workload", "phase"])?)
+    Ok(t.register(phase_seconds())?)
 }
 
 /// Registers the gauges that mirror `store` and `view`, set at each scrape.

@@ -49,6 +49,19 @@ pub fn duration_buckets() -> Vec<f64> {
         .unwrap_or_else(|_| prometheus::DEFAULT_BUCKETS.to_vec())
 }
 
+/// A histogram of durations in seconds, with labels, registered nowhere
+/// yet (see [`Telemetry::register`]).
+pub fn seconds_vec(
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<HistogramVec, prometheus::Error> {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(duration_buckets()),
+        labels,
+    )
+}
+
 impl Telemetry {
     /// A fresh registry with the gRPC metrics in it. `methods` are the
     /// full paths (`/lockstep.v1.Shard/Put`) this server serves: any other
@@ -74,25 +87,28 @@ impl Telemetry {
         rpc::RpcLayer::new(self.rpc.clone())
     }
 
+    /// Registers `metric` and returns it.
+    pub fn register<C>(&self, metric: C) -> Result<C, Error>
+    where
+        C: prometheus::core::Collector + Clone + 'static,
+    {
+        self.registry.register(Box::new(metric.clone()))?;
+        Ok(metric)
+    }
+
     /// A gauge, registered.
     pub fn gauge(&self, name: &str, help: &str) -> Result<IntGauge, Error> {
-        let g = IntGauge::new(name, help)?;
-        self.registry.register(Box::new(g.clone()))?;
-        Ok(g)
+        self.register(IntGauge::new(name, help)?)
     }
 
     /// A gauge with labels, registered.
     pub fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, Error> {
-        let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
-        self.registry.register(Box::new(g.clone()))?;
-        Ok(g)
+        self.register(IntGaugeVec::new(Opts::new(name, help), labels)?)
     }
 
     /// A gauge of a real number (seconds, ratios), registered.
     pub fn float_gauge(&self, name: &str, help: &str) -> Result<Gauge, Error> {
-        let g = Gauge::new(name, help)?;
-        self.registry.register(Box::new(g.clone()))?;
-        Ok(g)
+        self.register(Gauge::new(name, help)?)
     }
 
     /// A gauge of a real number (seconds, ratios) with labels, registered.
@@ -102,36 +118,7 @@ impl Telemetry {
         help: &str,
         labels: &[&str],
     ) -> Result<GaugeVec, Error> {
-        let g = GaugeVec::new(Opts::new(name, help), labels)?;
-        self.registry.register(Box::new(g.clone()))?;
-        Ok(g)
-    }
-
-    /// A counter with labels, registered.
-    pub fn counter_vec(
-        &self,
-        name: &str,
-        help: &str,
-        labels: &[&str],
-    ) -> Result<IntCounterVec, Error> {
-        let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-        self.registry.register(Box::new(c.clone()))?;
-        Ok(c)
-    }
-
-    /// A histogram of durations in seconds, with labels, registered.
-    pub fn seconds_vec(
-        &self,
-        name: &str,
-        help: &str,
-        labels: &[&str],
-    ) -> Result<HistogramVec, Error> {
-        let h = HistogramVec::new(
-            HistogramOpts::new(name, help).buckets(duration_buckets()),
-            labels,
-        )?;
-        self.registry.register(Box::new(h.clone()))?;
-        Ok(h)
+        self.register(GaugeVec::new(Opts::new(name, help), labels)?)
     }
 
     /// Runs `hook` before every scrape: gauges that mirror state held

@@ -10,7 +10,7 @@
 //! dropped before its end, as when the client goes away, counts as
 //! `Canceled` (gRPC's spelling).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -19,17 +19,22 @@ use std::time::Instant;
 use futures::future::BoxFuture;
 use http::{HeaderMap, Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramVec, IntCounterVec, Opts, Registry};
 
-use crate::{Error, duration_buckets};
+use crate::Error;
 
 /// The counters and histograms, and the paths that get their own labels.
 #[derive(Clone)]
 pub struct RpcMetrics {
     handled: IntCounterVec,
     seconds: HistogramVec,
-    known: Arc<HashSet<String>>,
+    /// Path → (service, method), split once here rather than per call.
+    known: Arc<HashMap<String, Labels>>,
+    unknown: Labels,
 }
+
+/// A call's `(grpc_service, grpc_method)`.
+type Labels = Arc<(String, String)>;
 
 impl RpcMetrics {
     pub(crate) fn new<I, S>(registry: &Registry, methods: I) -> Result<RpcMetrics, Error>
@@ -44,12 +49,9 @@ impl RpcMetrics {
             ),
             &["grpc_service", "grpc_method", "grpc_code"],
         )?;
-        let seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "grpc_server_handling_seconds",
-                "Time from a gRPC call's arrival to the end of its response.",
-            )
-            .buckets(duration_buckets()),
+        let seconds = crate::seconds_vec(
+            "grpc_server_handling_seconds",
+            "Time from a gRPC call's arrival to the end of its response.",
             &["grpc_service", "grpc_method"],
         )?;
         registry.register(Box::new(handled.clone()))?;
@@ -57,19 +59,25 @@ impl RpcMetrics {
         Ok(RpcMetrics {
             handled,
             seconds,
-            known: Arc::new(methods.into_iter().map(Into::into).collect()),
+            known: Arc::new(
+                methods
+                    .into_iter()
+                    .map(Into::into)
+                    .filter_map(|path: String| {
+                        let (service, method) = path.trim_start_matches('/').split_once('/')?;
+                        let labels = Arc::new((service.to_string(), method.to_string()));
+                        Some((path, labels))
+                    })
+                    .collect(),
+            ),
+            unknown: Arc::new(("unknown".into(), "unknown".into())),
         })
     }
 
     /// `(service, method)` for a request path; a path this server does not
     /// serve is `("unknown", "unknown")`.
-    fn labels(&self, path: &str) -> (String, String) {
-        if self.known.contains(path)
-            && let Some((service, method)) = path.trim_start_matches('/').split_once('/')
-        {
-            return (service.to_string(), method.to_string());
-        }
-        ("unknown".into(), "unknown".into())
+    fn labels(&self, path: &str) -> Labels {
+        self.known.get(path).unwrap_or(&self.unknown).clone()
     }
 }
 
@@ -118,11 +126,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let (service, method) = self.metrics.labels(req.uri().path());
         let mut record = Record {
             metrics: self.metrics.clone(),
-            service,
-            method,
+            labels: self.metrics.labels(req.uri().path()),
             started: Instant::now(),
             code: None,
         };
@@ -143,11 +149,10 @@ where
 /// A call being measured; it is counted when dropped.
 struct Record {
     metrics: RpcMetrics,
-    service: String,
-    method: String,
+    labels: Labels,
     started: Instant,
     /// The status once the response has said it.
-    code: Option<String>,
+    code: Option<&'static str>,
 }
 
 impl Record {
@@ -160,20 +165,21 @@ impl Record {
 
 impl Drop for Record {
     fn drop(&mut self) {
-        let code = self.code.as_deref().unwrap_or("Canceled");
+        let code = self.code.unwrap_or("Canceled");
+        let (service, method) = &*self.labels;
         self.metrics
             .handled
-            .with_label_values(&[&self.service, &self.method, code])
+            .with_label_values(&[service, method, code])
             .inc();
         self.metrics
             .seconds
-            .with_label_values(&[&self.service, &self.method])
+            .with_label_values(&[service, method])
             .observe(self.started.elapsed().as_secs_f64());
     }
 }
 
 /// gRPC's name for a status code, as `go-grpc-prometheus` writes it.
-fn code_name(raw: &[u8]) -> String {
+fn code_name(raw: &[u8]) -> &'static str {
     const NAMES: [&str; 17] = [
         "OK",
         "Canceled",
@@ -198,7 +204,6 @@ fn code_name(raw: &[u8]) -> String {
         .and_then(|s| s.trim().parse::<usize>().ok())
         .and_then(|n| NAMES.get(n))
         .unwrap_or(&"Unknown")
-        .to_string()
 }
 
 /// A response body that finishes its call's [`Record`] at its end.
@@ -229,14 +234,14 @@ where
             }
             Poll::Ready(Some(Err(_))) => {
                 if let Some(r) = self.record.as_mut() {
-                    r.code.get_or_insert_with(|| "Internal".into());
+                    r.code.get_or_insert("Internal");
                 }
             }
             Poll::Ready(None) => {
                 // The end of a response whose status was never written:
                 // count it now, as it ends, not when the body is dropped.
                 if let Some(mut r) = self.record.take() {
-                    r.code.get_or_insert_with(|| "Unknown".into());
+                    r.code.get_or_insert("Unknown");
                 }
             }
             Poll::Pending => {}
@@ -356,11 +361,11 @@ mod tests {
         assert_eq!(code_name(b"x"), "Unknown");
         let m = RpcMetrics::new(&Registry::new(), ["/lockstep.v1.Shard/Put"]).unwrap();
         assert_eq!(
-            m.labels("/lockstep.v1.Shard/Put"),
+            *m.labels("/lockstep.v1.Shard/Put"),
             ("lockstep.v1.Shard".into(), "Put".into())
         );
         assert_eq!(
-            m.labels("/lockstep.v1.Shard/Anything"),
+            *m.labels("/lockstep.v1.Shard/Anything"),
             ("unknown".into(), "unknown".into())
         );
     }
