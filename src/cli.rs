@@ -71,6 +71,8 @@ pub enum Command {
     Delete(DeleteArgs),
     /// List atoms of one type.
     Scan(ScanArgs),
+    /// Write every atom, with its values, as Atomese that `load` reads back.
+    Dump(DumpArgs),
     /// Show the cluster's shards, their state and counts.
     Status(StatusArgs),
     /// Run a tick workload (ingest, attention, tfidf, barrier) across the shards.
@@ -527,9 +529,18 @@ pub struct CertsArgs {
 pub struct LoadArgs {
     #[command(flatten)]
     pub target: Target,
-    /// A .scm (Atomese) or JSON Lines file.
+    /// An Atomese or JSON Lines file, `-` for standard input. The format is
+    /// the extension's (.scm, .jsonl), or else the content's.
     #[arg(required_unless_present = "generate", conflicts_with = "generate")]
     pub file: Option<PathBuf>,
+    /// Refuse top-level forms that are not atoms (`define`, `use-modules`,
+    /// ...) instead of skipping them.
+    #[arg(long)]
+    pub strict: bool,
+    /// Refuse atom types the AtomSpace does not define, instead of
+    /// registering them as new types.
+    #[arg(long)]
+    pub strict_types: bool,
     /// Generate a seeded synthetic AtomSpace of N atoms instead.
     #[arg(long, value_name = "N")]
     pub generate: Option<usize>,
@@ -552,11 +563,18 @@ pub struct GetArgs {
     #[command(flatten)]
     pub target: Target,
     /// The atom's handle (32 hex digits).
-    #[arg(required_unless_present = "node", conflicts_with = "node")]
+    #[arg(required_unless_present_any = ["node", "atom"], conflicts_with_all = ["node", "atom"])]
     pub handle: Option<String>,
     /// Look a node up by type and name instead.
-    #[arg(long, num_args = 2, value_names = ["TYPE", "NAME"])]
+    #[arg(long, num_args = 2, value_names = ["TYPE", "NAME"], conflicts_with = "atom")]
     pub node: Option<Vec<String>>,
+    /// Look an atom up by its Atomese, a link as well as a node:
+    /// `--atom '(Inheritance (Concept "a") (Concept "b"))'`.
+    #[arg(long, value_name = "ATOMESE")]
+    pub atom: Option<String>,
+    /// Show only the incoming links of this type.
+    #[arg(long, value_name = "TYPE")]
+    pub incoming_type: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -582,10 +600,36 @@ pub struct ScanArgs {
     pub target: Target,
     /// Atom type, e.g. ConceptNode.
     pub r#type: String,
-    /// At most this many atoms.
+    /// Every type that descends from TYPE too: `scan Link --subtypes` is
+    /// every link, the cluster's registered types included.
+    #[arg(long)]
+    pub subtypes: bool,
+    /// Start just after this handle: the last one a previous page printed.
+    #[arg(long, value_name = "HANDLE")]
+    pub after: Option<String>,
+    /// At most this many atoms, the first ones in handle order across
+    /// every shard.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
     /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Only atoms of this type.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub r#type: Option<String>,
+    /// With --type, every type that descends from it too.
+    #[arg(long, requires = "type")]
+    pub subtypes: bool,
+    /// Write the dump to FILE instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Print the summary as JSON (the dump itself is Atomese).
     #[arg(long)]
     pub json: bool,
 }
@@ -647,6 +691,7 @@ impl Command {
             Command::Get(a) => Some(&a.target),
             Command::Delete(a) => Some(&a.target),
             Command::Scan(a) => Some(&a.target),
+            Command::Dump(a) => Some(&a.target),
             Command::Status(a) => Some(&a.target),
             Command::Run(a) => Some(&a.target),
             Command::Jobs(a) => Some(&a.target),

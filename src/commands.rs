@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 
 use crate::Error;
 use crate::cli::{
-    Cli, Command, DeleteArgs, DemoArgs, GetArgs, LoadArgs, RunArgs, ScanArgs, StatusArgs, UpArgs,
-    recorded_coordinator_file, resolve_coordinator,
+    Cli, Command, DeleteArgs, DemoArgs, DumpArgs, GetArgs, LoadArgs, RunArgs, ScanArgs, StatusArgs,
+    UpArgs, recorded_coordinator_file, resolve_coordinator,
 };
 use crate::client::{BulkLoad, Client, PutStats};
 use crate::cluster::{LISTENING, LocalCluster, LocalSpec};
@@ -114,6 +114,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Get(args) => get(&connect(flag, &auth).await?, args).await,
         Command::Delete(args) => delete(&connect(flag, &auth).await?, args).await,
         Command::Scan(args) => scan(&connect(flag, &auth).await?, args).await,
+        Command::Dump(args) => dump(&connect(flag, &auth).await?, args).await,
         Command::Status(args) => status(&connect(flag, &auth).await?, args).await,
         Command::Run(args) => run_command(&connect(flag, &auth).await?, args).await,
         Command::Jobs(args) => jobs(&connect(flag, &auth).await?, args.json).await,
@@ -692,6 +693,11 @@ fn record(addr: &str, data_dir: &Path) {
 pub struct Loaded {
     /// Top-level atoms in the input.
     pub atoms: usize,
+    /// Top-level forms skipped because they are not atoms, by head.
+    pub skipped: std::collections::BTreeMap<String, u64>,
+    /// The types in the input that the AtomSpace does not define: each is
+    /// registered cluster-wide as a new type.
+    pub new_types: Vec<String>,
     /// Records that did not exist before.
     pub created: u64,
     /// Records written, the targets of links included.
@@ -717,17 +723,51 @@ pub async fn load(client: &Client, args: LoadArgs) -> Result<(), Error> {
             l.seconds,
             crate::human::count(l.atoms_per_s)
         );
+        if let Some(s) = input::skipped_summary(&l.skipped) {
+            println!("{s}");
+        }
+        if !l.new_types.is_empty() {
+            println!(
+                "new types ({}): {}",
+                l.new_types.len(),
+                l.new_types.join(", ")
+            );
+        }
     }
     Ok(())
 }
 
+/// The types of `atoms` and everything they contain that are not built in,
+/// sorted.
+fn new_types(atoms: &[Atom]) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack: Vec<&Atom> = atoms.iter().collect();
+    while let Some(a) = stack.pop() {
+        if a.ty.builtin.is_none() {
+            out.insert(a.ty.name.to_string());
+        }
+        stack.extend(a.outgoing.iter());
+    }
+    out.into_iter().collect()
+}
+
 /// Loads atoms in batches, several in flight, with progress.
 pub async fn load_atoms(client: &Client, args: LoadArgs) -> Result<Loaded, Error> {
-    let atoms: Vec<Atom> = match (&args.file, args.generate) {
-        (_, Some(n)) => input::generate::generate(n, args.seed),
-        (Some(f), None) => input::read_file(f)?,
+    let limits = input::ReadLimits {
+        strict: args.strict,
+        strict_types: args.strict_types,
+        ..Default::default()
+    };
+    let read = match (&args.file, args.generate) {
+        (_, Some(n)) => input::Loaded {
+            atoms: input::generate::generate(n, args.seed),
+            ..Default::default()
+        },
+        (Some(f), None) => input::read_file_with(f, limits)?,
         (None, None) => unreachable!("clap requires a file or --generate"),
     };
+    let (atoms, skipped) = (read.atoms, read.skipped);
+    let new_types = new_types(&atoms);
     let started = Instant::now();
     let total = atoms.len();
     let progress = Progress::new(total as u64, "loading");
@@ -757,6 +797,8 @@ pub async fn load_atoms(client: &Client, args: LoadArgs) -> Result<Loaded, Error
     let secs = started.elapsed().as_secs_f64();
     Ok(Loaded {
         atoms: total,
+        skipped,
+        new_types,
         created: stats.created,
         records: stats.atoms,
         incoming: stats.incoming,
@@ -765,25 +807,39 @@ pub async fn load_atoms(client: &Client, args: LoadArgs) -> Result<Loaded, Error
     })
 }
 
-/// Renders an atom as Atomese, fetching its outgoing atoms level by level.
+/// The values of `rec` as Atomese forms: its truth value and attention
+/// value where they are not the defaults, as the AtomSpace writes them.
+fn value_forms(rec: &AtomRecord) -> String {
+    let mut out = String::new();
+    if rec.tv != Default::default() {
+        out.push(' ');
+        out.push_str(&lockstep_model::output::tv_form(&rec.tv));
+    }
+    if rec.av != Default::default() {
+        out.push(' ');
+        out.push_str(&lockstep_model::output::av_form(&rec.av));
+    }
+    out
+}
+
+/// Renders an atom as Atomese, as the AtomSpace writes it (a node's values
+/// after its name, a link's after its type), fetching its outgoing atoms
+/// level by level down to `depth`.
 pub fn render<'a>(
     client: &'a Client,
     rec: &'a AtomRecord,
     depth: usize,
 ) -> std::pin::Pin<Box<dyn Future<Output = Result<String, Error>> + 'a>> {
     Box::pin(async move {
-        let tv = if rec.tv == Default::default() {
-            String::new()
-        } else {
-            format!(" (stv {} {})", rec.tv.strength, rec.tv.confidence)
-        };
+        let values = value_forms(rec);
         if rec.ty.is_node() {
-            return Ok(format!("({}{tv} {:?})", rec.ty.name, rec.name));
+            let name = lockstep_model::output::quoted(&rec.name);
+            return Ok(format!("({} {name}{values})", rec.ty.name));
         }
         if depth == 0 {
-            return Ok(format!("({}{tv} …)", rec.ty.name));
+            return Ok(format!("({}{values} …)", rec.ty.name));
         }
-        let mut parts = vec![format!("({}{tv}", rec.ty.name)];
+        let mut parts = vec![format!("({}{values}", rec.ty.name)];
         for (h, child) in rec.outgoing.iter().zip(client.get(&rec.outgoing).await?) {
             parts.push(match child {
                 Some(c) => render(client, &c, depth - 1).await?,
@@ -794,22 +850,60 @@ pub fn render<'a>(
     })
 }
 
+/// A truth value as JSON: its kind, its numbers, and the mean and
+/// confidence every kind has.
+fn tv_json(tv: &lockstep_model::TruthValue) -> serde_json::Value {
+    json!({
+        "kind": tv.kind.short(),
+        "values": tv.values(),
+        "strength": tv.strength(),
+        "confidence": tv.confidence(),
+    })
+}
+
 async fn get(client: &Client, args: GetArgs) -> Result<(), Error> {
-    let handle = match (&args.handle, &args.node) {
-        (Some(h), _) => h.parse::<Handle>()?,
-        (None, Some(v)) => {
-            let ty = AtomType::by_name(&v[0])?;
+    let handle = match (&args.handle, &args.node, &args.atom) {
+        (Some(h), _, _) => h.parse::<Handle>()?,
+        (None, Some(v), _) => {
+            let ty = AtomType::intern(&v[0])?;
             lockstep_model::FlatAtom::new(ty, v[1].clone(), Vec::new())?.handle
         }
-        (None, None) => unreachable!("clap requires a handle or --node"),
+        (None, None, Some(text)) => {
+            let atoms = input::scm::parse_with(
+                text,
+                input::ReadLimits {
+                    strict: true,
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| Error::Config(format!("--atom {}:{}: {}", e.line, e.col, e.message)))?;
+            match &atoms[..] {
+                [a] => a.handle(),
+                _ => {
+                    return Err(Error::Config(format!(
+                        "--atom takes one atom, got {}",
+                        atoms.len()
+                    )));
+                }
+            }
+        }
+        (None, None, None) => unreachable!("clap requires a handle, --node or --atom"),
     };
+    let incoming_type = args
+        .incoming_type
+        .as_deref()
+        .map(AtomType::intern)
+        .transpose()?;
     let rec = client
         .get(&[handle])
         .await?
         .pop()
         .flatten()
         .ok_or_else(|| Error::Cluster(format!("atom {handle} not found")))?;
-    let incoming = client.incoming(handle).await?;
+    let mut incoming = client.incoming(handle).await?;
+    if let Some(t) = incoming_type {
+        incoming.retain(|r| std::ptr::eq(r.link_type, t));
+    }
     let text = render(client, &rec, 8).await?;
     if args.json {
         let v = json!({
@@ -818,8 +912,8 @@ async fn get(client: &Client, args: GetArgs) -> Result<(), Error> {
             "name": rec.name,
             "outgoing": rec.outgoing.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
             "atomese": text,
-            "tv": {"strength": rec.tv.strength, "confidence": rec.tv.confidence},
-            "av": {"sti": rec.av.sti, "lti": rec.av.lti},
+            "tv": tv_json(&rec.tv),
+            "av": {"sti": rec.av.sti, "lti": rec.av.lti, "vlti": rec.av.vlti},
             "values": rec.values,
             "incoming": incoming.iter().map(|r| json!({
                 "link": r.link.to_string(), "type": r.link_type.name,
@@ -830,11 +924,8 @@ async fn get(client: &Client, args: GetArgs) -> Result<(), Error> {
     }
     println!("handle    {handle}");
     println!("atom      {text}");
-    println!(
-        "tv        strength={} confidence={}",
-        rec.tv.strength, rec.tv.confidence
-    );
-    println!("av        sti={} lti={}", rec.av.sti, rec.av.lti);
+    println!("tv        {}", lockstep_model::output::tv_form(&rec.tv));
+    println!("av        {}", lockstep_model::output::av_form(&rec.av));
     for (k, v) in &rec.values {
         println!("value     {k} = {v:?}");
     }
@@ -860,18 +951,39 @@ async fn delete(client: &Client, args: DeleteArgs) -> Result<(), Error> {
 }
 
 async fn scan(client: &Client, args: ScanArgs) -> Result<(), Error> {
-    let ty = AtomType::by_name(&args.r#type)?;
+    let ty = AtomType::intern(&args.r#type)?;
+    let types = if args.subtypes {
+        ty.descendants(&client.refresh().await?.topology.registered_types())
+    } else {
+        vec![ty]
+    };
+    let after = args
+        .after
+        .as_deref()
+        .map(str::parse::<Handle>)
+        .transpose()?;
+    let mut scan = client.scan(&types, after)?;
+    let mut recs = Vec::new();
+    while recs.len() < args.limit {
+        match scan.next().await? {
+            Some(r) => recs.push(r),
+            None => break,
+        }
+    }
+    // One batched read per level of every listed link's outgoing atoms.
+    let nested = client.nested(&recs, true).await?;
     let mut atoms = Vec::new();
-    for rec in client.scan_type(ty, args.limit).await? {
-        let atomese = render(client, &rec, 2).await?;
+    for (rec, atom) in recs.iter().zip(&nested) {
+        let atomese = lockstep_model::output::inline_form(atom);
         if args.json {
             atoms.push(serde_json::json!({
                 "handle": rec.handle.to_string(),
                 "type": rec.ty.name,
                 "name": rec.ty.is_node().then_some(&rec.name),
                 "outgoing": rec.outgoing.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                "tv": [rec.tv.strength, rec.tv.confidence],
-                "av": [rec.av.sti, rec.av.lti],
+                "tv": [rec.tv.strength(), rec.tv.confidence()],
+                "truth_value": tv_json(&rec.tv),
+                "av": [rec.av.sti, rec.av.lti, rec.av.vlti],
                 "atomese": atomese,
             }));
         } else {
@@ -880,6 +992,133 @@ async fn scan(client: &Client, args: ScanArgs) -> Result<(), Error> {
     }
     if args.json {
         print_json(&serde_json::json!({ "atoms": atoms }));
+    }
+    Ok(())
+}
+
+/// What `dump` wrote.
+#[derive(Debug, serde::Serialize)]
+pub struct Dumped {
+    pub atoms: u64,
+    pub types: usize,
+    pub output: Option<String>,
+    pub seconds: f64,
+}
+
+/// The records a dump reads and writes per batch: its memory bound, with
+/// one page per shard of the type being read.
+const DUMP_BATCH: usize = 512;
+
+/// Writes the atoms of every type (or of `--type`), type by type in name
+/// order and each in handle order, so that the same atoms give the same
+/// dump whatever the shard count. Each atom is written once with its
+/// values; a link's outgoing atoms are written inside it without theirs.
+pub async fn dump(client: &Client, args: DumpArgs) -> Result<(), Error> {
+    use std::io::Write;
+    let started = Instant::now();
+    let routing = client.refresh().await?;
+    let registered = routing.topology.registered_types();
+    let mut types: Vec<&'static AtomType> = match &args.r#type {
+        Some(t) => {
+            let ty = AtomType::intern(t)?;
+            if args.subtypes {
+                ty.descendants(&registered)
+            } else {
+                vec![ty]
+            }
+        }
+        None => AtomType::builtins().chain(registered).collect(),
+    };
+    types.sort_by_key(|t| t.name);
+    types.dedup_by_key(|t| t.name);
+    let status = client.status().await?;
+    // A type no shard holds is not scanned, when every shard's counts are
+    // current (read for this status, not a heartbeat's).
+    if status.shards.iter().all(|s| s.fresh) {
+        let held: std::collections::BTreeSet<&str> = status
+            .shards
+            .iter()
+            .filter_map(|s| s.metrics.as_ref())
+            .flat_map(|m| m.type_counts.iter())
+            .filter(|(_, n)| **n > 0)
+            .map(|(t, _)| t.as_str())
+            .collect();
+        types.retain(|t| held.contains(t.name));
+    }
+    let total: u64 = status
+        .shards
+        .iter()
+        .filter_map(|s| s.metrics.as_ref())
+        .flat_map(|m| m.type_counts.iter())
+        .filter(|(name, _)| types.iter().any(|t| t.name == name.as_str()))
+        .map(|(_, n)| *n)
+        .sum();
+    let out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(std::fs::File::create(path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = std::io::BufWriter::new(out);
+    let progress = Progress::new(total, "dumping");
+    let mut written = 0u64;
+    let io = |source: std::io::Error| Error::Io {
+        path: args
+            .output
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("<stdout>")),
+        source,
+    };
+    for &ty in &types {
+        let mut scan = client.scan(&[ty], None)?;
+        loop {
+            let mut batch = Vec::with_capacity(DUMP_BATCH);
+            while batch.len() < DUMP_BATCH {
+                match scan.next().await? {
+                    Some(r) => batch.push(r),
+                    None => break,
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let mut text = String::new();
+            for atom in client.nested(&batch, false).await? {
+                lockstep_model::output::write_atom(&mut text, &atom);
+                text.push('\n');
+            }
+            out.write_all(text.as_bytes()).map_err(io)?;
+            written += batch.len() as u64;
+            progress.inc(batch.len() as u64);
+        }
+    }
+    out.flush().map_err(io)?;
+    progress.finish_and_clear();
+    let summary = Dumped {
+        atoms: written,
+        types: types.len(),
+        output: args.output.as_ref().map(|p| p.display().to_string()),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    // On standard output the dump is the output; the summary goes to
+    // stderr so that `dump > file` stays pure Atomese.
+    let line = format!(
+        "dumped {} atoms of {} types{} in {:.2}s",
+        summary.atoms,
+        summary.types,
+        summary
+            .output
+            .as_ref()
+            .map(|p| format!(" to {p}"))
+            .unwrap_or_default(),
+        summary.seconds
+    );
+    match (args.json, args.output.is_some()) {
+        (true, true) => print_json(&summary),
+        (true, false) => eprintln!("{}", serde_json::to_string(&summary).unwrap_or_default()),
+        (false, true) => println!("{line}"),
+        (false, false) => eprintln!("{line}"),
     }
     Ok(())
 }
@@ -1470,6 +1709,8 @@ async fn demo_body(cluster: &LocalCluster, args: &DemoArgs) -> Result<(), Error>
             batch: 2_000,
             concurrency: 4,
             json: false,
+            strict: false,
+            strict_types: false,
         },
     )
     .await?;

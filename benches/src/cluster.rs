@@ -115,7 +115,10 @@ pub async fn ingest(
         .map(|(a, _)| {
             (
                 lockstep_shard::atoms::atom_key(a.handle),
-                encode_stored(&AtomRecord::from_write(a)),
+                encode_stored(
+                    &AtomRecord::from_write(a),
+                    a.ty.builtin.expect("generated atoms are of built-in types"),
+                ),
             )
         })
         .collect();

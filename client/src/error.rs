@@ -36,6 +36,12 @@ pub enum Error {
     Invalid(#[from] ProtoError),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A stored link names an atom the cluster does not hold.
+    #[error("link {link} contains {missing}, which the cluster does not hold")]
+    Dangling {
+        link: lockstep_model::Handle,
+        missing: lockstep_model::Handle,
+    },
 }
 
 impl Error {

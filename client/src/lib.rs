@@ -39,6 +39,92 @@ mod error;
 
 pub use error::Error;
 
+/// The records a [`Scan`] holds at once, over all its cursors.
+const SCAN_BUDGET: usize = 4_096;
+
+/// Atoms of some types in handle order across every shard: a k-way merge
+/// of one cursor per (shard, type), each holding one page from its shard's
+/// by-type index. Memory stays at a few thousand records whatever the
+/// store's size, so `limit` is the first N overall and a scan can resume
+/// after any handle.
+pub struct Scan<'a> {
+    client: &'a Client,
+    epoch: Epoch,
+    /// The page asked for; 0 (the shard's own page size) once a shard
+    /// said it is over its `max_scan_page`.
+    page: std::sync::atomic::AtomicU32,
+    cursors: Vec<ScanCursor>,
+}
+
+struct ScanCursor {
+    ty: &'static AtomType,
+    addr: String,
+    buf: std::collections::VecDeque<AtomRecord>,
+    /// The last handle fetched (empty: from the start).
+    after: Vec<u8>,
+    more: bool,
+}
+
+impl Scan<'_> {
+    /// The next atom in handle order, or `None` at the end.
+    pub async fn next(&mut self) -> Result<Option<AtomRecord>, Error> {
+        use std::sync::atomic::Ordering;
+        let (client, epoch, page) = (self.client, self.epoch, &self.page);
+        let refills = self
+            .cursors
+            .iter_mut()
+            .filter(|c| c.buf.is_empty() && c.more)
+            .map(|c| async move {
+                let (addr, ty, after) = (&c.addr, c.ty, &c.after);
+                let ask = |limit: u32| async move {
+                    client
+                        .shard(addr)?
+                        .scan_type(pb::ScanTypeRequest {
+                            epoch: epoch.0,
+                            r#type: ty.name.to_string(),
+                            after: after.clone(),
+                            limit,
+                        })
+                        .await
+                        .map_err(|st| Error::rpc(addr, &st))
+                };
+                let limit = page.load(Ordering::Relaxed);
+                let resp = match ask(limit).await {
+                    // A shard configured with a smaller page than this
+                    // scan's share: its own page size, from now on.
+                    Err(Error::Rpc {
+                        code: tonic::Code::InvalidArgument,
+                        message,
+                        ..
+                    }) if limit > 0 && message.contains("max_scan_page") => {
+                        page.store(0, Ordering::Relaxed);
+                        ask(0).await?
+                    }
+                    r => r?,
+                }
+                .into_inner();
+                for v in resp.atoms {
+                    c.buf.push_back(AtomRecord::try_from(v)?);
+                }
+                c.more = resp.more && !c.buf.is_empty();
+                if let Some(last) = c.buf.back() {
+                    c.after = last.handle.to_bytes().to_vec();
+                }
+                Ok::<(), Error>(())
+            });
+        for r in join_all(refills).await {
+            r?;
+        }
+        let best = self
+            .cursors
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.buf.front().map(|r| (r.handle, i)))
+            .min();
+        Ok(best.and_then(|(_, i)| self.cursors[i].buf.pop_front()))
+    }
+}
+
 /// Client tuning, with defaults.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
@@ -681,7 +767,7 @@ impl Client {
                 out.push(IncomingRef {
                     target,
                     link: Handle::from_slice(&e.link)?,
-                    link_type: AtomType::by_name(&e.link_type)?,
+                    link_type: lockstep_proto::convert::type_from_pb(&e.link_type)?,
                     outgoing,
                 });
             }
@@ -774,43 +860,136 @@ impl Client {
         Ok(n)
     }
 
-    /// Every atom of type `ty`, shard by shard, up to `limit`.
+    /// The nested atoms of `recs`, their outgoing atoms fetched level by
+    /// level, one batched read per level, down to the nodes. With
+    /// `child_values` every outgoing atom carries its own values (as `get`
+    /// shows them); without, only the roots do, so that a dump writes each
+    /// atom's values once, where the atom itself is written. Built without
+    /// recursion: a deep chain of links costs heap only.
+    pub async fn nested(
+        &self,
+        recs: &[AtomRecord],
+        child_values: bool,
+    ) -> Result<Vec<Atom>, Error> {
+        let mut known: std::collections::HashMap<Handle, AtomRecord> =
+            std::collections::HashMap::new();
+        // (atom to fetch, the link that contains it)
+        let mut wanted: Vec<(Handle, Handle)> = recs
+            .iter()
+            .flat_map(|r| r.outgoing.iter().map(|o| (*o, r.handle)))
+            .collect();
+        while !wanted.is_empty() {
+            wanted.sort_unstable();
+            wanted.dedup_by_key(|(h, _)| *h);
+            wanted.retain(|(h, _)| !known.contains_key(h));
+            let handles: Vec<Handle> = wanted.iter().map(|(h, _)| *h).collect();
+            let mut next = Vec::new();
+            for (&(h, link), rec) in wanted.iter().zip(self.get(&handles).await?) {
+                let rec = rec.ok_or(Error::Dangling { link, missing: h })?;
+                next.extend(rec.outgoing.iter().map(|o| (*o, h)));
+                known.insert(h, rec);
+            }
+            wanted = next;
+        }
+        let atom_of = |rec: &AtomRecord, values: bool, outgoing: Vec<Atom>| Atom {
+            ty: rec.ty,
+            name: rec.name.clone(),
+            outgoing,
+            tv: (values && rec.tv != Default::default()).then_some(rec.tv),
+            av: (values && rec.av != Default::default()).then_some(rec.av),
+            values: if values {
+                rec.values.clone()
+            } else {
+                Default::default()
+            },
+        };
+        let mut out = Vec::with_capacity(recs.len());
+        for root in recs {
+            // Post-order with an explicit stack: (record, built children).
+            let mut stack: Vec<(&AtomRecord, Vec<Atom>)> = vec![(root, Vec::new())];
+            loop {
+                let (rec, done) = stack
+                    .last()
+                    .map(|(r, d)| (*r, d.len()))
+                    .unwrap_or((root, 0));
+                if done < rec.outgoing.len() {
+                    let h = rec.outgoing[done];
+                    let child = known.get(&h).ok_or(Error::Dangling {
+                        link: rec.handle,
+                        missing: h,
+                    })?;
+                    stack.push((child, Vec::new()));
+                    continue;
+                }
+                let Some((rec, children)) = stack.pop() else {
+                    break;
+                };
+                let values = child_values || stack.is_empty();
+                let atom = atom_of(rec, values, children);
+                match stack.last_mut() {
+                    Some((_, siblings)) => siblings.push(atom),
+                    None => {
+                        out.push(atom);
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The first `limit` atoms of type `ty` in handle order across every
+    /// shard (see [`Scan`]).
     pub async fn scan_type(
         &self,
         ty: &'static AtomType,
         limit: usize,
     ) -> Result<Vec<AtomRecord>, Error> {
-        let routing = self.routing();
+        let mut scan = self.scan(&[ty], None)?;
         let mut out = Vec::new();
-        for shard in routing.ring()?.members() {
-            let addr = routing.address(shard.id)?.to_string();
-            let mut after = Vec::new();
-            loop {
-                let page = self
-                    .shard(&addr)?
-                    .scan_type(pb::ScanTypeRequest {
-                        epoch: routing.topology.epoch.0,
-                        r#type: ty.name.to_string(),
-                        after: after.clone(),
-                        // 0: the shard's own page size (see above).
-                        limit: 0,
-                    })
-                    .await
-                    .map_err(|st| Error::rpc(&addr, &st))?
-                    .into_inner();
-                for v in page.atoms {
-                    out.push(AtomRecord::try_from(v)?);
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                }
-                match (page.more, out.last()) {
-                    (true, Some(last)) => after = last.handle.to_bytes().to_vec(),
-                    _ => break,
-                }
+        while out.len() < limit {
+            match scan.next().await? {
+                Some(r) => out.push(r),
+                None => break,
             }
         }
         Ok(out)
+    }
+
+    /// A scan of the atoms of `types`, in handle order across every shard
+    /// and every type, from just after `after` (see [`Scan`]).
+    pub fn scan(
+        &self,
+        types: &[&'static AtomType],
+        after: Option<Handle>,
+    ) -> Result<Scan<'_>, Error> {
+        let routing = self.routing();
+        let mut cursors = Vec::new();
+        for shard in routing.ring()?.members() {
+            let addr = routing.address(shard.id)?.to_string();
+            for &ty in types {
+                cursors.push(ScanCursor {
+                    ty,
+                    addr: addr.clone(),
+                    buf: std::collections::VecDeque::new(),
+                    after: after.map(|h| h.to_bytes().to_vec()).unwrap_or_default(),
+                    more: true,
+                });
+            }
+        }
+        // Every cursor holds at most one page: a few thousand records in
+        // all, however many types and shards. A scan of one type asks for
+        // the shard's own page size (0), which never passes its limit.
+        let page = match SCAN_BUDGET / cursors.len().max(1) {
+            n if n >= 1_000 => 0,
+            n => n.max(16) as u32,
+        };
+        Ok(Scan {
+            client: self,
+            epoch: routing.topology.epoch,
+            page: std::sync::atomic::AtomicU32::new(page),
+            cursors,
+        })
     }
 
     /// Submits a job; its events arrive on the returned stream.

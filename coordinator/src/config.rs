@@ -17,6 +17,8 @@ pub const DEFAULT_RECOVERY_WAIT_MS: u64 = 60_000;
 pub const DEFAULT_MAX_TICK_ATTEMPTS: u32 = 10;
 pub const DEFAULT_PROBE_TIMEOUT_MS: u64 = 2_000;
 pub const DEFAULT_STATUS_TIMEOUT_MS: u64 = 1_000;
+/// The whole registered id space (ids 0x8000..=0xFFFF).
+pub const DEFAULT_MAX_TYPES: u32 = lockstep_model::types::MAX_NEW_TYPES as u32;
 
 /// How the coordinator runs. Every field has a documented default (see the
 /// README's configuration reference).
@@ -55,6 +57,10 @@ pub struct CoordinatorConfig {
     /// How long `status` waits for each shard's current counts before it
     /// reports that shard's last heartbeat instead (marked not fresh).
     pub status_timeout_ms: u64,
+    /// The most atom types the cluster registers beyond the built-in ones
+    /// (each is a name users or modules define, such as `ReferenceLink`);
+    /// at most 32768, the registered id space.
+    pub max_types: u32,
     /// A file holding the cluster token: every call but the health check
     /// must carry it, and the coordinator's calls to shards do.
     pub token_file: Option<PathBuf>,
@@ -89,6 +95,7 @@ impl Default for CoordinatorConfig {
             max_tick_attempts: DEFAULT_MAX_TICK_ATTEMPTS,
             probe_timeout_ms: DEFAULT_PROBE_TIMEOUT_MS,
             status_timeout_ms: DEFAULT_STATUS_TIMEOUT_MS,
+            max_types: DEFAULT_MAX_TYPES,
             token_file: None,
             token: None,
             tls_cert: None,
@@ -135,6 +142,12 @@ impl CoordinatorConfig {
         }
         if self.status_timeout_ms == 0 {
             return Err(Error::Config("status_timeout_ms must be > 0".into()));
+        }
+        if self.max_types > DEFAULT_MAX_TYPES {
+            return Err(Error::Config(format!(
+                "max_types must be at most {DEFAULT_MAX_TYPES}, got {}",
+                self.max_types
+            )));
         }
         if self.max_tick_attempts == 0 {
             return Err(Error::Config("max_tick_attempts must be > 0".into()));

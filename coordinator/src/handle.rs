@@ -99,22 +99,33 @@ impl Registry {
         })
     }
 
-    /// Applies `f` to the state, then persists and publishes as it asks.
-    /// The lock is held across the (small, rare) file write so that the
-    /// persisted order matches the order of changes.
+    /// Applies `f` to a copy of the state, persists it as `f` asks, and
+    /// only then makes it the state and publishes it: a change that could
+    /// not be written is not in force (a type id handed out and then lost
+    /// at a restart would be given again to another name). The lock is
+    /// held across the (small, rare) file write so that the persisted
+    /// order matches the order of changes.
     fn apply<T>(
         &self,
         f: impl FnOnce(&mut RegistryState) -> Result<(T, Effects), Error>,
     ) -> Result<T, Error> {
         let mut st = self.state.lock();
-        let (out, fx) = f(&mut st)?;
+        let mut next = st.clone();
+        let (out, fx) = f(&mut next)?;
         if fx.persist {
-            write_snapshot(&self.path, &st.snapshot())?;
+            write_snapshot(&self.path, &next.snapshot())?;
         }
+        *st = next;
         if fx.publish {
             self.topology.send_replace(st.topology());
         }
         Ok(out)
+    }
+
+    /// Gives new atom types their cluster-wide ids, durably (see
+    /// [`RegistryState::register_types`]).
+    pub fn register_types(&self, names: &[String]) -> Result<Vec<(u16, String)>, Error> {
+        self.apply(|st| st.register_types(names))
     }
 
     pub fn register(&self, r: Registration) -> Result<(ShardId, Topology), Error> {

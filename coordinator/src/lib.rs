@@ -59,6 +59,7 @@ pub async fn run(
             max_batch: config.max_batch,
             heartbeat_interval_ms: config.heartbeat_interval_ms,
             thresholds: config.thresholds(),
+            max_types: config.max_types,
         },
     )?;
     info!(cluster = %registry.topology().cluster_id, epoch = %registry.topology().epoch, "registry loaded");

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lockstep_model::atom::{Liveness, ShardEntry, Topology};
-use lockstep_model::{Epoch, ShardId};
+use lockstep_model::types::FIRST_REGISTERED_ID;
+use lockstep_model::{AtomType, Epoch, ShardId};
 use lockstep_proto::pb;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,8 @@ pub struct Settings {
     pub max_batch: u32,
     pub heartbeat_interval_ms: u64,
     pub thresholds: Thresholds,
+    /// The most types [`RegistryState::register_types`] gives ids to.
+    pub max_types: u32,
 }
 
 /// What survives a coordinator restart.
@@ -50,6 +53,10 @@ pub struct Snapshot {
     /// The last cluster tick decided committed.
     #[serde(default)]
     pub committed_tick: u64,
+    /// The registered atom types, by id: never changed or removed, since
+    /// stores keep these ids.
+    #[serde(default)]
+    pub types: BTreeMap<u16, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -159,7 +166,7 @@ impl Effects {
 }
 
 /// The registry state.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RegistryState {
     cluster_id: String,
     epoch: Epoch,
@@ -168,6 +175,8 @@ pub struct RegistryState {
     shards: BTreeMap<ShardId, ShardRecord>,
     settings: Settings,
     committed_tick: u64,
+    types: BTreeMap<u16, String>,
+    type_ids: BTreeMap<String, u16>,
 }
 
 impl RegistryState {
@@ -181,6 +190,8 @@ impl RegistryState {
             shards: BTreeMap::new(),
             settings,
             committed_tick: 0,
+            types: BTreeMap::new(),
+            type_ids: BTreeMap::new(),
         }
     }
 
@@ -214,6 +225,8 @@ impl RegistryState {
             shards,
             settings,
             committed_tick: s.committed_tick,
+            type_ids: s.types.iter().map(|(id, n)| (n.clone(), *id)).collect(),
+            types: s.types,
         }
     }
 
@@ -235,7 +248,58 @@ impl RegistryState {
                 })
                 .collect(),
             committed_tick: self.committed_tick,
+            types: self.types.clone(),
         }
+    }
+
+    /// Gives each name that is not a built-in type a cluster-wide id, the
+    /// next free one from [`FIRST_REGISTERED_ID`], or returns the id it
+    /// has. Every name is checked first, so a bad one registers nothing.
+    pub fn register_types(
+        &mut self,
+        names: &[String],
+    ) -> Result<(Vec<(u16, String)>, Effects), Error> {
+        for n in names {
+            if AtomType::builtin(n).is_some() {
+                return Err(Error::Invalid(format!("{n} is a built-in type")));
+            }
+            if lockstep_model::types::new_type_kind(n).is_none() {
+                return Err(Error::Invalid(format!(
+                    "{n:?} is not a type name: CamelCase letters and digits ending in Node or Link, at most {} bytes",
+                    lockstep_model::types::MAX_TYPE_NAME
+                )));
+            }
+        }
+        let new: std::collections::BTreeSet<&String> = names
+            .iter()
+            .filter(|n| !self.type_ids.contains_key(*n))
+            .collect();
+        if self.types.len() + new.len() > self.settings.max_types as usize {
+            return Err(Error::Invalid(format!(
+                "registering {} more atom types would pass max_types ({}); {} are registered",
+                new.len(),
+                self.settings.max_types,
+                self.types.len()
+            )));
+        }
+        let mut fx = Effects::default();
+        for n in new {
+            let id = match self.types.keys().next_back() {
+                None => FIRST_REGISTERED_ID,
+                Some(last) => last
+                    .checked_add(1)
+                    .ok_or_else(|| Error::Invalid("no atom type id is free".into()))?,
+            };
+            self.types.insert(id, n.clone());
+            self.type_ids.insert(n.clone(), id);
+            fx.persist = true;
+            fx.publish = true;
+        }
+        let out = names
+            .iter()
+            .filter_map(|n| self.type_ids.get(n).map(|id| (*id, n.clone())))
+            .collect();
+        Ok((out, fx))
     }
 
     pub fn committed_tick(&self) -> u64 {
@@ -281,6 +345,7 @@ impl RegistryState {
             shards: self.shards.values().map(ShardRecord::entry).collect(),
             cluster_id: self.cluster_id.clone(),
             max_batch: self.settings.max_batch,
+            types: self.types.iter().map(|(id, n)| (*id, n.clone())).collect(),
         }
     }
 
@@ -467,6 +532,7 @@ mod tests {
 
     fn settings() -> Settings {
         Settings {
+            max_types: 3,
             vnodes: 16,
             max_batch: 100,
             heartbeat_interval_ms: 500,
@@ -485,6 +551,52 @@ mod tests {
             weight: 1.0,
             atoms,
         }
+    }
+
+    #[test]
+    fn types_get_stable_ids_once_and_survive_a_restart() {
+        let mut r = RegistryState::new("c".into(), settings());
+        let names = |ns: &[&str]| ns.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let (got, fx) = r
+            .register_types(&names(&[
+                "ReferenceLink",
+                "WordInstanceNode",
+                "ReferenceLink",
+            ]))
+            .unwrap();
+        assert!(fx.persist && fx.publish);
+        let first = FIRST_REGISTERED_ID;
+        assert_eq!(got[0], (first, "ReferenceLink".to_string()));
+        assert_eq!(got[1], (first + 1, "WordInstanceNode".to_string()));
+        assert_eq!(got[2], got[0]);
+        // Asking again changes nothing.
+        let (again, fx) = r.register_types(&names(&["WordInstanceNode"])).unwrap();
+        assert_eq!((again[0].0, fx), (first + 1, Effects::default()));
+        assert_eq!(r.topology().types.len(), 2);
+        // Bad names, built-ins and the limit are refused whole.
+        for bad in [
+            &["ConceptNode"][..],
+            &["setlocale"],
+            &["OkLink", "bad name"],
+        ] {
+            assert!(matches!(
+                r.register_types(&names(bad)),
+                Err(Error::Invalid(_))
+            ));
+        }
+        assert!(r.topology().types.iter().all(|(_, n)| n != "OkLink"));
+        r.register_types(&names(&["ThirdLink"])).unwrap();
+        assert!(matches!(
+            r.register_types(&names(&["FourthLink"])),
+            Err(Error::Invalid(m)) if m.contains("max_types")
+        ));
+        // The snapshot (registry.json) keeps the ids.
+        let json = serde_json::to_string(&r.snapshot()).unwrap();
+        let back: Snapshot = serde_json::from_str(&json).unwrap();
+        let mut r2 = RegistryState::from_snapshot(back, settings());
+        assert_eq!(r2.topology().types, r.topology().types);
+        let (got, _) = r2.register_types(&names(&["ReferenceLink"])).unwrap();
+        assert_eq!(got[0].0, first);
     }
 
     #[test]

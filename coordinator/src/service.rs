@@ -17,6 +17,10 @@ use crate::jobs::net::GrpcNet;
 use crate::registry::Registration;
 use std::sync::Arc;
 
+/// The most type names one RegisterTypes call may carry: as many as the
+/// distinct types of one full batch could need.
+const MAX_TYPES_PER_CALL: usize = 4096;
+
 /// How long the service waits on shards.
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
@@ -230,6 +234,30 @@ impl Coordinator for CoordinatorService {
     ) -> Result<Response<pb::DeclareDataResponse>, Status> {
         let epoch = self.registry.declare_data()?;
         Ok(Response::new(pb::DeclareDataResponse { epoch: epoch.0 }))
+    }
+
+    async fn register_types(
+        &self,
+        req: Request<pb::RegisterTypesRequest>,
+    ) -> Result<Response<pb::RegisterTypesResponse>, Status> {
+        let names = req.into_inner().names;
+        if names.len() > MAX_TYPES_PER_CALL {
+            return Err(crate::Error::Invalid(format!(
+                "{} type names in one call; at most {MAX_TYPES_PER_CALL}",
+                names.len()
+            ))
+            .into());
+        }
+        let types = self.registry.register_types(&names)?;
+        Ok(Response::new(pb::RegisterTypesResponse {
+            types: types
+                .into_iter()
+                .map(|(id, name)| pb::RegisteredType {
+                    id: u32::from(id),
+                    name,
+                })
+                .collect(),
+        }))
     }
 
     async fn remove_shard(

@@ -11,6 +11,7 @@ use xxhash_rust::xxh3::xxh3_128;
 use lockstep_hashing::{Epoch, Member, Ring, RingError, ShardId};
 
 use crate::ModelError;
+pub use crate::types::{AtomKind, AtomType};
 
 /// The longest node name accepted, in bytes.
 pub const MAX_NAME_BYTES: usize = 64 * 1024;
@@ -82,82 +83,6 @@ impl fmt::Display for Tick {
     }
 }
 
-/// Whether a type is a node or a link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AtomKind {
-    Node,
-    Link,
-}
-
-/// A built-in atom type. The `id` is what is stored on disk and must never be
-/// reused; the `name` is what handles hash, so it must never change either.
-#[derive(Debug, PartialEq, Eq)]
-pub struct AtomType {
-    pub id: u16,
-    pub name: &'static str,
-    pub short: &'static str,
-    pub kind: AtomKind,
-}
-
-macro_rules! atom_types {
-    ($($id:literal $name:literal $short:literal $kind:ident),* $(,)?) => {
-        /// Every built-in atom type, in id order.
-        pub static ATOM_TYPES: &[AtomType] = &[
-            $(AtomType { id: $id, name: $name, short: $short, kind: AtomKind::$kind }),*
-        ];
-    };
-}
-
-atom_types! {
-    1 "ConceptNode" "Concept" Node,
-    2 "PredicateNode" "Predicate" Node,
-    3 "WordNode" "Word" Node,
-    4 "NumberNode" "Number" Node,
-    5 "VariableNode" "Variable" Node,
-    6 "SchemaNode" "Schema" Node,
-    7 "TypeNode" "Type" Node,
-    32 "ListLink" "List" Link,
-    33 "InheritanceLink" "Inheritance" Link,
-    34 "SimilarityLink" "Similarity" Link,
-    35 "EvaluationLink" "Evaluation" Link,
-    36 "MemberLink" "Member" Link,
-    37 "ContainsLink" "Contains" Link,
-    38 "ExecutionLink" "Execution" Link,
-    39 "AndLink" "And" Link,
-    40 "OrLink" "Or" Link,
-    41 "ImplicationLink" "Implication" Link,
-    42 "SetLink" "Set" Link,
-}
-
-impl AtomType {
-    /// Looks a type up by its full name (`ConceptNode`) or short form
-    /// (`Concept`).
-    pub fn by_name(name: &str) -> Result<&'static AtomType, ModelError> {
-        ATOM_TYPES
-            .iter()
-            .find(|t| t.name == name || t.short == name)
-            .ok_or_else(|| ModelError::UnknownType(name.to_string()))
-    }
-
-    /// Looks a type up by its stored id.
-    pub fn by_id(id: u32) -> Result<&'static AtomType, ModelError> {
-        ATOM_TYPES
-            .iter()
-            .find(|t| u32::from(t.id) == id)
-            .ok_or(ModelError::UnknownTypeId(id))
-    }
-
-    pub fn is_node(&self) -> bool {
-        self.kind == AtomKind::Node
-    }
-}
-
-impl fmt::Display for AtomType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name)
-    }
-}
-
 /// The handle of node `(ty, name)`: xxh3-128 of
 /// `0x01 ++ len(type) as u16 LE ++ type ++ len(name) as u32 LE ++ name`.
 pub fn node_handle(ty: &AtomType, name: &str) -> Handle {
@@ -173,6 +98,9 @@ pub fn node_handle(ty: &AtomType, name: &str) -> Handle {
 /// The handle of link `(ty, outgoing)`: xxh3-128 of
 /// `0x02 ++ len(type) as u16 LE ++ type ++ arity as u32 LE ++ handles (16
 /// bytes BE each)`.
+///
+/// An unordered link's `outgoing` must already be in canonical order (see
+/// [`canonical_outgoing`]).
 pub fn link_handle(ty: &AtomType, outgoing: &[Handle]) -> Handle {
     let mut buf = Vec::with_capacity(7 + ty.name.len() + 16 * outgoing.len());
     buf.push(2u8);
@@ -185,45 +113,197 @@ pub fn link_handle(ty: &AtomType, outgoing: &[Handle]) -> Handle {
     Handle(xxh3_128(&buf))
 }
 
-/// (strength, confidence). The AtomSpace default is (1.0, 0.0).
+/// Puts a link's outgoing set in canonical order: an unordered link's
+/// (`SetLink`, `AndLink`, ...) is sorted by handle, so every order of the
+/// same atoms is one atom, as in the AtomSpace, and repeats are kept (a
+/// multiset); an ordered link's stays as written.
+pub fn canonical_outgoing(ty: &AtomType, outgoing: &mut [Handle]) {
+    if ty.unordered {
+        outgoing.sort_unstable();
+    }
+}
+
+/// The AtomSpace's kinds of truth value, each with its Atomese form and the
+/// numbers it carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum TvKind {
+    /// `(stv strength confidence)`
+    #[default]
+    Simple,
+    /// `(ctv strength confidence count)`
+    Count,
+    /// `(itv lower upper confidence)`
+    Indefinite,
+    /// `(ftv strength confidence)`
+    Fuzzy,
+    /// `(ptv strength confidence count)`
+    Probabilistic,
+    /// `(etv positive-count total-count)`
+    EvidenceCount,
+}
+
+impl TvKind {
+    pub const ALL: [TvKind; 6] = [
+        TvKind::Simple,
+        TvKind::Count,
+        TvKind::Indefinite,
+        TvKind::Fuzzy,
+        TvKind::Probabilistic,
+        TvKind::EvidenceCount,
+    ];
+
+    /// The Atomese constructor: `stv`, `ctv`, ...
+    pub fn short(self) -> &'static str {
+        match self {
+            TvKind::Simple => "stv",
+            TvKind::Count => "ctv",
+            TvKind::Indefinite => "itv",
+            TvKind::Fuzzy => "ftv",
+            TvKind::Probabilistic => "ptv",
+            TvKind::EvidenceCount => "etv",
+        }
+    }
+
+    /// The type script's name: `SimpleTruthValue`, ...
+    pub fn type_name(self) -> &'static str {
+        match self {
+            TvKind::Simple => "SimpleTruthValue",
+            TvKind::Count => "CountTruthValue",
+            TvKind::Indefinite => "IndefiniteTruthValue",
+            TvKind::Fuzzy => "FuzzyTruthValue",
+            TvKind::Probabilistic => "ProbabilisticTruthValue",
+            TvKind::EvidenceCount => "EvidenceCountTruthValue",
+        }
+    }
+
+    /// How many numbers the kind carries.
+    pub fn arity(self) -> usize {
+        match self {
+            TvKind::Simple | TvKind::Fuzzy | TvKind::EvidenceCount => 2,
+            TvKind::Count | TvKind::Indefinite | TvKind::Probabilistic => 3,
+        }
+    }
+
+    /// A kind by its constructor or type name.
+    pub fn by_name(name: &str) -> Option<TvKind> {
+        TvKind::ALL
+            .into_iter()
+            .find(|k| k.short() == name || k.type_name() == name)
+    }
+
+    /// The number stored and sent for the kind (0 for `stv`, so records
+    /// from before kinds existed read as simple).
+    pub fn id(self) -> u32 {
+        self as u32
+    }
+
+    pub fn from_id(id: u32) -> Result<TvKind, ModelError> {
+        TvKind::ALL
+            .get(id as usize)
+            .copied()
+            .ok_or_else(|| ModelError::BadParam(format!("unknown truth value kind {id}")))
+    }
+}
+
+/// A truth value of any kind. The AtomSpace default is `(stv 1 0)`.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TruthValue {
-    pub strength: f64,
-    pub confidence: f64,
+    pub kind: TvKind,
+    /// The kind's numbers in its Atomese order; unused ones are 0.
+    pub numbers: [f64; 3],
 }
 
 impl Default for TruthValue {
     fn default() -> Self {
         TruthValue {
-            strength: 1.0,
-            confidence: 0.0,
+            kind: TvKind::Simple,
+            numbers: [1.0, 0.0, 0.0],
         }
     }
 }
 
 impl TruthValue {
+    /// A simple truth value, validated.
     pub fn new(strength: f64, confidence: f64) -> Result<TruthValue, ModelError> {
-        check_range("strength", strength, 0.0, 1.0)?;
-        check_range("confidence", confidence, 0.0, 1.0)?;
-        Ok(TruthValue {
-            strength,
-            confidence,
-        })
+        TruthValue::of(TvKind::Simple, &[strength, confidence])
+    }
+
+    /// A truth value of `kind` from exactly its numbers, validated:
+    /// strengths, bounds and confidences lie in [0, 1], counts are finite and
+    /// not negative.
+    pub fn of(kind: TvKind, numbers: &[f64]) -> Result<TruthValue, ModelError> {
+        if numbers.len() != kind.arity() {
+            return Err(ModelError::BadParam(format!(
+                "{} takes {} numbers, got {}",
+                kind.short(),
+                kind.arity(),
+                numbers.len()
+            )));
+        }
+        let fields: &[&'static str] = match kind {
+            TvKind::Simple | TvKind::Fuzzy => &["strength", "confidence"],
+            TvKind::Count | TvKind::Probabilistic => &["strength", "confidence", "count"],
+            TvKind::Indefinite => &["lower", "upper", "confidence"],
+            TvKind::EvidenceCount => &["positive count", "total count"],
+        };
+        for (&field, &x) in fields.iter().zip(numbers) {
+            match field {
+                "count" | "positive count" | "total count" => check_range(field, x, 0.0, f64::MAX)?,
+                _ => check_range(field, x, 0.0, 1.0)?,
+            }
+        }
+        let mut n = [0.0; 3];
+        n[..numbers.len()].copy_from_slice(numbers);
+        Ok(TruthValue { kind, numbers: n })
+    }
+
+    /// The numbers the kind carries.
+    pub fn values(&self) -> &[f64] {
+        &self.numbers[..self.kind.arity()]
+    }
+
+    /// The mean, as the AtomSpace's `cog-mean` reads it: the first number,
+    /// the interval's midpoint for `itv`, positive over total for `etv`.
+    pub fn strength(&self) -> f64 {
+        match self.kind {
+            TvKind::Indefinite => (self.numbers[0] + self.numbers[1]) / 2.0,
+            TvKind::EvidenceCount if self.numbers[1] > 0.0 => self.numbers[0] / self.numbers[1],
+            TvKind::EvidenceCount => 0.0,
+            _ => self.numbers[0],
+        }
+    }
+
+    /// The confidence: the second number, the third for `itv`, and for
+    /// `etv` none is stored, so 0.
+    pub fn confidence(&self) -> f64 {
+        match self.kind {
+            TvKind::Indefinite => self.numbers[2],
+            TvKind::EvidenceCount => 0.0,
+            _ => self.numbers[1],
+        }
     }
 }
 
-/// (sti, lti), defaulting to zero.
+/// (sti, lti, vlti), defaulting to zero. The AtomSpace writes all three;
+/// `(av sti lti)` leaves vlti at 0.
 #[derive(Clone, Copy, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct AttentionValue {
     pub sti: f64,
     pub lti: f64,
+    #[serde(default)]
+    pub vlti: f64,
 }
 
 impl AttentionValue {
     pub fn new(sti: f64, lti: f64) -> Result<AttentionValue, ModelError> {
+        AttentionValue::with_vlti(sti, lti, 0.0)
+    }
+
+    pub fn with_vlti(sti: f64, lti: f64, vlti: f64) -> Result<AttentionValue, ModelError> {
         check_range("sti", sti, f64::MIN, f64::MAX)?;
         check_range("lti", lti, f64::MIN, f64::MAX)?;
-        Ok(AttentionValue { sti, lti })
+        check_range("vlti", vlti, f64::MIN, f64::MAX)?;
+        Ok(AttentionValue { sti, lti, vlti })
     }
 }
 
@@ -290,7 +370,8 @@ impl Atom {
         match self.ty.kind {
             AtomKind::Node => node_handle(self.ty, &self.name),
             AtomKind::Link => {
-                let out: Vec<Handle> = self.outgoing.iter().map(Atom::handle).collect();
+                let mut out: Vec<Handle> = self.outgoing.iter().map(Atom::handle).collect();
+                canonical_outgoing(self.ty, &mut out);
                 link_handle(self.ty, &out)
             }
         }
@@ -306,6 +387,7 @@ impl Atom {
             handles.push(h);
             depth = depth.max(d + 1);
         }
+        canonical_outgoing(self.ty, &mut handles);
         let handle = match self.ty.kind {
             AtomKind::Node => node_handle(self.ty, &self.name),
             AtomKind::Link => link_handle(self.ty, &handles),
@@ -377,9 +459,10 @@ impl FlatAtom {
     pub fn new(
         ty: &'static AtomType,
         name: String,
-        outgoing: Vec<Handle>,
+        mut outgoing: Vec<Handle>,
     ) -> Result<FlatAtom, ModelError> {
         validate_shape(ty, &name, outgoing.len())?;
+        canonical_outgoing(ty, &mut outgoing);
         let handle = match ty.kind {
             AtomKind::Node => node_handle(ty, &name),
             AtomKind::Link => link_handle(ty, &outgoing),
@@ -445,9 +528,10 @@ impl IncomingRef {
     pub fn new(
         target: Handle,
         link_type: &'static AtomType,
-        outgoing: Vec<Handle>,
+        mut outgoing: Vec<Handle>,
     ) -> Result<IncomingRef, ModelError> {
         validate_shape(link_type, "", outgoing.len())?;
+        canonical_outgoing(link_type, &mut outgoing);
         if link_type.is_node() {
             return Err(ModelError::OutgoingOnNode { ty: link_type.name });
         }
@@ -604,9 +688,22 @@ pub struct Topology {
     pub shards: Vec<ShardEntry>,
     pub cluster_id: String,
     pub max_batch: u32,
+    /// The types registered in the cluster, by id (built-ins are not
+    /// listed: every process knows them).
+    pub types: Vec<(u16, String)>,
 }
 
 impl Topology {
+    /// The registered types as types of this process, for `--subtypes`:
+    /// every registered type descends from `Node` or `Link`. A name this
+    /// process cannot take is left out (the coordinator validates them).
+    pub fn registered_types(&self) -> Vec<&'static AtomType> {
+        self.types
+            .iter()
+            .filter_map(|(_, n)| AtomType::intern(n).ok())
+            .collect()
+    }
+
     /// The ring built from the shards in it (their allocated tokens), or
     /// `None` when none is.
     pub fn ring(&self) -> Result<Option<Ring>, RingError> {
@@ -650,6 +747,7 @@ impl Routing {
                 shards: Vec::new(),
                 cluster_id: String::new(),
                 max_batch: 0,
+                types: Vec::new(),
             },
             ring: None,
         }
@@ -697,9 +795,56 @@ mod tests {
             AtomType::by_name("FooNode").unwrap_err().to_string(),
             "unknown atom type \"FooNode\""
         );
-        let mut ids: Vec<u16> = ATOM_TYPES.iter().map(|t| t.id).collect();
-        ids.dedup();
-        assert_eq!(ids.len(), ATOM_TYPES.len());
+    }
+
+    #[test]
+    fn an_unordered_link_is_one_atom_for_any_order_of_its_outgoing_set() {
+        let c = AtomType::by_name("Concept").unwrap();
+        let n = |x: &str| Atom::node(c, x).unwrap();
+        let set = AtomType::by_name("SetLink").unwrap();
+        let list = AtomType::by_name("ListLink").unwrap();
+        let ab = Atom::link(set, vec![n("a"), n("b"), n("a")]).unwrap();
+        let ba = Atom::link(set, vec![n("a"), n("a"), n("b")]).unwrap();
+        let aab = Atom::link(set, vec![n("b"), n("a"), n("a")]).unwrap();
+        assert_eq!(ab.handle(), ba.handle());
+        assert_eq!(ab.handle(), aab.handle());
+        // A multiset, as in the AtomSpace: repeats count.
+        let once = Atom::link(set, vec![n("a"), n("b")]).unwrap();
+        assert_ne!(once.handle(), ab.handle());
+        // Ordered links keep their order.
+        let l1 = Atom::link(list, vec![n("a"), n("b")]).unwrap();
+        let l2 = Atom::link(list, vec![n("b"), n("a")]).unwrap();
+        assert_ne!(l1.handle(), l2.handle());
+        // The flat form, the shard's recomputation and incoming entries
+        // agree on the canonical order.
+        let mut flat = Vec::new();
+        let (h, _) = ab.flatten_into(&mut flat);
+        assert_eq!(h, ab.handle());
+        let top = &flat.last().unwrap().0;
+        assert!(top.outgoing.windows(2).all(|w| w[0] <= w[1]));
+        let mut reversed = top.outgoing.clone();
+        reversed.reverse();
+        let again = FlatAtom::new(set, String::new(), reversed.clone()).unwrap();
+        assert_eq!(again.handle, h);
+        let r = IncomingRef::new(reversed[0], set, reversed).unwrap();
+        assert_eq!(r.link, h);
+    }
+
+    #[test]
+    fn truth_values_keep_their_kind_and_numbers() {
+        let ctv = TruthValue::of(TvKind::Count, &[0.5, 0.25, 12.0]).unwrap();
+        assert_eq!(ctv.values(), &[0.5, 0.25, 12.0]);
+        assert_eq!((ctv.strength(), ctv.confidence()), (0.5, 0.25));
+        let itv = TruthValue::of(TvKind::Indefinite, &[0.25, 0.75, 0.5]).unwrap();
+        assert_eq!((itv.strength(), itv.confidence()), (0.5, 0.5));
+        assert!(TruthValue::of(TvKind::Count, &[0.5, 0.5]).is_err());
+        assert!(TruthValue::of(TvKind::Count, &[0.5, 0.5, -1.0]).is_err());
+        for k in TvKind::ALL {
+            assert_eq!(TvKind::from_id(k.id()).unwrap(), k);
+            assert_eq!(TvKind::by_name(k.short()), Some(k));
+            assert_eq!(TvKind::by_name(k.type_name()), Some(k));
+        }
+        assert_eq!(TvKind::from_id(0).unwrap(), TvKind::Simple);
     }
 
     #[test]

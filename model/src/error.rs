@@ -6,6 +6,12 @@
 pub enum ModelError {
     #[error("unknown atom type {0:?}")]
     UnknownType(String),
+    #[error("more than {max} new atom types")]
+    TooManyTypes { max: usize },
+    #[error("atom type registry conflict: {0}")]
+    TypeConflict(String),
+    #[error("unknown atom type {0:?} (--strict-types accepts only the AtomSpace's built-in types)")]
+    StrictType(String),
     #[error("unknown atom type id {0}")]
     UnknownTypeId(u32),
     #[error("{ty} needs a non-empty name")]

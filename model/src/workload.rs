@@ -126,7 +126,7 @@ impl Workload {
                     None => None,
                     Some(list) => Some(
                         list.split(',')
-                            .map(|t| AtomType::by_name(t.trim()))
+                            .map(|t| AtomType::intern(t.trim()))
                             .collect::<Result<Vec<_>, _>>()?,
                     ),
                 };

@@ -9,7 +9,15 @@
 //!   that an incoming set never becomes one growing value.
 //! - `meta`: `shard_id`, `cluster_id`, `count/<type id>`, `incoming_count`,
 //!   `last_tick`, `prepared` (a tick's writes between prepare and commit),
-//!   and the STI column (see [`crate::column`]).
+//!   `type/<type id>` -> name for each registered (not built-in) type, and
+//!   the STI column (see [`crate::column`]).
+//!
+//! # Type ids
+//! Keys and records hold a type's u16 id: a built-in type's from the model
+//! crate's table, a registered type's from the coordinator, kept in `meta`
+//! before any atom of it is written (see [`AtomStore::add_types`]). A write
+//! of a type with no id here is refused, so every stored id can be read
+//! back.
 //!
 //! # Views
 //! [`AtomStore::view`] is what a tick reads: a snapshot of the key-value
@@ -22,7 +30,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Weak};
 
 use lockstep_model::atom::AtomRecord;
-use lockstep_model::{AtomType, FlatAtom, Handle, IncomingRef, ShardId, StiColumn};
+use lockstep_model::{AtomType, FlatAtom, Handle, IncomingRef, ShardId, StiColumn, TypeTable};
 use lockstep_proto::convert::{decode_incoming, decode_stored, encode_incoming, encode_stored};
 use lockstep_proto::pb;
 use parking_lot::{Mutex, RwLock};
@@ -39,6 +47,7 @@ const META_COUNT_PREFIX: &[u8] = b"count/";
 const META_INCOMING_COUNT: &[u8] = b"incoming_count";
 const META_LAST_TICK: &[u8] = b"last_tick";
 const META_PREPARED: &[u8] = b"prepared";
+const META_TYPE_PREFIX: &[u8] = b"type/";
 
 /// The family of a planned op in a batch an older release prepared
 /// (0 atoms, 1 incoming, 2 meta).
@@ -67,6 +76,36 @@ fn load_counts<S: KvStore>(kv: &S) -> Result<Counts, Error> {
     Ok(counts)
 }
 
+fn type_meta_key(id: u16) -> Vec<u8> {
+    let mut k = META_TYPE_PREFIX.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn load_types<S: KvStore>(kv: &S) -> Result<TypeTable, Error> {
+    let mut types = TypeTable::new();
+    for (k, v) in kv.scan(Cf::Meta, META_TYPE_PREFIX, None, usize::MAX)? {
+        let id = u16::from_be_bytes(
+            k[META_TYPE_PREFIX.len()..]
+                .try_into()
+                .map_err(|_| Error::Storage("corrupt type key".into()))?,
+        );
+        let name =
+            std::str::from_utf8(&v).map_err(|_| Error::Storage("corrupt type name".into()))?;
+        types
+            .insert(id, name)
+            .map_err(|e| Error::Storage(format!("stored type {id}: {e}")))?;
+    }
+    Ok(types)
+}
+
+/// The stored id of `ty`, or a refusal naming it.
+fn id_in(types: &TypeTable, ty: &AtomType) -> Result<u16, Error> {
+    types
+        .id_of(ty)
+        .ok_or_else(|| Error::UnregisteredType(ty.name.to_string()))
+}
+
 fn corrupt_prepared(e: lockstep_proto::ProtoError) -> Error {
     Error::Storage(format!("corrupt prepared batch: {e}"))
 }
@@ -89,16 +128,16 @@ pub fn atom_key(h: Handle) -> Vec<u8> {
     k
 }
 
-fn type_key(ty: &AtomType, h: Handle) -> Vec<u8> {
-    let mut k = type_prefix(ty);
+fn type_key(type_id: u16, h: Handle) -> Vec<u8> {
+    let mut k = type_prefix(type_id);
     k.extend_from_slice(&h.to_bytes());
     k
 }
 
-fn type_prefix(ty: &AtomType) -> Vec<u8> {
+fn type_prefix(type_id: u16) -> Vec<u8> {
     let mut k = Vec::with_capacity(19);
     k.push(TYPE_PREFIX);
-    k.extend_from_slice(&ty.id.to_be_bytes());
+    k.extend_from_slice(&type_id.to_be_bytes());
     k
 }
 
@@ -160,6 +199,9 @@ pub struct AtomStore<S> {
     /// The columns that live views read: their value buffers stay as they
     /// are until the last such view is dropped.
     held: Mutex<Vec<Weak<HeldColumn>>>,
+    /// The ids of the types this store holds. Only ever grows; a view keeps
+    /// the table of its moment, which names every id it can read.
+    types: RwLock<Arc<TypeTable>>,
 }
 
 /// A committed STI column that a view reads from.
@@ -171,16 +213,21 @@ struct HeldColumn(Arc<StiColumn>);
 pub struct AtomView<R> {
     kv: R,
     column: Option<Arc<HeldColumn>>,
+    types: Arc<TypeTable>,
 }
 
 /// Records of `handles` as stored, without any column's STI.
-fn read_records<K: KvRead>(kv: &K, handles: &[Handle]) -> Result<Vec<Option<AtomRecord>>, Error> {
+fn read_records<K: KvRead>(
+    kv: &K,
+    types: &TypeTable,
+    handles: &[Handle],
+) -> Result<Vec<Option<AtomRecord>>, Error> {
     let keys: Vec<Vec<u8>> = handles.iter().map(|h| atom_key(*h)).collect();
     kv.multi_get(Cf::Atoms, &keys)?
         .into_iter()
         .zip(handles)
         .map(|(v, h)| {
-            v.map(|b| decode_stored(*h, &b).map_err(Error::from))
+            v.map(|b| decode_stored(*h, &b, types).map_err(Error::from))
                 .transpose()
         })
         .collect()
@@ -225,6 +272,7 @@ fn apply_stis(recs: &mut [Option<AtomRecord>], found: Vec<(usize, f64)>) {
 /// A page of `target`'s incoming set, after link `after`.
 fn incoming_page<K: KvRead>(
     kv: &K,
+    types: &TypeTable,
     target: Handle,
     after: Option<Handle>,
     limit: usize,
@@ -238,7 +286,7 @@ fn incoming_page<K: KvRead>(
         .into_iter()
         .map(|(k, v)| {
             let link = Handle::from_slice(&k[16..])?;
-            Ok(decode_incoming(target, link, &v)?)
+            Ok(decode_incoming(target, link, &v, types)?)
         })
         .collect::<Result<Vec<_>, Error>>()?;
     Ok((refs, more))
@@ -247,12 +295,17 @@ fn incoming_page<K: KvRead>(
 /// A page of the handles of atoms of type `ty`, in order, after `after`.
 fn type_page<K: KvRead>(
     kv: &K,
+    types: &TypeTable,
     ty: &'static AtomType,
     after: Option<Handle>,
     limit: usize,
 ) -> Result<(Vec<Handle>, bool), Error> {
-    let prefix = type_prefix(ty);
-    let after_key = after.map(|a| type_key(ty, a));
+    // A type with no id here has no atoms here.
+    let Some(id) = types.id_of(ty) else {
+        return Ok((Vec::new(), false));
+    };
+    let prefix = type_prefix(id);
+    let after_key = after.map(|a| type_key(id, a));
     let mut rows = kv.scan(Cf::Atoms, &prefix, after_key.as_deref(), limit + 1)?;
     let more = rows.len() > limit;
     rows.truncate(limit);
@@ -271,6 +324,9 @@ pub trait AtomRead {
     /// The key-value reads underneath.
     fn reader(&self) -> &Self::Kv;
 
+    /// The type ids the reads decode with.
+    fn types(&self) -> Arc<TypeTable>;
+
     /// Reads atoms by handle; one entry per handle, in order.
     fn get(&self, handles: &[Handle]) -> Result<Vec<Option<AtomRecord>>, Error>;
 
@@ -281,7 +337,7 @@ pub trait AtomRead {
         after: Option<Handle>,
         limit: usize,
     ) -> Result<(Vec<IncomingRef>, bool), Error> {
-        incoming_page(self.reader(), target, after, limit)
+        incoming_page(self.reader(), &self.types(), target, after, limit)
     }
 
     /// A page of atoms of type `ty`, in handle order, after `after`.
@@ -304,7 +360,7 @@ pub trait AtomRead {
         after: Option<Handle>,
         limit: usize,
     ) -> Result<(Vec<Handle>, bool), Error> {
-        type_page(self.reader(), ty, after, limit)
+        type_page(self.reader(), &self.types(), ty, after, limit)
     }
 }
 
@@ -330,9 +386,13 @@ impl<R: KvRead> AtomRead for AtomView<R> {
         &self.kv
     }
 
+    fn types(&self) -> Arc<TypeTable> {
+        self.types.clone()
+    }
+
     /// The records as they were, with the STI of the column committed then.
     fn get(&self, handles: &[Handle]) -> Result<Vec<Option<AtomRecord>>, Error> {
-        let mut recs = read_records(&self.kv, handles)?;
+        let mut recs = read_records(&self.kv, &self.types, handles)?;
         if let Some(col) = self.column() {
             let found = column_stis(&self.kv, col, handles, &recs)?;
             apply_stis(&mut recs, found);
@@ -355,6 +415,7 @@ impl<S: KvStore> AtomStore<S> {
     /// Wraps a store, loading its counters.
     pub fn open(kv: S) -> Result<AtomStore<S>, Error> {
         let counts = load_counts(&kv)?;
+        let types = load_types(&kv)?;
         let column = load_column(&kv)?;
         if let Some(col) = &column {
             column::upgrade(&kv, col)?;
@@ -375,7 +436,61 @@ impl<S: KvStore> AtomStore<S> {
             column: RwLock::new(column),
             linked: Mutex::new(linked),
             held: Mutex::new(Vec::new()),
+            types: RwLock::new(Arc::new(types)),
         })
+    }
+
+    /// The types of `atoms` and of `incoming`'s links that have no id in
+    /// this store yet, each once: what must be registered before they can
+    /// be written.
+    pub fn unregistered(
+        &self,
+        atoms: &[FlatAtom],
+        incoming: &[IncomingRef],
+    ) -> Vec<&'static AtomType> {
+        let types = self.types.read().clone();
+        let mut out: Vec<&'static AtomType> = Vec::new();
+        for ty in atoms
+            .iter()
+            .map(|a| a.ty)
+            .chain(incoming.iter().map(|r| r.link_type))
+        {
+            if types.id_of(ty).is_none() && !out.iter().any(|t| std::ptr::eq(*t, ty)) {
+                out.push(ty);
+            }
+        }
+        out
+    }
+
+    /// Records the cluster's ids for registered types, durably, before any
+    /// atom of them is written. An id or name that disagrees with one
+    /// already stored is refused and nothing changes: the coordinator gives
+    /// each name one id for the cluster's life.
+    pub fn add_types(&self, entries: &[(u16, String)]) -> Result<(), Error> {
+        let _writers = self.counts.lock();
+        let mut next = (**self.types.read()).clone();
+        let mut ops = Vec::new();
+        for (id, name) in entries {
+            let ty = AtomType::intern(name)?;
+            if next.id_of(ty) == Some(*id) {
+                continue;
+            }
+            next.insert(*id, name).map_err(|e| {
+                Error::Storage(format!(
+                    "the coordinator's type ids disagree with this store's: {e}"
+                ))
+            })?;
+            ops.push(WriteOp::Put(
+                Cf::Meta,
+                type_meta_key(*id),
+                name.as_bytes().to_vec(),
+            ));
+        }
+        if !ops.is_empty() {
+            self.kv.write(ops)?;
+            *self.types.write() = Arc::new(next);
+        }
+        Ok(())
     }
 
     /// The store as it is now, for a tick to read: later writes do not
@@ -391,7 +506,11 @@ impl<S: KvStore> AtomStore<S> {
             held.retain(|w| w.strong_count() > 0);
             held.push(Arc::downgrade(c));
         }
-        AtomView { kv, column }
+        AtomView {
+            kv,
+            column,
+            types: self.types.read().clone(),
+        }
     }
 
     /// Which of the two value buffers live views read from.
@@ -455,6 +574,7 @@ impl<S: KvStore> AtomStore<S> {
         let Some(col) = self.column() else {
             return Ok(());
         };
+        let types = self.types.read().clone();
         for c in 0..col.firsts.len() {
             let (hs, xs) = column::read_chunk(&self.kv, &col, c)?;
             let keys: Vec<Vec<u8>> = hs.iter().map(|h| atom_key(*h)).collect();
@@ -465,10 +585,15 @@ impl<S: KvStore> AtomStore<S> {
                 .zip(keys.iter().zip(self.kv.multi_get(Cf::Atoms, &keys)?))
             {
                 let Some(bytes) = old else { continue };
-                let mut rec = decode_stored(*h, &bytes)?;
+                let mut rec = decode_stored(*h, &bytes, &types)?;
                 if rec.av.sti.to_bits() != x.to_bits() {
                     rec.av.sti = x;
-                    ops.push(WriteOp::Put(Cf::Atoms, key.clone(), encode_stored(&rec)));
+                    let id = id_in(&types, rec.ty)?;
+                    ops.push(WriteOp::Put(
+                        Cf::Atoms,
+                        key.clone(),
+                        encode_stored(&rec, id),
+                    ));
                 }
             }
             if !ops.is_empty() {
@@ -564,6 +689,15 @@ impl<S: KvStore> AtomStore<S> {
         atoms: &[FlatAtom],
         incoming: &[IncomingRef],
     ) -> Result<(Vec<WriteOp>, Counts, PutOutcome), Error> {
+        let types = self.types.read().clone();
+        // Every type needs its id before anything is planned.
+        for ty in atoms
+            .iter()
+            .map(|a| a.ty)
+            .chain(incoming.iter().map(|r| r.link_type))
+        {
+            id_in(&types, ty)?;
+        }
         let keys: Vec<Vec<u8>> = atoms.iter().map(|a| atom_key(a.handle)).collect();
         let existing = self.kv.multi_get(Cf::Atoms, &keys)?;
 
@@ -576,7 +710,7 @@ impl<S: KvStore> AtomStore<S> {
                 None => {
                     let entry = match old {
                         Some(bytes) => {
-                            let mut rec = decode_stored(a.handle, &bytes)?;
+                            let mut rec = decode_stored(a.handle, &bytes, &types)?;
                             let changed = rec.merge(a);
                             (rec, false, changed)
                         }
@@ -593,15 +727,20 @@ impl<S: KvStore> AtomStore<S> {
         let mut out = PutOutcome::default();
         for h in &order {
             let (rec, is_new, changed) = &pending[h];
+            let id = id_in(&types, rec.ty)?;
             if *is_new {
-                ops.push(WriteOp::Put(Cf::Atoms, type_key(rec.ty, *h), Vec::new()));
-                *next.by_type.entry(rec.ty.id).or_default() += 1;
+                ops.push(WriteOp::Put(Cf::Atoms, type_key(id, *h), Vec::new()));
+                *next.by_type.entry(id).or_default() += 1;
                 out.created += 1;
             } else if *changed {
                 out.updated += 1;
             }
             if *changed {
-                ops.push(WriteOp::Put(Cf::Atoms, atom_key(*h), encode_stored(rec)));
+                ops.push(WriteOp::Put(
+                    Cf::Atoms,
+                    atom_key(*h),
+                    encode_stored(rec, id),
+                ));
             }
         }
 
@@ -613,7 +752,12 @@ impl<S: KvStore> AtomStore<S> {
         let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
         for ((r, key), old) in incoming.iter().zip(&ikeys).zip(iexisting) {
             if old.is_none() && seen.insert(key) {
-                ops.push(WriteOp::Put(Cf::Incoming, key.clone(), encode_incoming(r)));
+                let id = id_in(&types, r.link_type)?;
+                ops.push(WriteOp::Put(
+                    Cf::Incoming,
+                    key.clone(),
+                    encode_incoming(r, id),
+                ));
                 next.incoming += 1;
                 out.incoming += 1;
             }
@@ -859,6 +1003,7 @@ impl<S: KvStore> AtomStore<S> {
                 }
             }
         }
+        let types = self.types.read().clone();
         let mut next = counts.clone();
         let mut ops = Vec::new();
         let mut deleted = Vec::new();
@@ -869,8 +1014,9 @@ impl<S: KvStore> AtomStore<S> {
                 continue;
             }
             ops.push(WriteOp::Delete(Cf::Atoms, atom_key(*h)));
-            ops.push(WriteOp::Delete(Cf::Atoms, type_key(rec.ty, *h)));
-            let c = next.by_type.entry(rec.ty.id).or_default();
+            let id = id_in(&types, rec.ty)?;
+            ops.push(WriteOp::Delete(Cf::Atoms, type_key(id, *h)));
+            let c = next.by_type.entry(id).or_default();
             *c = c.saturating_sub(1);
             deleted.push(rec);
         }
@@ -916,9 +1062,13 @@ impl<S: KvStore> AtomRead for AtomStore<S> {
         &self.kv
     }
 
+    fn types(&self) -> Arc<TypeTable> {
+        self.types.read().clone()
+    }
+
     /// The records with the committed column's STI.
     fn get(&self, handles: &[Handle]) -> Result<Vec<Option<AtomRecord>>, Error> {
-        let mut recs = read_records(&self.kv, handles)?;
+        let mut recs = read_records(&self.kv, &self.types(), handles)?;
         self.overlay(handles, &mut recs)?;
         Ok(recs)
     }
@@ -967,6 +1117,55 @@ mod tests {
         let got = s.get(&[a.handle]).unwrap()[0].clone().unwrap();
         assert_eq!(got.tv, a.tv.unwrap());
         assert_eq!(s.counts().atoms(), 1);
+    }
+
+    #[test]
+    fn registered_types_are_kept_by_id_and_unregistered_ones_refused() {
+        let kv = std::sync::Arc::new(MemStore::default());
+        let s = AtomStore::open(kv.clone()).unwrap();
+        let word = AtomType::intern("StoreTestWordNode").unwrap();
+        let refl = AtomType::intern("StoreTestReferenceLink").unwrap();
+        let w = FlatAtom::new(word, "w".into(), vec![]).unwrap();
+        let c = concept("c");
+        let l = FlatAtom::new(refl, String::new(), vec![w.handle, c.handle]).unwrap();
+        let batch = [w.clone(), c.clone(), l.clone()];
+        let refs = refs_for(&l);
+        assert_eq!(s.unregistered(&batch, &refs), vec![word, refl]);
+        // Nothing is written for a batch with a type that has no id.
+        assert!(matches!(
+            s.put(&batch, &refs),
+            Err(Error::UnregisteredType(n)) if n == "StoreTestWordNode"
+        ));
+        assert_eq!(s.counts().atoms(), 0);
+        let first = lockstep_model::types::FIRST_REGISTERED_ID;
+        let ids = vec![
+            (first, "StoreTestWordNode".to_string()),
+            (first + 7, "StoreTestReferenceLink".to_string()),
+        ];
+        s.add_types(&ids).unwrap();
+        s.add_types(&ids).unwrap();
+        assert!(s.unregistered(&batch, &refs).is_empty());
+        assert_eq!(s.put(&batch, &refs).unwrap().created, 3);
+        assert_eq!(s.counts().by_type.get(&(first + 7)), Some(&1));
+        // A different id for a stored name is refused.
+        assert!(
+            s.add_types(&[(first + 1, "StoreTestWordNode".into())])
+                .is_err()
+        );
+        // Reopened, the ids, the records, the index and the incoming sets
+        // read back.
+        let back = AtomStore::open(kv).unwrap();
+        assert_eq!(back.types().id_of(refl), Some(first + 7));
+        let got = back.get(&[l.handle]).unwrap()[0].clone().unwrap();
+        assert_eq!((got.ty, got.outgoing), (refl, l.outgoing.clone()));
+        assert_eq!(
+            back.scan_type_handles(word, None, 10).unwrap().0,
+            vec![w.handle]
+        );
+        let (inc, _) = back.incoming(c.handle, None, 10).unwrap();
+        assert_eq!(inc[0].link_type, refl);
+        assert_eq!(scanned(&back), back.counts());
+        assert_eq!(back.delete(&[l.handle]).unwrap().len(), 1);
     }
 
     #[test]
@@ -1028,14 +1227,16 @@ mod tests {
     /// The counters as a scan of the store finds them.
     fn scanned<S: KvStore>(s: &AtomStore<S>) -> Counts {
         let mut c = Counts::default();
-        for ty in lockstep_model::atom::ATOM_TYPES {
+        let types = s.types();
+        let registered = types.registered();
+        for ty in AtomType::builtins().chain(registered.iter().map(|(_, t)| *t)) {
             let n = s
                 .scan_type_handles(ty, None, usize::MAX - 1)
                 .unwrap()
                 .0
                 .len() as u64;
             if n > 0 {
-                c.by_type.insert(ty.id, n);
+                c.by_type.insert(types.id_of(ty).unwrap(), n);
             }
         }
         c.incoming = s
@@ -1076,7 +1277,7 @@ mod tests {
             "a's AV was overwritten"
         );
         assert_eq!(
-            got[1].as_ref().unwrap().tv.strength,
+            got[1].as_ref().unwrap().tv.strength(),
             0.25,
             "b's TV was overwritten"
         );
@@ -1350,7 +1551,7 @@ mod tests {
         s.delete(&[l.handle]).unwrap();
 
         let got = view.get(&[a.handle, c.handle, l.handle]).unwrap();
-        assert_eq!(got[0].as_ref().unwrap().tv.strength, 0.5);
+        assert_eq!(got[0].as_ref().unwrap().tv.strength(), 0.5);
         assert!(got[1].is_none(), "an atom written after the view");
         assert!(got[2].is_some(), "an atom deleted after the view");
         let (inc, _) = view.incoming(b.handle, None, 10).unwrap();
@@ -1361,7 +1562,11 @@ mod tests {
 
         // The live store has moved on, and a new view sees it.
         assert_eq!(
-            s.get(&[a.handle]).unwrap()[0].as_ref().unwrap().tv.strength,
+            s.get(&[a.handle]).unwrap()[0]
+                .as_ref()
+                .unwrap()
+                .tv
+                .strength(),
             0.9
         );
         let now = s.view();
@@ -1398,6 +1603,7 @@ mod tests {
         hot.av = Some(lockstep_model::atom::AttentionValue {
             sti: -1.0,
             lti: 0.0,
+            vlti: 0.0,
         });
         s.put(&[hot], &[]).unwrap();
         assert!(s.column().is_none());

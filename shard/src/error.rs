@@ -65,6 +65,10 @@ pub enum Error {
     },
     #[error("shard is not registered yet")]
     NotReady,
+    /// A write named a type the cluster has not given an id yet: the data
+    /// path registers types before it writes, so this is a retry.
+    #[error("atom type {0} has no cluster id on this shard yet; retry")]
+    UnregisteredType(String),
     /// The job's setup phases have not run in this process: it restarted
     /// since they did. The driver aborts the tick and reruns the setup, so
     /// this must not read as the request's final answer.
@@ -93,6 +97,7 @@ impl Error {
                 | Error::EpochAhead { .. }
                 | Error::NotOwner { .. }
                 | Error::NotReady
+                | Error::UnregisteredType(_)
                 | Error::SetupMissing { .. }
                 | Error::Fenced { .. }
                 | Error::Coordinator { .. }
@@ -122,6 +127,7 @@ impl From<Error> for Status {
             Error::HasIncoming(_) => Status::failed_precondition(msg),
             Error::Peer { addr, .. } => peer_status(&addr, msg),
             Error::NotReady
+            | Error::UnregisteredType(_)
             | Error::SetupMissing { .. }
             | Error::Fenced { .. }
             | Error::Coordinator { .. }

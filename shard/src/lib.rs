@@ -191,6 +191,7 @@ pub async fn run(
 
     // 5. Ready: data calls and ticks are served from here on.
     let view = RoutingView::new(reg.id, routing_rx, reg.lease);
+    let types = membership::TypeRegistrar::new(&config.coordinator, coord.clone());
     let engine = Arc::new(
         tick::TickEngine::new(
             store.clone(),
@@ -203,7 +204,8 @@ pub async fn run(
             config.max_inbox_mb.saturating_mul(1 << 20) as usize,
             security.clone(),
         )
-        .with_phase_metrics(metrics::registered_phase_seconds(&telemetry)?),
+        .with_phase_metrics(metrics::registered_phase_seconds(&telemetry)?)
+        .with_types(types.clone()),
     );
     metrics::mirror(&telemetry, store.clone(), view.clone())?;
     let has_atoms = store.counts().atoms() > 0;
@@ -213,6 +215,7 @@ pub async fn run(
             routing: view,
             engine,
             gate,
+            types,
         })
         .is_err()
     {

@@ -48,6 +48,7 @@ pub fn metrics<S: KvStore>(
     metrics_address: &str,
 ) -> pb::ShardMetrics {
     let counts = store.counts();
+    let types = crate::atoms::AtomRead::types(store);
     pb::ShardMetrics {
         atoms: counts.atoms(),
         live_bytes: store.kv().live_bytes(),
@@ -56,11 +57,7 @@ pub fn metrics<S: KvStore>(
             .by_type
             .iter()
             .filter(|(_, n)| **n > 0)
-            .filter_map(|(id, n)| {
-                lockstep_model::AtomType::by_id(u32::from(*id))
-                    .ok()
-                    .map(|t| (t.name.to_string(), *n))
-            })
+            .filter_map(|(id, n)| types.by_id(*id).map(|t| (t.name.to_string(), *n)))
             .collect(),
         epoch,
         incoming: counts.incoming,
@@ -272,6 +269,72 @@ impl DataGate {
             Err(e) => return Err(e),
         }
         self.declared.store(true, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Gets the cluster's ids for the new atom types a write names, before the
+/// write: the coordinator gives each name one id for the cluster's life,
+/// and the store keeps it (see [`AtomStore::add_types`]). One coordinator
+/// call per batch that names a type this shard has not held before.
+#[derive(Clone)]
+pub struct TypeRegistrar {
+    coordinator: String,
+    client: CoordinatorClient<Authed>,
+}
+
+impl TypeRegistrar {
+    pub fn new(coordinator: &str, client: CoordinatorClient<Authed>) -> TypeRegistrar {
+        TypeRegistrar {
+            coordinator: coordinator.to_string(),
+            client,
+        }
+    }
+
+    /// Ok once every type of `atoms` and `incoming` has an id in `store`.
+    pub async fn ensure<S: KvStore>(
+        &self,
+        store: &Arc<AtomStore<S>>,
+        atoms: &[lockstep_model::FlatAtom],
+        incoming: &[lockstep_model::IncomingRef],
+    ) -> Result<(), Error> {
+        let missing = store.unregistered(atoms, incoming);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let resp = self
+            .client
+            .clone()
+            .register_types(pb::RegisterTypesRequest {
+                names: missing.iter().map(|t| t.name.to_string()).collect(),
+            })
+            .await
+            .map_err(|st| match st.code() {
+                // A name the coordinator refuses (the cluster's type limit)
+                // is the request's fault, not the coordinator's absence.
+                tonic::Code::InvalidArgument => Error::Import(st.message().to_string()),
+                _ => Error::Coordinator {
+                    addr: self.coordinator.clone(),
+                    reason: st.message().to_string(),
+                },
+            })?;
+        let entries = resp
+            .into_inner()
+            .types
+            .into_iter()
+            .map(|t| {
+                u16::try_from(t.id)
+                    .map(|id| (id, t.name))
+                    .map_err(|_| Error::Coordinator {
+                        addr: self.coordinator.clone(),
+                        reason: format!("type id {} out of range", t.id),
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || s.add_types(&entries))
+            .await
+            .map_err(|e| Error::Storage(format!("store task failed: {e}")))??;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use lockstep_model::{AtomType, Epoch, FlatAtom, Handle, IncomingRef};
+use lockstep_model::{Epoch, FlatAtom, Handle, IncomingRef};
 use lockstep_proto::ProtoError;
 use lockstep_proto::convert::handles_from_pb;
 use lockstep_proto::pb::{self, shard_server::Shard};
@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use crate::Error;
 use crate::atoms::AtomRead;
 use crate::atoms::AtomStore;
-use crate::membership::DataGate;
+use crate::membership::{DataGate, TypeRegistrar};
 use crate::routing::RoutingView;
 use crate::store::KvStore;
 use crate::tick::TickEngine;
@@ -25,6 +25,7 @@ pub struct Ready<S: KvStore> {
     pub routing: RoutingView,
     pub engine: Arc<TickEngine<S>>,
     pub gate: DataGate,
+    pub types: TypeRegistrar,
 }
 
 /// The Shard service over an atom store. It serves from before
@@ -156,6 +157,7 @@ impl<S: KvStore> Shard for ShardService<S> {
                 .map(|a| a.handle)
                 .chain(incoming.iter().map(|r| r.target)),
         )?;
+        r.types.ensure(&self.store, &atoms, &incoming).await?;
         let out = self.blocking(move |s| s.put(&atoms, &incoming)).await?;
         Ok(Response::new(pb::PutAtomsResponse {
             created: out.created,
@@ -246,7 +248,7 @@ impl<S: KvStore> Shard for ShardService<S> {
         req: Request<pb::ScanTypeRequest>,
     ) -> Result<Response<pb::ScanTypeResponse>, Status> {
         let req = req.into_inner();
-        let ty = AtomType::by_name(&req.r#type).map_err(Error::from)?;
+        let ty = lockstep_proto::convert::type_from_pb(&req.r#type).map_err(Error::from)?;
         let after = cursor(&req.after)?;
         let limit = self.page_limit(req.limit)?;
         // A scan reads whatever this shard holds; the epoch still has to be

@@ -53,8 +53,9 @@ async fn bad_requests_get_typed_errors_and_leave_data_unchanged() {
     let cases: Vec<(&str, pb::AtomWrite, &str)> = vec![
         (
             "unknown type",
-            node("FooNode", "x"),
-            "unknown atom type \"FooNode\"",
+            // Not CamelCase ending in Node or Link, so not a new type.
+            node("Foo", "x"),
+            "unknown atom type \"Foo\"",
         ),
         (
             "empty name",
@@ -86,10 +87,34 @@ async fn bad_requests_get_typed_errors_and_leave_data_unchanged() {
                 tv: Some(pb::TruthValue {
                     strength: 7.0,
                     confidence: 0.1,
+                    ..Default::default()
                 }),
                 ..node("ConceptNode", "keep")
             },
             "strength must be a finite number in [0, 1], got 7",
+        ),
+        (
+            "unknown truth value kind",
+            pb::AtomWrite {
+                tv: Some(pb::TruthValue {
+                    kind: 99,
+                    ..Default::default()
+                }),
+                ..node("ConceptNode", "keep")
+            },
+            "unknown truth value kind 99",
+        ),
+        (
+            "count truth value without its count",
+            pb::AtomWrite {
+                tv: Some(pb::TruthValue {
+                    kind: 1,
+                    numbers: vec![0.5, 0.5],
+                    ..Default::default()
+                }),
+                ..node("ConceptNode", "keep")
+            },
+            "ctv takes 3 numbers, got 2",
         ),
         (
             "NaN attention",
@@ -97,6 +122,7 @@ async fn bad_requests_get_typed_errors_and_leave_data_unchanged() {
                 av: Some(pb::AttentionValue {
                     sti: f64::NAN,
                     lti: 0.0,
+                    vlti: 0.0,
                 }),
                 ..node("ConceptNode", "keep")
             },

@@ -208,7 +208,7 @@ async fn atomese_and_json_lines_files_load() {
     let dog = Atom::node(concept, "dog").unwrap().handle();
     let rec = client.get(&[dog]).await.unwrap()[0].clone().unwrap();
     // Loading the MemberLink named dog without a TV: dog keeps (0.5, 0.5).
-    assert_eq!((rec.tv.strength, rec.tv.confidence), (0.5, 0.5));
+    assert_eq!((rec.tv.strength(), rec.tv.confidence()), (0.5, 0.5));
     assert_eq!(client.incoming(dog).await.unwrap().len(), 1);
     wait_for_total(&client, 6).await;
     tc.cluster.shutdown().await;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use lockstep::Client;
 use lockstep::cluster::spawn_server;
-use lockstep::model::atom::{ATOM_TYPES, AtomRecord};
+use lockstep::model::atom::AtomRecord;
 use lockstep::model::{Atom, AtomType, AttentionValue, Handle};
 use lockstep::proto::pb::Liveness;
 use lockstep::proto::pb::{self, coordinator_client::CoordinatorClient, shard_client::ShardClient};
@@ -31,10 +31,11 @@ fn with_av(mut a: Atom, sti: f64) -> Atom {
 /// Everything the cluster holds, by a scan of every type.
 async fn scan_all(client: &Client) -> HashMap<Handle, AtomRecord> {
     let mut out = HashMap::new();
-    for ty in ATOM_TYPES {
-        for r in client.scan_type(ty, usize::MAX).await.unwrap() {
-            out.insert(r.handle, r);
-        }
+    let registered = client.refresh().await.unwrap().topology.registered_types();
+    let types: Vec<&'static AtomType> = AtomType::builtins().chain(registered).collect();
+    let mut scan = client.scan(&types, None).unwrap();
+    while let Some(r) = scan.next().await.unwrap() {
+        out.insert(r.handle, r);
     }
     out
 }
@@ -424,7 +425,8 @@ async fn abusive_inputs_and_host_paths_are_refused_and_every_process_stays_up() 
         s.push_str(&")".repeat(depth - 1));
         s
     };
-    std::fs::write(import.path().join("deep.scm"), deep(5_000)).unwrap();
+    // 200,000 deep: past any thread's stack, were the readers recursive.
+    std::fs::write(import.path().join("deep.scm"), deep(200_000)).unwrap();
     std::fs::write(import.path().join("zeros.jsonl"), vec![0u8; 3 << 20]).unwrap();
     std::os::unix::fs::symlink("/dev/zero", import.path().join("zero.scm")).unwrap();
     std::fs::create_dir(import.path().join("docs")).unwrap();
@@ -481,7 +483,7 @@ async fn abusive_inputs_and_host_paths_are_refused_and_every_process_stays_up() 
 
     // The CLI's own reader refuses a file nested past any stack.
     let deep_file = import.path().join("deeper.scm");
-    std::fs::write(&deep_file, deep(20_000)).unwrap();
+    std::fs::write(&deep_file, deep(200_000)).unwrap();
     let out = lockstep(&[
         "--coordinator",
         &tc.addr(),

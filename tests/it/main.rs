@@ -1,6 +1,7 @@
 //! Integration tests: real coordinator and shard processes on loopback,
 //! real RocksDB in temporary folders. One test binary, one fixtures module.
 
+mod atomese;
 mod bad_input;
 mod cli;
 mod cluster;

@@ -214,6 +214,7 @@ fn harness(settings: JobSettings) -> Harness {
         Settings {
             vnodes: 8,
             max_batch: 100,
+            max_types: 16,
             heartbeat_interval_ms: 500,
             // Liveness is never refreshed here: only the tests change it.
             thresholds: Thresholds {

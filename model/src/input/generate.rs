@@ -81,6 +81,12 @@ impl Iterator for Generator {
             let a = (self.nodes as f64 * self.rng.random::<f64>().powf(SKEW)) as usize;
             let b = (self.nodes as f64 * self.rng.random::<f64>().powf(SKEW)) as usize;
             let t = self.rng.random_range(0..self.link_types.len());
+            // An unordered link's two orders are one atom.
+            let (a, b) = if self.link_types[t].unordered && b < a {
+                (b, a)
+            } else {
+                (a, b)
+            };
             if a == b || !self.seen.insert((t, a, b)) {
                 continue;
             }

@@ -5,12 +5,16 @@
 //! {"type": "InheritanceLink", "outgoing": [{"type": "Concept", "name": "cat"},
 //!   {"type": "Concept", "name": "animal"}], "tv": {"strength": 0.5, "confidence": 0.2}}
 //! ```
-//! `tv` is `[strength, confidence]` or an object; `av` is `[sti, lti]` or an
-//! object; `values` maps keys to lists of numbers. Blank lines are skipped.
+//! `tv` is `[strength, confidence]`, `{"strength": s, "confidence": c}` or,
+//! for any kind of truth value, `{"kind": "ctv", "values": [s, c, n]}`; `av`
+//! is `[sti, lti]`, `[sti, lti, vlti]` or an object with those fields;
+//! `values` maps keys to lists of numbers. Type names that are not built in
+//! become new types unless [`ReadLimits::strict_types`] is set. Blank lines
+//! are skipped.
 
 use std::collections::BTreeMap;
 
-use crate::{Atom, AtomType, AttentionValue, TruthValue};
+use crate::{Atom, AtomType, AttentionValue, TruthValue, TvKind};
 use serde::Deserialize;
 
 use std::io::{BufRead, Read};
@@ -19,21 +23,54 @@ use super::{ParseError, ReadError, ReadLimits};
 
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum Pair {
-    List([f64; 2]),
-    Tv { strength: f64, confidence: f64 },
-    Av { sti: f64, lti: f64 },
+enum JsonTv {
+    List(Vec<f64>),
+    Simple { strength: f64, confidence: f64 },
+    Kind { kind: String, values: Vec<f64> },
 }
 
-impl Pair {
-    fn values(&self) -> (f64, f64) {
-        match *self {
-            Pair::List([a, b]) => (a, b),
-            Pair::Tv {
+impl JsonTv {
+    fn into_tv(self) -> Result<TruthValue, crate::ModelError> {
+        match self {
+            JsonTv::List(v) => TruthValue::of(TvKind::Simple, &v),
+            JsonTv::Simple {
                 strength,
                 confidence,
-            } => (strength, confidence),
-            Pair::Av { sti, lti } => (sti, lti),
+            } => TruthValue::new(strength, confidence),
+            JsonTv::Kind { kind, values } => {
+                let k = TvKind::by_name(&kind).ok_or_else(|| {
+                    crate::ModelError::BadParam(format!("unknown truth value kind {kind:?}"))
+                })?;
+                TruthValue::of(k, &values)
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum JsonAv {
+    List(Vec<f64>),
+    Object {
+        sti: f64,
+        lti: f64,
+        #[serde(default)]
+        vlti: f64,
+    },
+}
+
+impl JsonAv {
+    fn into_av(self) -> Result<AttentionValue, crate::ModelError> {
+        match self {
+            JsonAv::List(v) => match v[..] {
+                [sti, lti] => AttentionValue::new(sti, lti),
+                [sti, lti, vlti] => AttentionValue::with_vlti(sti, lti, vlti),
+                _ => Err(crate::ModelError::BadParam(format!(
+                    "av takes 2 or 3 numbers, got {}",
+                    v.len()
+                ))),
+            },
+            JsonAv::Object { sti, lti, vlti } => AttentionValue::with_vlti(sti, lti, vlti),
         }
     }
 }
@@ -48,16 +85,21 @@ struct JsonAtom {
     #[serde(default)]
     outgoing: Option<Vec<JsonAtom>>,
     #[serde(default)]
-    tv: Option<Pair>,
+    tv: Option<JsonTv>,
     #[serde(default)]
-    av: Option<Pair>,
+    av: Option<JsonAv>,
     #[serde(default)]
     values: BTreeMap<String, Vec<f64>>,
 }
 
 impl JsonAtom {
-    fn into_atom(self) -> Result<Atom, crate::ModelError> {
-        let ty = AtomType::by_name(&self.ty)?;
+    fn into_atom(self, strict_types: bool) -> Result<Atom, crate::ModelError> {
+        let ty = if strict_types {
+            AtomType::builtin(&self.ty)
+                .ok_or_else(|| crate::ModelError::StrictType(self.ty.clone()))?
+        } else {
+            AtomType::intern(&self.ty)?
+        };
         let mut atom = if ty.is_node() {
             if self.outgoing.is_some() {
                 return Err(crate::ModelError::OutgoingOnNode { ty: ty.name });
@@ -71,17 +113,15 @@ impl JsonAtom {
                 .outgoing
                 .unwrap_or_default()
                 .into_iter()
-                .map(JsonAtom::into_atom)
+                .map(|o| o.into_atom(strict_types))
                 .collect::<Result<Vec<_>, _>>()?;
             Atom::link(ty, out)?
         };
         if let Some(tv) = self.tv {
-            let (s, c) = tv.values();
-            atom.tv = Some(TruthValue::new(s, c)?);
+            atom.tv = Some(tv.into_tv()?);
         }
         if let Some(av) = self.av {
-            let (s, l) = av.values();
-            atom.av = Some(AttentionValue::new(s, l)?);
+            atom.av = Some(av.into_av()?);
         }
         atom.values = self.values;
         Ok(atom)
@@ -97,6 +137,7 @@ pub struct Reader<R> {
     limit: u64,
     line: usize,
     max_depth: usize,
+    strict_types: bool,
     buf: Vec<u8>,
 }
 
@@ -119,6 +160,7 @@ impl<R: BufRead> Reader<R> {
             limit: limits.max_bytes,
             line: 0,
             max_depth: limits.max_depth,
+            strict_types: limits.strict_types,
             buf: Vec::new(),
         }
     }
@@ -160,7 +202,7 @@ impl<R: BufRead> Reader<R> {
             })?;
             let col = text.len() - text.trim_start().len() + 1;
             let atom = j
-                .into_atom()
+                .into_atom(self.strict_types)
                 .map_err(|e| ReadError::Parse(ParseError::new(line, col, e.to_string())))?;
             if depth(&atom) > self.max_depth {
                 return Err(ReadError::Parse(ParseError::new(
@@ -202,7 +244,7 @@ mod tests {
         let atoms = parse(text).unwrap();
         assert_eq!(atoms.len(), 2);
         assert_eq!(atoms[1].outgoing[1].name, "animal");
-        assert_eq!(atoms[1].tv.unwrap().confidence, 0.25);
+        assert_eq!(atoms[1].tv.unwrap().confidence(), 0.25);
     }
 
     #[test]
@@ -233,6 +275,7 @@ mod tests {
             ReadLimits {
                 max_depth: 2,
                 max_bytes: u64::MAX,
+                ..Default::default()
             },
         );
         assert!(
@@ -244,8 +287,41 @@ mod tests {
             ReadLimits {
                 max_depth: 10,
                 max_bytes: 1 << 20,
+                ..Default::default()
             },
         );
         assert!(matches!(r.next_atom(), Err(ReadError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn every_truth_value_kind_three_number_av_and_new_types() {
+        let text = concat!(
+            r#"{"type": "ReferenceLink", "outgoing": [{"type": "WordInstanceNode", "name": "w@1"}, {"type": "Concept", "name": "w"}], "tv": {"kind": "ctv", "values": [0.5, 0.9, 12]}, "av": [1, 2, 3]}"#,
+            "\n",
+            r#"{"type": "Concept", "name": "i", "tv": {"kind": "IndefiniteTruthValue", "values": [0.1, 0.3, 0.9]}, "av": {"sti": 4, "lti": 5}}"#,
+        );
+        let atoms = parse(text).unwrap();
+        let ctv = atoms[0].tv.unwrap();
+        assert_eq!(
+            (ctv.kind, ctv.values()),
+            (TvKind::Count, &[0.5, 0.9, 12.0][..])
+        );
+        assert_eq!(atoms[0].av.unwrap().vlti, 3.0);
+        assert_eq!(atoms[0].ty.name, "ReferenceLink");
+        assert_eq!(atoms[1].tv.unwrap().kind, TvKind::Indefinite);
+        assert_eq!(atoms[1].av.unwrap().vlti, 0.0);
+        let strict = ReadLimits {
+            strict_types: true,
+            ..Default::default()
+        };
+        let mut r = Reader::new(text.as_bytes(), strict);
+        assert!(
+            matches!(r.next_atom(), Err(ReadError::Parse(e)) if e.message.contains("ReferenceLink"))
+        );
+        assert!(parse(r#"{"type": "Concept", "name": "x", "av": [1]}"#).is_err());
+        assert!(
+            parse(r#"{"type": "Concept", "name": "x", "tv": {"kind": "ctv", "values": [0.5]}}"#)
+                .is_err()
+        );
     }
 }

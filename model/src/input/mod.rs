@@ -30,6 +30,12 @@ pub struct ReadLimits {
     pub max_depth: usize,
     /// Reading past this many bytes of input is an error.
     pub max_bytes: u64,
+    /// A top-level form that is not an atom is an error instead of being
+    /// skipped (`load --strict`).
+    pub strict: bool,
+    /// Only the AtomSpace's built-in types are accepted; any other name is an
+    /// error instead of a new type (`load --strict-types`).
+    pub strict_types: bool,
 }
 
 impl Default for ReadLimits {
@@ -37,6 +43,8 @@ impl Default for ReadLimits {
         ReadLimits {
             max_depth: DEFAULT_MAX_DEPTH,
             max_bytes: u64::MAX,
+            strict: false,
+            strict_types: false,
         }
     }
 }
@@ -75,11 +83,34 @@ pub enum Format {
 }
 
 impl Format {
-    /// `.scm` is Atomese, anything else JSON Lines.
-    pub fn of_path(path: &Path) -> Format {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("scm") => Format::Atomese,
-            _ => Format::JsonLines,
+    /// The format a path's extension names (`.scm` is Atomese; `.jsonl`,
+    /// `.ndjson` and `.json` are JSON Lines, in any case), or `None` when it
+    /// names none.
+    pub fn of_extension(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "scm" | "atomese" => Some(Format::Atomese),
+            "jsonl" | "ndjson" | "json" => Some(Format::JsonLines),
+            _ => None,
+        }
+    }
+
+    /// The format of input that begins with `head`: JSON Lines when its
+    /// first byte past whitespace is `{`, Atomese otherwise (`(`, `;`, or an
+    /// empty input).
+    pub fn sniff(head: &[u8]) -> Format {
+        match head.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => Format::JsonLines,
+            _ => Format::Atomese,
+        }
+    }
+
+    /// The format of `input` at `path`: the extension's, or else the
+    /// content's. Nothing is consumed.
+    pub fn detect<R: BufRead>(path: &Path, input: &mut R) -> std::io::Result<Format> {
+        match Format::of_extension(path) {
+            Some(f) => Ok(f),
+            None => Ok(Format::sniff(input.fill_buf()?)),
         }
     }
 }
@@ -114,6 +145,15 @@ impl<R: BufRead> AtomReader<R> {
         }
     }
 
+    /// Top-level forms skipped because they are not atoms, by head (always
+    /// empty for JSON Lines).
+    pub fn skipped(&self) -> std::collections::BTreeMap<String, u64> {
+        match self {
+            AtomReader::Atomese(r) => r.skipped().clone(),
+            AtomReader::JsonLines(_) => Default::default(),
+        }
+    }
+
     /// Moves the byte budget: reading past `offset() + more` fails.
     pub fn allow(&mut self, more: u64) {
         let limit = self.offset().saturating_add(more);
@@ -124,25 +164,76 @@ impl<R: BufRead> AtomReader<R> {
     }
 }
 
-/// Reads every atom in `path` (`.scm` as Atomese, anything else as JSON
-/// Lines) with the default limits.
-pub fn read_file(path: &Path) -> Result<Vec<Atom>, FileError> {
+/// A whole input, read.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub atoms: Vec<Atom>,
+    /// Top-level forms skipped because they are not atoms, by head.
+    pub skipped: std::collections::BTreeMap<String, u64>,
+}
+
+impl Loaded {
+    /// `skipped 3 forms: define ×2, setlocale ×1`, or `None` when nothing
+    /// was skipped.
+    pub fn skipped_summary(&self) -> Option<String> {
+        skipped_summary(&self.skipped)
+    }
+}
+
+/// `skipped 3 forms: define ×2, setlocale ×1`, most frequent first, or
+/// `None` when nothing was skipped.
+pub fn skipped_summary(skipped: &std::collections::BTreeMap<String, u64>) -> Option<String> {
+    let total: u64 = skipped.values().sum();
+    if total == 0 {
+        return None;
+    }
+    let mut heads: Vec<(&String, &u64)> = skipped.iter().collect();
+    heads.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let list: Vec<String> = heads.iter().map(|(h, n)| format!("{h} ×{n}")).collect();
+    let forms = if total == 1 { "form" } else { "forms" };
+    Some(format!("skipped {total} {forms}: {}", list.join(", ")))
+}
+
+/// Reads every atom in `path` with the default limits. The format is the
+/// extension's, or else the content's; `-` is standard input.
+pub fn read_file(path: &Path) -> Result<Loaded, FileError> {
     read_file_with(path, ReadLimits::default())
 }
 
-/// Reads every atom in `path` under `limits`.
-pub fn read_file_with(path: &Path, limits: ReadLimits) -> Result<Vec<Atom>, FileError> {
+/// Reads every atom in `path` (`-`: standard input) under `limits`.
+pub fn read_file_with(path: &Path, limits: ReadLimits) -> Result<Loaded, FileError> {
+    if path == Path::new("-") {
+        return read_input(path, std::io::stdin().lock(), limits);
+    }
+    let f = std::fs::File::open(path).map_err(|source| FileError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    read_input(path, std::io::BufReader::new(f), limits)
+}
+
+/// Reads every atom from `input`, named `path` in errors.
+pub fn read_input<R: BufRead>(
+    path: &Path,
+    mut input: R,
+    limits: ReadLimits,
+) -> Result<Loaded, FileError> {
     let io = |source| FileError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let f = std::fs::File::open(path).map_err(io)?;
-    let mut r = AtomReader::new(std::io::BufReader::new(f), Format::of_path(path), limits);
+    let format = Format::detect(path, &mut input).map_err(io)?;
+    let mut r = AtomReader::new(input, format, limits);
     let mut out = Vec::new();
     loop {
         match r.next_atom() {
             Ok(Some(a)) => out.push(a),
-            Ok(None) => return Ok(out),
+            Ok(None) => {
+                return Ok(Loaded {
+                    atoms: out,
+                    skipped: r.skipped(),
+                });
+            }
             Err(ReadError::Io(e)) => return Err(io(e)),
             Err(ReadError::Parse(error)) => {
                 return Err(FileError::Parse {

@@ -1,7 +1,14 @@
 //! A reader for the Atomese s-expression forms Lockstep loads:
 //! `(ConceptNode "x")`, nested links, short forms such as `(Concept "x")`,
-//! `(stv s c)` truth values and `(av sti lti)` attention values, with `;`
-//! comments.
+//! truth values of every kind (`(stv s c)`, `(ctv s c n)`, `(itv l u c)`,
+//! `ftv`, `ptv`, `etv`, or their full names) and `(av sti lti [vlti])`
+//! attention values anywhere among an atom's arguments, with `;` comments.
+//!
+//! Types resolve by full or short name; any other CamelCase name ending in
+//! `Node` or `Link` is a new type, unless [`ReadLimits::strict_types`].
+//! A top-level form that is not an atom (`define`, `use-modules`,
+//! `setlocale`, ...) is skipped and counted by its head ([`Reader::skipped`]),
+//! or refused under [`ReadLimits::strict`].
 //!
 //! It reads a byte stream one token at a time and parses with an explicit
 //! stack of open forms, so nesting depth costs heap (bounded by
@@ -9,7 +16,7 @@
 
 use std::io::BufRead;
 
-use crate::{Atom, AtomType, AttentionValue, TruthValue};
+use crate::{Atom, AtomType, AttentionValue, TruthValue, TvKind};
 
 use super::{ParseError, ReadError, ReadLimits};
 
@@ -103,9 +110,18 @@ struct Open {
 pub struct Reader<R> {
     src: Source<R>,
     max_depth: usize,
+    strict: bool,
+    strict_types: bool,
+    /// Top-level forms skipped, by head.
+    skipped: std::collections::BTreeMap<String, u64>,
     /// A token read ahead.
     pending: Option<Token>,
 }
+
+/// The longest head a skipped form is counted under; longer ones are cut.
+const MAX_SKIPPED_HEAD: usize = 64;
+/// The most distinct heads counted; the rest are counted under `...`.
+const MAX_SKIPPED_HEADS: usize = 256;
 
 impl<R: BufRead> Reader<R> {
     pub fn new(input: R, limits: ReadLimits) -> Reader<R> {
@@ -118,6 +134,9 @@ impl<R: BufRead> Reader<R> {
                 col: 1,
             },
             max_depth: limits.max_depth,
+            strict: limits.strict,
+            strict_types: limits.strict_types,
+            skipped: Default::default(),
             pending: None,
         }
     }
@@ -128,6 +147,71 @@ impl<R: BufRead> Reader<R> {
 
     pub fn set_limit(&mut self, limit: u64) {
         self.src.limit = limit;
+    }
+
+    /// Top-level forms skipped so far because they are not atoms, by head.
+    pub fn skipped(&self) -> &std::collections::BTreeMap<String, u64> {
+        &self.skipped
+    }
+
+    /// Reads to the `)` that closes a form whose `(` and head were read,
+    /// counting nesting without keeping anything.
+    fn skip_form(&mut self, line: usize, col: usize) -> Result<(), ReadError> {
+        let mut depth = 1usize;
+        while depth > 0 {
+            match self.token()? {
+                Some(Token { tok: Tok::Open, .. }) => depth += 1,
+                Some(Token {
+                    tok: Tok::Close, ..
+                }) => depth -= 1,
+                Some(_) => {}
+                None => {
+                    return Err(parse_err(
+                        line,
+                        col,
+                        "unexpected end of input inside this form: missing ')'",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn count_skipped(&mut self, head: &str) {
+        let mut head: String = head.chars().take(MAX_SKIPPED_HEAD).collect();
+        if !self.skipped.contains_key(&head) && self.skipped.len() >= MAX_SKIPPED_HEADS {
+            head = "...".into();
+        }
+        *self.skipped.entry(head).or_default() += 1;
+    }
+
+    /// The numbers of a value form up to its `)`.
+    fn numbers(&mut self) -> Result<Vec<f64>, ReadError> {
+        let mut out = Vec::new();
+        loop {
+            match self.token()? {
+                Some(Token {
+                    tok: Tok::Close, ..
+                }) => return Ok(out),
+                Some(Token {
+                    tok: Tok::Sym(s),
+                    line,
+                    col,
+                }) if out.len() < 8 => {
+                    out.push(s.parse::<f64>().map_err(|_| {
+                        parse_err(line, col, format!("expected a number, got {s:?}"))
+                    })?)
+                }
+                Some(t) => {
+                    return Err(parse_err(
+                        t.line,
+                        t.col,
+                        format!("expected a number or ')', got {:?}", t.tok),
+                    ));
+                }
+                None => return Err(self.end_error("unexpected end of input: missing ')'".into())),
+            }
+        }
     }
 
     fn token(&mut self) -> Result<Option<Token>, ReadError> {
@@ -198,34 +282,6 @@ impl<R: BufRead> Reader<R> {
         parse_err(self.src.line, self.src.col, msg)
     }
 
-    fn number(&mut self) -> Result<f64, ReadError> {
-        match self.token()? {
-            Some(Token {
-                tok: Tok::Sym(s),
-                line,
-                col,
-            }) => s
-                .parse::<f64>()
-                .map_err(|_| parse_err(line, col, format!("expected a number, got {s:?}"))),
-            Some(t) => Err(parse_err(
-                t.line,
-                t.col,
-                format!("expected a number, got {:?}", t.tok),
-            )),
-            None => Err(self.end_error("unexpected end of input: missing ')'".into())),
-        }
-    }
-
-    fn close(&mut self) -> Result<(), ReadError> {
-        match self.token()? {
-            Some(Token {
-                tok: Tok::Close, ..
-            }) => Ok(()),
-            Some(t) => Err(parse_err(t.line, t.col, "expected ')'")),
-            None => Err(self.end_error("unexpected end of input: missing ')'".into())),
-        }
-    }
-
     /// The next top-level atom, or `None` at the end of the input.
     pub fn next_atom(&mut self) -> Result<Option<Atom>, ReadError> {
         let mut stack: Vec<Open> = Vec::new();
@@ -248,48 +304,91 @@ impl<R: BufRead> Reader<R> {
                         col,
                     }) = head
                     else {
+                        // `(("x") ...)` or `()` at the top level: a form, not
+                        // an atom.
+                        if stack.is_empty() && !self.strict && head.is_some() {
+                            match head {
+                                Some(Token {
+                                    tok: Tok::Close, ..
+                                }) => {}
+                                Some(h) => {
+                                    if h.tok == Tok::Open {
+                                        self.pending = Some(h);
+                                    }
+                                    self.skip_form(t.line, t.col)?;
+                                }
+                                None => {}
+                            }
+                            self.count_skipped("(");
+                            continue;
+                        }
                         let (l, c) =
                             head.map_or((self.src.line, self.src.col), |h| (h.line, h.col));
                         return Err(parse_err(l, c, "expected an atom type after '('"));
                     };
-                    match name.as_str() {
-                        "stv" | "SimpleTruthValue" => {
-                            let (s, c) = (self.number()?, self.number()?);
-                            self.close()?;
-                            Arg::Tv(
-                                TruthValue::new(s, c)
-                                    .map_err(|e| parse_err(line, col, e.to_string()))?,
+                    let value = |e: crate::ModelError| parse_err(line, col, e.to_string());
+                    if let Some(kind) = TvKind::by_name(&name) {
+                        let n = self.numbers()?;
+                        Arg::Tv(TruthValue::of(kind, &n).map_err(value)?)
+                    } else if matches!(name.as_str(), "av" | "AttentionValue") {
+                        let n = self.numbers()?;
+                        let av = match n[..] {
+                            [sti, lti] => AttentionValue::new(sti, lti),
+                            [sti, lti, vlti] => AttentionValue::with_vlti(sti, lti, vlti),
+                            _ => Err(crate::ModelError::BadParam(format!(
+                                "av takes 2 or 3 numbers, got {}",
+                                n.len()
+                            ))),
+                        };
+                        Arg::Av(av.map_err(value)?)
+                    } else {
+                        let ty = if self.strict_types {
+                            // A name that could not be a type at all is a
+                            // form to skip, as without the flag.
+                            AtomType::builtin(&name).ok_or_else(
+                                || match crate::types::new_type_kind(&name) {
+                                    Some(_) => crate::ModelError::StrictType(name.clone()),
+                                    None => crate::ModelError::UnknownType(name.clone()),
+                                },
                             )
-                        }
-                        "av" | "AttentionValue" => {
-                            let (s, l) = (self.number()?, self.number()?);
-                            self.close()?;
-                            Arg::Av(
-                                AttentionValue::new(s, l)
-                                    .map_err(|e| parse_err(line, col, e.to_string()))?,
-                            )
-                        }
-                        _ => {
-                            let ty = AtomType::by_name(&name)
-                                .map_err(|e| parse_err(line, col, e.to_string()))?;
-                            if stack.len() >= self.max_depth {
+                        } else {
+                            AtomType::intern(&name)
+                        };
+                        let ty = match ty {
+                            Ok(ty) => ty,
+                            // A top-level form that is not an atom.
+                            Err(crate::ModelError::UnknownType(_))
+                                if stack.is_empty() && !self.strict =>
+                            {
+                                self.skip_form(line, col)?;
+                                self.count_skipped(&name);
+                                continue;
+                            }
+                            Err(crate::ModelError::UnknownType(_)) if stack.is_empty() => {
                                 return Err(parse_err(
                                     line,
                                     col,
                                     format!(
-                                        "atoms nested deeper than the limit of {}",
-                                        self.max_depth
+                                        "{name:?} is not an atom type: a form that is not an atom (--strict)"
                                     ),
                                 ));
                             }
-                            stack.push(Open {
-                                ty,
+                            Err(e) => return Err(value(e)),
+                        };
+                        if stack.len() >= self.max_depth {
+                            return Err(parse_err(
                                 line,
                                 col,
-                                args: Vec::new(),
-                            });
-                            continue;
+                                format!("atoms nested deeper than the limit of {}", self.max_depth),
+                            ));
                         }
+                        stack.push(Open {
+                            ty,
+                            line,
+                            col,
+                            args: Vec::new(),
+                        });
+                        continue;
                     }
                 }
                 Tok::Close => {
@@ -411,15 +510,15 @@ mod tests {
         assert_eq!(atoms[0].tv, Some(TruthValue::new(0.9, 0.8).unwrap()));
         assert_eq!(atoms[1].ty.name, "InheritanceLink");
         assert_eq!(atoms[1].outgoing.len(), 2);
-        assert_eq!(atoms[1].tv.unwrap().strength, 0.5);
+        assert_eq!(atoms[1].tv.unwrap().strength(), 0.5);
         assert_eq!(atoms[2].outgoing[1].outgoing[1].name, "b \"q\"");
     }
 
     #[test]
     fn errors_name_line_and_column() {
-        let e = parse("(Concept \"a\")\n  (FooNode \"x\")").unwrap_err();
-        assert_eq!((e.line, e.col), (2, 4));
-        assert!(e.message.contains("FooNode"), "{}", e.message);
+        let e = parse("(Concept \"a\")\n(List\n  (foo \"x\"))").unwrap_err();
+        assert_eq!((e.line, e.col), (3, 4));
+        assert!(e.message.contains("foo"), "{}", e.message);
 
         let e = parse("(Concept \"a\"").unwrap_err();
         assert!(e.message.contains("missing ')'"), "{}", e.message);
@@ -453,6 +552,7 @@ mod tests {
         let limits = |max_depth| ReadLimits {
             max_depth,
             max_bytes: u64::MAX,
+            ..Default::default()
         };
         // At the limit it parses; one deeper is an error naming the limit.
         let atoms = parse_with(&nested(50), limits(50)).unwrap();
@@ -486,6 +586,7 @@ mod tests {
             ReadLimits {
                 max_depth: 10,
                 max_bytes: 1 << 20,
+                ..Default::default()
             },
         );
         assert!(matches!(r.next_atom(), Err(ReadError::TooLarge { .. })));

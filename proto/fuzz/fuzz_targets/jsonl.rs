@@ -11,6 +11,7 @@ fuzz_target!(|data: &[u8]| {
     let limits = ReadLimits {
         max_depth: 200,
         max_bytes: 1 << 20,
+        ..Default::default()
     };
     let mut r = AtomReader::new(data, Format::JsonLines, limits);
     let mut atoms = Vec::new();

@@ -8,7 +8,7 @@ use lockstep_model::aggregate::Aggregates;
 use lockstep_proto::convert::handles_from_pb;
 use lockstep_proto::pb;
 use lockstep_model::workload::Workload;
-use lockstep_model::{AtomType, FlatAtom, Handle, IncomingRef, Topology};
+use lockstep_model::{FlatAtom, Handle, IncomingRef, Topology};
 use prost::Message;
 
 fn handle(b: &[u8]) {
@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
         }
         5 => {
             if let Ok(r) = pb::ScanTypeRequest::decode(body) {
-                let _ = AtomType::by_name(&r.r#type);
+                let _ = lockstep_proto::convert::type_from_pb(&r.r#type);
                 handle(&r.after);
             }
         }

@@ -5,13 +5,20 @@ use std::collections::{BTreeMap, HashMap};
 use crate::ProtoError;
 use crate::pb;
 use lockstep_model::atom::{AtomRecord, check_range};
-use lockstep_model::{AtomType, AttentionValue, FlatAtom, Handle, IncomingRef, TruthValue};
+use lockstep_model::{
+    AtomType, AttentionValue, FlatAtom, Handle, IncomingRef, TruthValue, TvKind, TypeTable,
+};
 
 impl From<TruthValue> for pb::TruthValue {
     fn from(tv: TruthValue) -> Self {
         pb::TruthValue {
-            strength: tv.strength,
-            confidence: tv.confidence,
+            strength: tv.strength(),
+            confidence: tv.confidence(),
+            kind: tv.kind.id(),
+            numbers: match tv.kind {
+                TvKind::Simple => Vec::new(),
+                _ => tv.values().to_vec(),
+            },
         }
     }
 }
@@ -19,7 +26,10 @@ impl From<TruthValue> for pb::TruthValue {
 impl TryFrom<pb::TruthValue> for TruthValue {
     type Error = ProtoError;
     fn try_from(tv: pb::TruthValue) -> Result<Self, ProtoError> {
-        Ok(TruthValue::new(tv.strength, tv.confidence)?)
+        Ok(match TvKind::from_id(tv.kind)? {
+            TvKind::Simple => TruthValue::new(tv.strength, tv.confidence)?,
+            kind => TruthValue::of(kind, &tv.numbers)?,
+        })
     }
 }
 
@@ -28,6 +38,7 @@ impl From<AttentionValue> for pb::AttentionValue {
         pb::AttentionValue {
             sti: av.sti,
             lti: av.lti,
+            vlti: av.vlti,
         }
     }
 }
@@ -35,8 +46,15 @@ impl From<AttentionValue> for pb::AttentionValue {
 impl TryFrom<pb::AttentionValue> for AttentionValue {
     type Error = ProtoError;
     fn try_from(av: pb::AttentionValue) -> Result<Self, ProtoError> {
-        Ok(AttentionValue::new(av.sti, av.lti)?)
+        Ok(AttentionValue::with_vlti(av.sti, av.lti, av.vlti)?)
     }
+}
+
+/// The type a message names: built in, known, or a new type this process
+/// takes on (a valid new-type name; see [`AtomType::intern`]). Whether a
+/// store may hold it is the store's question: it needs the cluster's id.
+pub fn type_from_pb(name: &str) -> Result<&'static AtomType, ProtoError> {
+    Ok(AtomType::intern(name)?)
 }
 
 fn values_to_pb(values: &BTreeMap<String, Vec<f64>>) -> HashMap<String, pb::FloatValue> {
@@ -107,7 +125,7 @@ impl From<&FlatAtom> for pb::AtomWrite {
 impl TryFrom<pb::AtomWrite> for FlatAtom {
     type Error = ProtoError;
     fn try_from(w: pb::AtomWrite) -> Result<Self, ProtoError> {
-        let ty = AtomType::by_name(&w.r#type)?;
+        let ty = type_from_pb(&w.r#type)?;
         let outgoing = handles_from_pb(&w.outgoing)?;
         let mut atom = FlatAtom::new(ty, w.name, outgoing)?;
         atom.tv = w.tv.map(TryInto::try_into).transpose()?;
@@ -131,7 +149,7 @@ impl TryFrom<pb::IncomingWrite> for IncomingRef {
     type Error = ProtoError;
     fn try_from(w: pb::IncomingWrite) -> Result<Self, ProtoError> {
         let target = Handle::from_slice(&w.target)?;
-        let ty = AtomType::by_name(&w.link_type)?;
+        let ty = type_from_pb(&w.link_type)?;
         Ok(IncomingRef::new(target, ty, handles_from_pb(&w.outgoing)?)?)
     }
 }
@@ -165,7 +183,7 @@ impl TryFrom<pb::AtomView> for AtomRecord {
     fn try_from(v: pb::AtomView) -> Result<Self, ProtoError> {
         Ok(AtomRecord {
             handle: Handle::from_slice(&v.handle)?,
-            ty: AtomType::by_name(&v.r#type)?,
+            ty: type_from_pb(&v.r#type)?,
             name: v.name,
             outgoing: handles_from_pb(&v.outgoing)?,
             tv: v.tv.ok_or(ProtoError::Missing("tv"))?.try_into()?,
@@ -175,48 +193,66 @@ impl TryFrom<pb::AtomView> for AtomRecord {
     }
 }
 
-/// The storage encoding of a record (the handle is the key, not the value).
-pub fn encode_stored(r: &AtomRecord) -> Vec<u8> {
+/// The storage encoding of a record (the handle is the key, not the value),
+/// with its type's id in `types`.
+pub fn encode_stored(r: &AtomRecord, type_id: u16) -> Vec<u8> {
     use prost::Message;
     pb::StoredAtom {
-        type_id: u32::from(r.ty.id),
+        type_id: u32::from(type_id),
         name: r.name.clone(),
         outgoing: concat_handles(&r.outgoing),
-        strength: r.tv.strength,
-        confidence: r.tv.confidence,
+        strength: r.tv.numbers[0],
+        confidence: r.tv.numbers[1],
+        tv_kind: r.tv.kind.id(),
+        tv_third: r.tv.numbers[2],
         sti: r.av.sti,
         lti: r.av.lti,
+        vlti: r.av.vlti,
         values: values_to_pb(&r.values),
     }
     .encode_to_vec()
 }
 
-/// Decodes a stored record under its key.
-pub fn decode_stored(handle: Handle, bytes: &[u8]) -> Result<AtomRecord, ProtoError> {
+fn stored_type(types: &TypeTable, id: u32) -> Result<&'static AtomType, ProtoError> {
+    u16::try_from(id)
+        .ok()
+        .and_then(|id| types.by_id(id))
+        .ok_or_else(|| ProtoError::Corrupt(format!("unknown stored type id {id}")))
+}
+
+/// Decodes a stored record under its key; `types` names its type id.
+pub fn decode_stored(
+    handle: Handle,
+    bytes: &[u8],
+    types: &TypeTable,
+) -> Result<AtomRecord, ProtoError> {
     use prost::Message;
     let s = pb::StoredAtom::decode(bytes).map_err(|e| ProtoError::Corrupt(e.to_string()))?;
+    let kind = TvKind::from_id(s.tv_kind).map_err(|e| ProtoError::Corrupt(e.to_string()))?;
     Ok(AtomRecord {
         handle,
-        ty: AtomType::by_id(s.type_id)?,
+        ty: stored_type(types, s.type_id)?,
         name: s.name,
         outgoing: split_handles(&s.outgoing)?,
+        // As written: it was validated then.
         tv: TruthValue {
-            strength: s.strength,
-            confidence: s.confidence,
+            kind,
+            numbers: [s.strength, s.confidence, s.tv_third],
         },
         av: AttentionValue {
             sti: s.sti,
             lti: s.lti,
+            vlti: s.vlti,
         },
         values: s.values.into_iter().map(|(k, v)| (k, v.values)).collect(),
     })
 }
 
 /// The storage encoding of an incoming-set entry's value.
-pub fn encode_incoming(r: &IncomingRef) -> Vec<u8> {
+pub fn encode_incoming(r: &IncomingRef, link_type_id: u16) -> Vec<u8> {
     use prost::Message;
     pb::StoredIncoming {
-        link_type_id: u32::from(r.link_type.id),
+        link_type_id: u32::from(link_type_id),
         outgoing: concat_handles(&r.outgoing),
     }
     .encode_to_vec()
@@ -227,13 +263,14 @@ pub fn decode_incoming(
     target: Handle,
     link: Handle,
     bytes: &[u8],
+    types: &TypeTable,
 ) -> Result<IncomingRef, ProtoError> {
     use prost::Message;
     let s = pb::StoredIncoming::decode(bytes).map_err(|e| ProtoError::Corrupt(e.to_string()))?;
     Ok(IncomingRef {
         target,
         link,
-        link_type: AtomType::by_id(s.link_type_id)?,
+        link_type: stored_type(types, s.link_type_id)?,
         outgoing: split_handles(&s.outgoing)?,
     })
 }
@@ -251,10 +288,12 @@ mod tests {
         assert_eq!(back, a);
 
         let mut bad = pb::AtomWrite::from(&a);
-        bad.r#type = "NoSuchNode".into();
+        bad.r#type = "no such type".into();
         assert_eq!(
             FlatAtom::try_from(bad).unwrap_err(),
-            ProtoError::Model(lockstep_model::ModelError::UnknownType("NoSuchNode".into()))
+            ProtoError::Model(lockstep_model::ModelError::UnknownType(
+                "no such type".into()
+            ))
         );
         let mut bad = pb::AtomWrite::from(&a);
         bad.outgoing = vec![vec![1, 2, 3]];
@@ -265,7 +304,37 @@ mod tests {
     fn stored_round_trips() {
         let l = AtomType::by_name("ListLink").unwrap();
         let w = FlatAtom::new(l, String::new(), vec![Handle(1), Handle(2)]).unwrap();
-        let r = AtomRecord::from_write(&w);
-        assert_eq!(decode_stored(r.handle, &encode_stored(&r)).unwrap(), r);
+        let mut r = AtomRecord::from_write(&w);
+        let types = TypeTable::new();
+        assert_eq!(
+            decode_stored(r.handle, &encode_stored(&r, 32), &types).unwrap(),
+            r
+        );
+        // Every kind of truth value and a three-number av, bit for bit.
+        for kind in TvKind::ALL {
+            let n = [0.1, 0.7, 0.3];
+            r.tv = TruthValue::of(kind, &n[..kind.arity()]).unwrap();
+            r.av = AttentionValue::with_vlti(-1.5, 2.25, 1.0).unwrap();
+            let back = decode_stored(r.handle, &encode_stored(&r, 32), &types).unwrap();
+            assert_eq!(back, r);
+            let wire = TruthValue::try_from(pb::TruthValue::from(r.tv)).unwrap();
+            assert_eq!(wire, r.tv);
+        }
+        // An id the table does not know is corrupt, never a panic.
+        assert!(matches!(
+            decode_stored(r.handle, &encode_stored(&r, 0x9000), &types),
+            Err(ProtoError::Corrupt(_))
+        ));
+        // A record from before kinds and vlti existed reads as simple.
+        let old = pb::StoredAtom {
+            type_id: 1,
+            name: "x".into(),
+            strength: 0.5,
+            confidence: 0.25,
+            ..Default::default()
+        };
+        use prost::Message;
+        let back = decode_stored(Handle(7), &old.encode_to_vec(), &types).unwrap();
+        assert_eq!(back.tv, TruthValue::new(0.5, 0.25).unwrap());
     }
 }

@@ -8,5 +8,7 @@ mod column;
 mod job;
 mod topology;
 
-pub use atom::{decode_incoming, decode_stored, encode_incoming, encode_stored, handles_from_pb};
+pub use atom::{
+    decode_incoming, decode_stored, encode_incoming, encode_stored, handles_from_pb, type_from_pb,
+};
 pub use job::{job_spec, named_params, spec_of};

@@ -61,6 +61,14 @@ impl From<&Topology> for pb::Topology {
             shards: t.shards.iter().map(Into::into).collect(),
             cluster_id: t.cluster_id.clone(),
             max_batch: t.max_batch,
+            types: t
+                .types
+                .iter()
+                .map(|(id, name)| pb::RegisteredType {
+                    id: u32::from(*id),
+                    name: name.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -73,6 +81,12 @@ impl From<pb::Topology> for Topology {
             shards: t.shards.into_iter().map(Into::into).collect(),
             cluster_id: t.cluster_id,
             max_batch: t.max_batch,
+            // An id outside u16 is no type a store could hold.
+            types: t
+                .types
+                .into_iter()
+                .filter_map(|r| u16::try_from(r.id).ok().map(|id| (id, r.name)))
+                .collect(),
         }
     }
 }

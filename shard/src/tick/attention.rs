@@ -489,7 +489,7 @@ impl State {
         self.params
             .link_types
             .as_ref()
-            .is_none_or(|ts| ts.iter().any(|t| t.id == ty.id))
+            .is_none_or(|ts| ts.iter().any(|t| std::ptr::eq(*t, ty) || t.name == ty.name))
     }
 
     fn edges<S: KvStore>(

@@ -65,13 +65,15 @@ impl State {
             }
             (None, Some(f)) => {
                 let path = import::resolve(self.limits.import_dir.as_deref(), f, Want::File)?;
-                let file = std::fs::File::open(&path)?;
+                let mut input = BufReader::new(std::fs::File::open(&path)?);
+                let format = Format::detect(&path, &mut input)?;
                 Input::File(Box::new(AtomReader::new(
-                    BufReader::new(file),
-                    Format::of_path(&path),
+                    input,
+                    format,
                     ReadLimits {
                         max_depth: self.limits.max_depth,
                         max_bytes: self.limits.max_read_bytes,
+                        ..Default::default()
                     },
                 )))
             }

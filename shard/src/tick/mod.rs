@@ -260,6 +260,10 @@ pub struct TickEngine<S: KvStore> {
     security: Security,
     /// Each phase's time on this shard, by workload and phase.
     phase_seconds: lockstep_telemetry::HistogramVec,
+    /// Where a tick's new atom types get their ids before prepare; none in
+    /// an engine with no coordinator (tests), whose ticks then write only
+    /// types the store holds.
+    types: Option<crate::membership::TypeRegistrar>,
 }
 
 impl<S: KvStore> TickEngine<S> {
@@ -285,7 +289,14 @@ impl<S: KvStore> TickEngine<S> {
             limits,
             security,
             phase_seconds: crate::metrics::phase_seconds(),
+            types: None,
         }
+    }
+
+    /// The same engine, registering the new types a tick writes.
+    pub fn with_types(mut self, types: crate::membership::TypeRegistrar) -> Self {
+        self.types = Some(types);
+        self
     }
 
     /// The same engine, recording phase times into `phase_seconds` (a
@@ -393,6 +404,11 @@ impl<S: KvStore> TickEngine<S> {
                     st.view = None;
                 }
                 let staged = std::mem::take(&mut st.staged);
+                if let Some(types) = &self.types {
+                    types
+                        .ensure(&self.store, &staged.atoms, &staged.incoming)
+                        .await?;
+                }
                 let store = self.store.clone();
                 let tick = req.cluster_tick;
                 let out = blocking(move || {
@@ -634,8 +650,10 @@ async fn blocking<T: Send + 'static>(
 /// The handles of every node on this shard, in order.
 pub fn local_node_handles(store: &impl AtomRead) -> Result<Vec<Handle>, Error> {
     let mut out = Vec::new();
-    for ty in lockstep_model::atom::ATOM_TYPES
-        .iter()
+    let types = store.types();
+    let registered = types.registered();
+    for ty in lockstep_model::AtomType::builtins()
+        .chain(registered.iter().map(|(_, t)| *t))
         .filter(|t| t.is_node())
     {
         let mut after = None;
@@ -709,6 +727,7 @@ mod tests {
             shards,
             cluster_id: "c".into(),
             max_batch: 100,
+            types: Vec::new(),
         };
         let (_tx, rx) = watch::channel(Arc::new(Routing::new(topology).unwrap()));
         let view = RoutingView::new(ShardId(1), rx, crate::routing::Lease::unbounded());

@@ -147,7 +147,7 @@ impl<S: KvStore> super::ShardWorkload<S> for State {
                         let links: Vec<IncomingRef> = all_incoming(input.view, w.handle)?
                             .into_iter()
                             .filter(|r| {
-                                r.link_type.id == contains.id
+                                r.link_type.name == contains.name
                                     && r.outgoing.len() == 2
                                     && r.outgoing[1] == w.handle
                             })
