@@ -73,6 +73,8 @@ pub enum Command {
     Scan(ScanArgs),
     /// Write every atom, with its values, as Atomese that `load` reads back.
     Dump(DumpArgs),
+    /// Set one named value of an atom, creating the atom if it is missing.
+    SetValue(SetValueArgs),
     /// Show the cluster's shards, their state and counts.
     Status(StatusArgs),
     /// Run a tick workload (ingest, attention, tfidf, barrier) across the shards.
@@ -575,6 +577,10 @@ pub struct GetArgs {
     /// Show only the incoming links of this type.
     #[arg(long, value_name = "TYPE")]
     pub incoming_type: Option<String>,
+    /// Print only the value under this key: a PredicateNode's name, or any
+    /// key atom's Atomese.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -611,6 +617,22 @@ pub struct ScanArgs {
     /// every shard.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SetValueArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// The atom, as Atomese: `(Concept "a")`.
+    pub atom: String,
+    /// The key: a PredicateNode's name, or any key atom's Atomese.
+    pub key: String,
+    /// The value, as Atomese: `(FloatValue 1 2 3)`, `(StringValue "x")`,
+    /// `(LinkValue ...)`.
+    pub value: String,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -692,6 +714,7 @@ impl Command {
             Command::Delete(a) => Some(&a.target),
             Command::Scan(a) => Some(&a.target),
             Command::Dump(a) => Some(&a.target),
+            Command::SetValue(a) => Some(&a.target),
             Command::Status(a) => Some(&a.target),
             Command::Run(a) => Some(&a.target),
             Command::Jobs(a) => Some(&a.target),

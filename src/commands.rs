@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 
 use crate::Error;
 use crate::cli::{
-    Cli, Command, DeleteArgs, DemoArgs, DumpArgs, GetArgs, LoadArgs, RunArgs, ScanArgs, StatusArgs,
-    UpArgs, recorded_coordinator_file, resolve_coordinator,
+    Cli, Command, DeleteArgs, DemoArgs, DumpArgs, GetArgs, LoadArgs, RunArgs, ScanArgs,
+    SetValueArgs, StatusArgs, UpArgs, recorded_coordinator_file, resolve_coordinator,
 };
 use crate::client::{BulkLoad, Client, PutStats};
 use crate::cluster::{LISTENING, LocalCluster, LocalSpec};
@@ -115,6 +115,7 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Delete(args) => delete(&connect(flag, &auth).await?, args).await,
         Command::Scan(args) => scan(&connect(flag, &auth).await?, args).await,
         Command::Dump(args) => dump(&connect(flag, &auth).await?, args).await,
+        Command::SetValue(args) => set_value(&connect(flag, &auth).await?, args).await,
         Command::Status(args) => status(&connect(flag, &auth).await?, args).await,
         Command::Run(args) => run_command(&connect(flag, &auth).await?, args).await,
         Command::Jobs(args) => jobs(&connect(flag, &auth).await?, args.json).await,
@@ -868,25 +869,7 @@ async fn get(client: &Client, args: GetArgs) -> Result<(), Error> {
             let ty = AtomType::intern(&v[0])?;
             lockstep_model::FlatAtom::new(ty, v[1].clone(), Vec::new())?.handle
         }
-        (None, None, Some(text)) => {
-            let atoms = input::scm::parse_with(
-                text,
-                input::ReadLimits {
-                    strict: true,
-                    ..Default::default()
-                },
-            )
-            .map_err(|e| Error::Config(format!("--atom {}:{}: {}", e.line, e.col, e.message)))?;
-            match &atoms[..] {
-                [a] => a.handle(),
-                _ => {
-                    return Err(Error::Config(format!(
-                        "--atom takes one atom, got {}",
-                        atoms.len()
-                    )));
-                }
-            }
-        }
+        (None, None, Some(text)) => one_atom("--atom", text)?.handle(),
         (None, None, None) => unreachable!("clap requires a handle, --node or --atom"),
     };
     let incoming_type = args
@@ -900,6 +883,24 @@ async fn get(client: &Client, args: GetArgs) -> Result<(), Error> {
         .pop()
         .flatten()
         .ok_or_else(|| Error::Cluster(format!("atom {handle} not found")))?;
+    if let Some(key) = &args.key {
+        let key = lockstep_model::value::normalize_key(key)?;
+        let value = rec.values.get(&key);
+        if args.json {
+            print_json(&json!({"handle": handle.to_string(), "key": key, "value": value}));
+        } else {
+            match value {
+                Some(v) => println!("{}", lockstep_model::output::value_form(v)),
+                None => {
+                    return Err(Error::Cluster(format!(
+                        "atom {handle} has no value under {}",
+                        lockstep_model::value::key_atomese(&key)
+                    )));
+                }
+            }
+        }
+        return Ok(());
+    }
     let mut incoming = client.incoming(handle).await?;
     if let Some(t) = incoming_type {
         incoming.retain(|r| std::ptr::eq(r.link_type, t));
@@ -927,7 +928,11 @@ async fn get(client: &Client, args: GetArgs) -> Result<(), Error> {
     println!("tv        {}", lockstep_model::output::tv_form(&rec.tv));
     println!("av        {}", lockstep_model::output::av_form(&rec.av));
     for (k, v) in &rec.values {
-        println!("value     {k} = {v:?}");
+        println!(
+            "value     {} {}",
+            lockstep_model::value::key_atomese(k),
+            lockstep_model::output::value_form(v)
+        );
     }
     println!("incoming  {} link(s)", incoming.len());
     for r in incoming.iter().take(20) {
@@ -992,6 +997,53 @@ async fn scan(client: &Client, args: ScanArgs) -> Result<(), Error> {
     }
     if args.json {
         print_json(&serde_json::json!({ "atoms": atoms }));
+    }
+    Ok(())
+}
+
+/// An input on the command line that is not what it must be.
+fn bad_input(msg: String) -> Error {
+    Error::Invalid(lockstep_proto::ProtoError::BadParam(msg))
+}
+
+/// Parses the one atom of `text` (`what` names it in errors).
+fn one_atom(what: &str, text: &str) -> Result<Atom, Error> {
+    let limits = input::ReadLimits {
+        strict: true,
+        ..Default::default()
+    };
+    let atoms = input::scm::parse_with(text, limits)
+        .map_err(|e| bad_input(format!("{what} {}:{}: {}", e.line, e.col, e.message)))?;
+    match <[Atom; 1]>::try_from(atoms) {
+        Ok([a]) => Ok(a),
+        Err(v) => Err(bad_input(format!("{what} takes one atom, got {}", v.len()))),
+    }
+}
+
+async fn set_value(client: &Client, args: SetValueArgs) -> Result<(), Error> {
+    let key = lockstep_model::value::normalize_key(&args.key)?;
+    // The reader takes the value in the form a dump writes it.
+    let form = format!(
+        "(cog-set-value! {} {} {})",
+        args.atom,
+        lockstep_model::value::key_atomese(&key),
+        args.value
+    );
+    let mut atom = one_atom("the value", &form)?;
+    let value = atom
+        .values
+        .remove(&key)
+        .ok_or_else(|| bad_input(format!("no value in {:?}", args.value)))?;
+    client.set_value(&atom, &key, value.clone()).await?;
+    let handle = atom.handle();
+    if args.json {
+        print_json(&json!({"handle": handle.to_string(), "key": key, "value": value}));
+    } else {
+        println!(
+            "{handle}  {} {}",
+            lockstep_model::value::key_atomese(&key),
+            lockstep_model::output::value_form(&value)
+        );
     }
     Ok(())
 }
@@ -1087,6 +1139,10 @@ pub async fn dump(client: &Client, args: DumpArgs) -> Result<(), Error> {
             for atom in client.nested(&batch, false).await? {
                 lockstep_model::output::write_atom(&mut text, &atom);
                 text.push('\n');
+                for (k, v) in &atom.values {
+                    text.push_str(&lockstep_model::output::set_value_form(&atom, k, v));
+                    text.push('\n');
+                }
             }
             out.write_all(text.as_bytes()).map_err(io)?;
             written += batch.len() as u64;

@@ -938,6 +938,51 @@ impl Client {
         Ok(out)
     }
 
+    /// The value of the atom `handle` under `key` (a PredicateNode's name
+    /// or any key atom's Atomese), if the atom exists and has one: the
+    /// StorageNode's fetch-value.
+    pub async fn value(
+        &self,
+        handle: Handle,
+        key: &str,
+    ) -> Result<Option<lockstep_model::Value>, Error> {
+        let key = lockstep_model::value::normalize_key(key)?;
+        Ok(self
+            .get(&[handle])
+            .await?
+            .pop()
+            .flatten()
+            .and_then(|mut r| r.values.remove(&key)))
+    }
+
+    /// Sets one value of `atom` (which is created if missing), leaving its
+    /// other values and its truth and attention values as they are: the
+    /// StorageNode's store-value.
+    pub async fn set_value(
+        &self,
+        atom: &Atom,
+        key: &str,
+        value: lockstep_model::Value,
+    ) -> Result<(), Error> {
+        value.validate()?;
+        let mut bare = lockstep_model::value::bare(atom);
+        bare.values
+            .insert(lockstep_model::value::normalize_key(key)?, value);
+        self.put(&[bare]).await.map(|_| ())
+    }
+
+    /// The links of type `ty` that contain `target`: the StorageNode's
+    /// fetch-incoming-by-type.
+    pub async fn incoming_of_type(
+        &self,
+        target: Handle,
+        ty: &'static AtomType,
+    ) -> Result<Vec<IncomingRef>, Error> {
+        let mut all = self.incoming(target).await?;
+        all.retain(|r| std::ptr::eq(r.link_type, ty));
+        Ok(all)
+    }
+
     /// The first `limit` atoms of type `ty` in handle order across every
     /// shard (see [`Scan`]).
     pub async fn scan_type(

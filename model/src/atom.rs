@@ -12,6 +12,7 @@ use lockstep_hashing::{Epoch, Member, Ring, RingError, ShardId};
 
 use crate::ModelError;
 pub use crate::types::{AtomKind, AtomType};
+pub use crate::value::Value;
 
 /// The longest node name accepted, in bytes.
 pub const MAX_NAME_BYTES: usize = 64 * 1024;
@@ -329,7 +330,7 @@ pub struct Atom {
     pub outgoing: Vec<Atom>,
     pub tv: Option<TruthValue>,
     pub av: Option<AttentionValue>,
-    pub values: BTreeMap<String, Vec<f64>>,
+    pub values: BTreeMap<String, Value>,
 }
 
 impl Atom {
@@ -451,7 +452,7 @@ pub struct FlatAtom {
     pub outgoing: Vec<Handle>,
     pub tv: Option<TruthValue>,
     pub av: Option<AttentionValue>,
-    pub values: BTreeMap<String, Vec<f64>>,
+    pub values: BTreeMap<String, Value>,
 }
 
 impl FlatAtom {
@@ -609,7 +610,7 @@ pub struct AtomRecord {
     pub outgoing: Vec<Handle>,
     pub tv: TruthValue,
     pub av: AttentionValue,
-    pub values: BTreeMap<String, Vec<f64>>,
+    pub values: BTreeMap<String, Value>,
 }
 
 impl AtomRecord {

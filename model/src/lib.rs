@@ -13,6 +13,8 @@
 //!   shared by coordinator and shards, and the tf-idf tokenizer.
 //! - [`input`]: Atomese and JSON Lines readers and the seeded generator.
 //! - [`output`]: writing atoms as Atomese, as the AtomSpace writes it.
+//! - [`value`]: named values (FloatValue, StringValue, LinkValue) and
+//!   their key atoms.
 //! - [`reference`]: the attention formula in one thread, shared by the test
 //!   oracle and the benchmark baseline.
 //!
@@ -26,13 +28,14 @@ pub mod input;
 pub mod output;
 pub mod reference;
 pub mod types;
+pub mod value;
 pub mod workload;
 
 mod error;
 
 pub use atom::{
     Atom, AtomKind, AtomRecord, AtomType, AttentionValue, FlatAtom, Handle, IncomingRef, Liveness,
-    Routing, ShardEntry, StiColumn, Tick, Topology, TruthValue, TvKind,
+    Routing, ShardEntry, StiColumn, Tick, Topology, TruthValue, TvKind, Value,
 };
 pub use error::ModelError;
 pub use lockstep_hashing::{Epoch, ShardId};

@@ -14,7 +14,7 @@
 
 use std::fmt::Write;
 
-use crate::{Atom, AttentionValue, TruthValue};
+use crate::{Atom, AttentionValue, TruthValue, Value};
 
 /// The deepest level indented; deeper atoms line up with it.
 const MAX_INDENT: usize = 32;
@@ -124,6 +124,60 @@ fn write(out: &mut String, atom: &Atom, lines: bool) {
     }
 }
 
+/// A named value as Atomese: `(FloatValue 1 2)`, `(StringValue "a")`,
+/// `(LinkValue ...)`, or the atom a LinkValue holds.
+pub fn value_form(v: &Value) -> String {
+    let mut out = String::new();
+    // (value, index of the next element to write)
+    let mut stack: Vec<(&Value, usize)> = vec![(v, 0)];
+    while let Some((v, next)) = stack.pop() {
+        match v {
+            Value::Float(xs) => {
+                out.push_str("(FloatValue");
+                for &x in xs {
+                    out.push(' ');
+                    number(&mut out, x);
+                }
+                out.push(')');
+            }
+            Value::String(ss) => {
+                out.push_str("(StringValue");
+                for s in ss {
+                    out.push(' ');
+                    out.push_str(&quoted(s));
+                }
+                out.push(')');
+            }
+            Value::Atom { atom } => out.push_str(atom),
+            Value::Link { link } => {
+                if next == 0 {
+                    out.push_str("(LinkValue");
+                }
+                match link.get(next) {
+                    Some(child) => {
+                        out.push(' ');
+                        stack.push((v, next + 1));
+                        stack.push((child, 0));
+                    }
+                    None => out.push(')'),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `(cog-set-value! ATOM KEY VALUE)`: how a dump writes a named value, and
+/// what the reader takes back.
+pub fn set_value_form(atom: &Atom, key: &str, v: &Value) -> String {
+    format!(
+        "(cog-set-value! {} {} {})",
+        inline_form(&crate::value::bare(atom)),
+        crate::value::key_atomese(key),
+        value_form(v)
+    )
+}
+
 /// `atom` as Atomese (see [`write_atom`]).
 pub fn atom_form(atom: &Atom) -> String {
     let mut out = String::new();
@@ -196,5 +250,45 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    #[test]
+    fn named_values_are_written_as_set_value_forms_that_read_back() {
+        let c = AtomType::builtin("ConceptNode").unwrap();
+        let mut a = Atom::node(c, "foo").unwrap();
+        let values = [
+            ("num", Value::Float(vec![1.0, 0.1 + 0.2, -3e-300])),
+            ("str", Value::String(vec!["p \"q\"".into(), String::new()])),
+            (
+                "(ConceptNode \"key\")",
+                Value::Link {
+                    link: vec![
+                        Value::Float(vec![]),
+                        Value::Atom {
+                            atom: "(ListLink (ConceptNode \"x\"))".into(),
+                        },
+                        Value::Link {
+                            link: vec![Value::String(vec!["deep".into()])],
+                        },
+                    ],
+                },
+            ),
+        ];
+        let mut text = String::new();
+        for (k, v) in &values {
+            text.push_str(&set_value_form(&a, k, v));
+            text.push('\n');
+            a.values.insert(k.to_string(), v.clone());
+        }
+        assert!(text.contains("(cog-set-value! (ConceptNode \"foo\") (PredicateNode \"num\") (FloatValue 1 0.30000000000000004 -3e-300))"), "{text}");
+        let back = scm::parse(&text).unwrap();
+        assert_eq!(back.len(), 3);
+        for (b, (k, v)) in back.iter().zip(&values) {
+            assert_eq!(b.handle(), a.handle());
+            assert_eq!(b.values.get(*k), Some(v), "{k}");
+        }
+        // A value outside cog-set-value! is an error, not an atom.
+        assert!(scm::parse("(Concept \"a\" (FloatValue 1))").is_err());
+        assert!(scm::parse("(cog-set-value! (Concept \"a\") (FloatValue 1))").is_err());
     }
 }

@@ -17,3 +17,8 @@
 (SetLink (ConceptNode "b") (ConceptNode "a"))
 (SetLink (ConceptNode "a") (ConceptNode "b"))
 (ReferenceLink (WordInstanceNode "w@1") (ConceptNode "w"))
+; Named values, as the AtomSpace's file storage writes them. The key and
+; value atoms here are atoms of this file too.
+(cog-set-value! (ConceptNode "count") (PredicateNode "fuzzy") (FloatValue 1 2 0.30000000000000004))
+(cog-set-value! (ConceptNode "count") (Predicate "probabilistic") (StringValue "p" "q \"r\""))
+(cog-set-value! (InheritanceLink (ConceptNode "count") (ConceptNode "interval")) (ConceptNode "a") (LinkValue (FloatValue 1e-300) (ConceptNode "b") (LinkValue (StringValue "s"))))

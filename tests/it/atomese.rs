@@ -141,6 +141,14 @@ async fn real_atomese_loads_into_any_shard_count_and_a_dump_round_trips() {
         dumps[0]
     );
     assert!(dumps[0].contains("(av -12.5 3 1)"));
+    assert!(
+        dumps[0].contains("(cog-set-value! (ConceptNode \"count\") (PredicateNode \"fuzzy\") (FloatValue 1 2 0.30000000000000004))"),
+        "{}",
+        dumps[0]
+    );
+    assert!(dumps[0].contains(
+        "(LinkValue (FloatValue 1e-300) (ConceptNode \"b\") (LinkValue (StringValue \"s\")))"
+    ));
     assert_eq!(dumps[0], dumps[1], "1 and 2 shards dump alike");
     assert_eq!(dumps[1], dumps[2], "2 and 3 shards dump alike");
     // Load the 3-shard dump into a fresh 2-shard cluster: the same dump.
@@ -171,6 +179,43 @@ async fn real_atomese_loads_into_any_shard_count_and_a_dump_round_trips() {
     assert!(
         node.contains("(ConceptNode \"count\" (ctv 0.7 0.9 12345.678))"),
         "{node}"
+    );
+    // One value by key; a value set, the others kept.
+    let v = get(&[&count[..], &["--key", "(Predicate \"fuzzy\")"]].concat()).await;
+    assert_eq!(v.trim(), "(FloatValue 1 2 0.30000000000000004)");
+    cli(&[
+        "--coordinator",
+        &addr,
+        "set-value",
+        "(ConceptNode \"count\")",
+        "fresh",
+        "(StringValue \"new\")",
+    ])
+    .await;
+    let all = json(get(&[&count[..], &["--json"]].concat()).await);
+    assert_eq!(all["values"]["fresh"], serde_json::json!(["new"]), "{all}");
+    assert_eq!(
+        all["values"]["probabilistic"],
+        serde_json::json!(["p", "q \"r\""]),
+        "{all}"
+    );
+    assert_eq!(all["tv"]["kind"], "ctv", "{all}");
+    let missing = lockstep(&[
+        "--coordinator",
+        &addr,
+        "get",
+        "--node",
+        "ConceptNode",
+        "count",
+        "--key",
+        "nope",
+    ])
+    .await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("no value under (PredicateNode \"nope\")"),
+        "{}",
+        text(&missing.stderr)
     );
     for (ty, n) in [("SetLink", 0), ("InheritanceLink", 1)] {
         let inc = json(get(&[&count[..], &["--incoming-type", ty, "--json"]].concat()).await);

@@ -105,6 +105,33 @@ async fn bad_requests_get_typed_errors_and_leave_data_unchanged() {
             "unknown truth value kind 99",
         ),
         (
+            "unknown named value kind",
+            pb::AtomWrite {
+                values: [(
+                    "k".to_string(),
+                    pb::NamedValue {
+                        kind: 9,
+                        ..Default::default()
+                    },
+                )]
+                .into(),
+                ..node("ConceptNode", "keep")
+            },
+            "unknown value kind 9",
+        ),
+        (
+            "a value key that is not one atom",
+            pb::AtomWrite {
+                values: [(
+                    "(Concept \"a\") (Concept \"b\")".to_string(),
+                    pb::NamedValue::default(),
+                )]
+                .into(),
+                ..node("ConceptNode", "keep")
+            },
+            "is not one atom",
+        ),
+        (
             "count truth value without its count",
             pb::AtomWrite {
                 tv: Some(pb::TruthValue {

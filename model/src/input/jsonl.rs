@@ -8,7 +8,9 @@
 //! `tv` is `[strength, confidence]`, `{"strength": s, "confidence": c}` or,
 //! for any kind of truth value, `{"kind": "ctv", "values": [s, c, n]}`; `av`
 //! is `[sti, lti]`, `[sti, lti, vlti]` or an object with those fields;
-//! `values` maps keys to lists of numbers. Type names that are not built in
+//! `values` maps keys (a PredicateNode's name, or any key atom's Atomese)
+//! to named values: `[1, 2]`, `["a"]`, `{"link": [...]}` (see
+//! [`crate::Value`]). Type names that are not built in
 //! become new types unless [`ReadLimits::strict_types`] is set. Blank lines
 //! are skipped.
 
@@ -89,7 +91,7 @@ struct JsonAtom {
     #[serde(default)]
     av: Option<JsonAv>,
     #[serde(default)]
-    values: BTreeMap<String, Vec<f64>>,
+    values: BTreeMap<String, crate::Value>,
 }
 
 impl JsonAtom {
@@ -123,7 +125,10 @@ impl JsonAtom {
         if let Some(av) = self.av {
             atom.av = Some(av.into_av()?);
         }
-        atom.values = self.values;
+        for (k, v) in self.values {
+            v.validate()?;
+            atom.values.insert(crate::value::normalize_key(&k)?, v);
+        }
         Ok(atom)
     }
 }

@@ -16,7 +16,7 @@
 
 use std::io::BufRead;
 
-use crate::{Atom, AtomType, AttentionValue, TruthValue, TvKind};
+use crate::{Atom, AtomType, AttentionValue, TruthValue, TvKind, Value};
 
 use super::{ParseError, ReadError, ReadLimits};
 
@@ -96,11 +96,34 @@ enum Arg {
     Tv(TruthValue),
     Av(AttentionValue),
     Name(String, usize, usize),
+    Value(Value),
 }
 
-/// An atom whose ')' has not been read yet.
+/// What an open form builds.
+#[derive(Clone, Copy)]
+enum Frame {
+    Atom(&'static AtomType),
+    /// `(cog-set-value! ATOM KEY VALUE)`, at the top level.
+    SetValue,
+    /// `(LinkValue ...)`, of values and atoms.
+    LinkValue,
+}
+
+impl Frame {
+    fn name(&self) -> &'static str {
+        match self {
+            Frame::Atom(ty) => ty.name,
+            Frame::SetValue => SET_VALUE,
+            Frame::LinkValue => "LinkValue",
+        }
+    }
+}
+
+const SET_VALUE: &str = "cog-set-value!";
+
+/// A form whose ')' has not been read yet.
 struct Open {
-    ty: &'static AtomType,
+    frame: Frame,
     line: usize,
     col: usize,
     args: Vec<Arg>,
@@ -185,33 +208,57 @@ impl<R: BufRead> Reader<R> {
         *self.skipped.entry(head).or_default() += 1;
     }
 
-    /// The numbers of a value form up to its `)`.
-    fn numbers(&mut self) -> Result<Vec<f64>, ReadError> {
+    /// The elements of a value form up to its `)`: at most `max`, each
+    /// made by `item` from its token, or refused as not `expected`.
+    fn elements<T>(
+        &mut self,
+        max: usize,
+        expected: &str,
+        item: impl Fn(&Token) -> Option<Result<T, ReadError>>,
+    ) -> Result<Vec<T>, ReadError> {
         let mut out = Vec::new();
         loop {
-            match self.token()? {
-                Some(Token {
-                    tok: Tok::Close, ..
-                }) => return Ok(out),
-                Some(Token {
-                    tok: Tok::Sym(s),
-                    line,
-                    col,
-                }) if out.len() < 8 => {
-                    out.push(s.parse::<f64>().map_err(|_| {
-                        parse_err(line, col, format!("expected a number, got {s:?}"))
-                    })?)
-                }
-                Some(t) => {
+            let Some(t) = self.token()? else {
+                return Err(self.end_error("unexpected end of input: missing ')'".into()));
+            };
+            if t.tok == Tok::Close {
+                return Ok(out);
+            }
+            match item(&t) {
+                Some(r) if out.len() < max => out.push(r?),
+                _ => {
                     return Err(parse_err(
                         t.line,
                         t.col,
-                        format!("expected a number or ')', got {:?}", t.tok),
+                        format!("expected {expected} or ')', got {:?}", t.tok),
                     ));
                 }
-                None => return Err(self.end_error("unexpected end of input: missing ')'".into())),
             }
         }
+    }
+
+    /// The strings of a StringValue up to its `)`.
+    fn strings(&mut self) -> Result<Vec<String>, ReadError> {
+        self.elements(usize::MAX, "a string", |t| match &t.tok {
+            Tok::Str(s) => Some(Ok(s.clone())),
+            _ => None,
+        })
+    }
+
+    /// The numbers of a truth or attention value up to its `)`.
+    fn numbers(&mut self) -> Result<Vec<f64>, ReadError> {
+        self.numbers_up_to(8)
+    }
+
+    /// The numbers of a value form up to its `)`, at most `max`.
+    fn numbers_up_to(&mut self, max: usize) -> Result<Vec<f64>, ReadError> {
+        self.elements(max, "a number", |t| match &t.tok {
+            Tok::Sym(s) => Some(
+                s.parse::<f64>()
+                    .map_err(|_| parse_err(t.line, t.col, format!("expected a number, got {s:?}"))),
+            ),
+            _ => None,
+        })
     }
 
     fn token(&mut self) -> Result<Option<Token>, ReadError> {
@@ -291,7 +338,7 @@ impl<R: BufRead> Reader<R> {
                     None => Ok(None),
                     Some(o) => Err(self.end_error(format!(
                         "unexpected end of input inside {}: missing ')'",
-                        o.ty.name
+                        o.frame.name()
                     ))),
                 };
             };
@@ -327,7 +374,29 @@ impl<R: BufRead> Reader<R> {
                         return Err(parse_err(l, c, "expected an atom type after '('"));
                     };
                     let value = |e: crate::ModelError| parse_err(line, col, e.to_string());
-                    if let Some(kind) = TvKind::by_name(&name) {
+                    let frame = match (name.as_str(), stack.last().map(|o| o.frame)) {
+                        (SET_VALUE, None) => Some(Frame::SetValue),
+                        ("LinkValue", Some(Frame::SetValue | Frame::LinkValue)) => {
+                            Some(Frame::LinkValue)
+                        }
+                        _ => None,
+                    };
+                    if let Some(frame) = frame {
+                        push_frame(&mut stack, self.max_depth, frame, line, col)?;
+                        continue;
+                    }
+                    let in_value = matches!(
+                        stack.last().map(|o| o.frame),
+                        Some(Frame::SetValue | Frame::LinkValue)
+                    );
+                    if in_value && name == "FloatValue" {
+                        let n = self.numbers_up_to(MAX_FLOATS)?;
+                        let v = Value::Float(n);
+                        v.validate().map_err(value)?;
+                        Arg::Value(v)
+                    } else if in_value && name == "StringValue" {
+                        Arg::Value(Value::String(self.strings()?))
+                    } else if let Some(kind) = TvKind::by_name(&name) {
                         let n = self.numbers()?;
                         Arg::Tv(TruthValue::of(kind, &n).map_err(value)?)
                     } else if matches!(name.as_str(), "av" | "AttentionValue") {
@@ -375,19 +444,7 @@ impl<R: BufRead> Reader<R> {
                             }
                             Err(e) => return Err(value(e)),
                         };
-                        if stack.len() >= self.max_depth {
-                            return Err(parse_err(
-                                line,
-                                col,
-                                format!("atoms nested deeper than the limit of {}", self.max_depth),
-                            ));
-                        }
-                        stack.push(Open {
-                            ty,
-                            line,
-                            col,
-                            args: Vec::new(),
-                        });
+                        push_frame(&mut stack, self.max_depth, Frame::Atom(ty), line, col)?;
                         continue;
                     }
                 }
@@ -395,7 +452,7 @@ impl<R: BufRead> Reader<R> {
                     let Some(open) = stack.pop() else {
                         return Err(parse_err(t.line, t.col, "unexpected ')'"));
                     };
-                    Arg::Atom(build(open)?)
+                    build(open)?
                 }
                 Tok::Str(s) if !stack.is_empty() => Arg::Name(s, t.line, t.col),
                 tok => {
@@ -403,7 +460,7 @@ impl<R: BufRead> Reader<R> {
                         Some(o) => parse_err(
                             t.line,
                             t.col,
-                            format!("unexpected {tok:?} inside {}", o.ty.name),
+                            format!("unexpected {tok:?} inside {}", o.frame.name()),
                         ),
                         None => parse_err(t.line, t.col, "expected '('"),
                     });
@@ -424,20 +481,93 @@ impl<R: BufRead> Reader<R> {
     }
 }
 
-/// The atom an open form makes once its ')' is read.
-fn build(open: Open) -> Result<Atom, ReadError> {
+/// Opens a form, within the nesting limit.
+fn push_frame(
+    stack: &mut Vec<Open>,
+    max_depth: usize,
+    frame: Frame,
+    line: usize,
+    col: usize,
+) -> Result<(), ReadError> {
+    if stack.len() >= max_depth {
+        return Err(parse_err(
+            line,
+            col,
+            format!("atoms nested deeper than the limit of {max_depth}"),
+        ));
+    }
+    stack.push(Open {
+        frame,
+        line,
+        col,
+        args: Vec::new(),
+    });
+    Ok(())
+}
+
+/// The most numbers one FloatValue may hold.
+const MAX_FLOATS: usize = 1 << 20;
+
+/// What an open form makes once its ')' is read.
+fn build(open: Open) -> Result<Arg, ReadError> {
     let Open {
-        ty,
+        frame,
         line,
         col,
         args,
     } = open;
+    let ty = match frame {
+        Frame::Atom(ty) => ty,
+        Frame::LinkValue => {
+            let mut link = Vec::with_capacity(args.len());
+            for a in args {
+                link.push(match a {
+                    Arg::Value(v) => v,
+                    Arg::Atom(a) => Value::Atom {
+                        atom: crate::output::inline_form(&crate::value::bare(&a)),
+                    },
+                    _ => {
+                        return Err(parse_err(
+                            line,
+                            col,
+                            "a LinkValue holds values and atoms only",
+                        ));
+                    }
+                });
+            }
+            let v = Value::Link { link };
+            v.validate()
+                .map_err(|e| parse_err(line, col, e.to_string()))?;
+            return Ok(Arg::Value(v));
+        }
+        Frame::SetValue => {
+            let mut args = args.into_iter();
+            return match (args.next(), args.next(), args.next(), args.next()) {
+                (Some(Arg::Atom(mut atom)), Some(Arg::Atom(key)), Some(Arg::Value(v)), None) => {
+                    atom.values.insert(crate::value::key_of(&key), v);
+                    Ok(Arg::Atom(atom))
+                }
+                _ => Err(parse_err(
+                    line,
+                    col,
+                    "cog-set-value! takes an atom, a key atom and a value",
+                )),
+            };
+        }
+    };
     let (mut tv, mut av, mut name_arg, mut outgoing) = (None, None, None, Vec::new());
     for a in args {
         match a {
             Arg::Tv(t) => tv = Some(t),
             Arg::Av(v) => av = Some(v),
             Arg::Atom(a) => outgoing.push(a),
+            Arg::Value(v) => {
+                return Err(parse_err(
+                    line,
+                    col,
+                    format!("a {} must be inside cog-set-value!", v.type_name()),
+                ));
+            }
             Arg::Name(s, l, c) => {
                 if name_arg.is_some() {
                     return Err(parse_err(l, c, format!("{} takes one name", ty.name)));
@@ -468,7 +598,7 @@ fn build(open: Open) -> Result<Atom, ReadError> {
     };
     atom.tv = tv;
     atom.av = av;
-    Ok(atom)
+    Ok(Arg::Atom(atom))
 }
 
 /// Parses every top-level atom in `text`, with the default limits.

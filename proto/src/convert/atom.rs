@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::ProtoError;
 use crate::pb;
-use lockstep_model::atom::{AtomRecord, check_range};
+use lockstep_model::atom::AtomRecord;
 use lockstep_model::{
-    AtomType, AttentionValue, FlatAtom, Handle, IncomingRef, TruthValue, TvKind, TypeTable,
+    AtomType, AttentionValue, FlatAtom, Handle, IncomingRef, TruthValue, TvKind, TypeTable, Value,
 };
 
 impl From<TruthValue> for pb::TruthValue {
@@ -57,22 +57,65 @@ pub fn type_from_pb(name: &str) -> Result<&'static AtomType, ProtoError> {
     Ok(AtomType::intern(name)?)
 }
 
-fn values_to_pb(values: &BTreeMap<String, Vec<f64>>) -> HashMap<String, pb::FloatValue> {
+fn value_to_pb(v: &Value) -> pb::NamedValue {
+    match v {
+        Value::Float(xs) => pb::NamedValue {
+            values: xs.clone(),
+            ..Default::default()
+        },
+        Value::String(ss) => pb::NamedValue {
+            strings: ss.clone(),
+            kind: 1,
+            ..Default::default()
+        },
+        Value::Link { link } => pb::NamedValue {
+            links: link.iter().map(value_to_pb).collect(),
+            kind: 2,
+            ..Default::default()
+        },
+        Value::Atom { atom } => pb::NamedValue {
+            strings: vec![atom.clone()],
+            kind: 3,
+            ..Default::default()
+        },
+    }
+}
+
+/// A named value as sent or stored, unchecked (see [`values_from_pb`]).
+fn value_from_pb(v: pb::NamedValue) -> Result<Value, ProtoError> {
+    Ok(match v.kind {
+        0 => Value::Float(v.values),
+        1 => Value::String(v.strings),
+        2 => Value::Link {
+            link: v
+                .links
+                .into_iter()
+                .map(value_from_pb)
+                .collect::<Result<_, _>>()?,
+        },
+        3 => Value::Atom {
+            atom: v.strings.into_iter().next().unwrap_or_default(),
+        },
+        k => return Err(ProtoError::BadParam(format!("unknown value kind {k}"))),
+    })
+}
+
+fn values_to_pb(values: &BTreeMap<String, Value>) -> HashMap<String, pb::NamedValue> {
     values
         .iter()
-        .map(|(k, v)| (k.clone(), pb::FloatValue { values: v.clone() }))
+        .map(|(k, v)| (k.clone(), value_to_pb(v)))
         .collect()
 }
 
+/// Named values from a request: each key canonical, each value valid.
 fn values_from_pb(
-    values: HashMap<String, pb::FloatValue>,
-) -> Result<BTreeMap<String, Vec<f64>>, ProtoError> {
+    values: HashMap<String, pb::NamedValue>,
+) -> Result<BTreeMap<String, Value>, ProtoError> {
     let mut out = BTreeMap::new();
     for (k, v) in values {
-        for &x in &v.values {
-            check_range("value", x, f64::MIN, f64::MAX)?;
-        }
-        out.insert(k, v.values);
+        let v = value_from_pb(v)?;
+        v.validate()?;
+        out.insert(lockstep_model::value::normalize_key(&k)?, v);
     }
     Ok(out)
 }
@@ -244,7 +287,13 @@ pub fn decode_stored(
             lti: s.lti,
             vlti: s.vlti,
         },
-        values: s.values.into_iter().map(|(k, v)| (k, v.values)).collect(),
+        // As written: validated then.
+        values: s
+            .values
+            .into_iter()
+            .map(|(k, v)| value_from_pb(v).map(|v| (k, v)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| ProtoError::Corrupt(e.to_string()))?,
     })
 }
 
@@ -320,6 +369,31 @@ mod tests {
             let wire = TruthValue::try_from(pb::TruthValue::from(r.tv)).unwrap();
             assert_eq!(wire, r.tv);
         }
+        // Named values of every kind, nested, bit for bit.
+        r.values.insert(
+            "(ConceptNode \"key\")".into(),
+            Value::Link {
+                link: vec![
+                    Value::Float(vec![-0.0, 1e-300]),
+                    Value::String(vec!["s".into()]),
+                    Value::Atom {
+                        atom: "(ConceptNode \"a\")".into(),
+                    },
+                ],
+            },
+        );
+        assert_eq!(
+            decode_stored(r.handle, &encode_stored(&r, 32), &types).unwrap(),
+            r
+        );
+        let mut w = FlatAtom::new(
+            AtomType::by_name("ListLink").unwrap(),
+            String::new(),
+            vec![Handle(1)],
+        )
+        .unwrap();
+        w.values = r.values.clone();
+        assert_eq!(FlatAtom::try_from(pb::AtomWrite::from(&w)).unwrap(), w);
         // An id the table does not know is corrupt, never a panic.
         assert!(matches!(
             decode_stored(r.handle, &encode_stored(&r, 0x9000), &types),

@@ -858,7 +858,8 @@ mod tests {
         let word = FlatAtom::new(ty("WordNode"), "x".into(), vec![]).unwrap();
         let doc = |name: &str| {
             let mut d = FlatAtom::new(ty("ConceptNode"), format!("doc:{name}"), vec![]).unwrap();
-            d.values.insert("total".into(), vec![2.0]);
+            d.values
+                .insert("total".into(), lockstep_model::Value::Float(vec![2.0]));
             d
         };
         let contains = |d: &FlatAtom| {
@@ -868,7 +869,8 @@ mod tests {
                 vec![d.handle, word.handle],
             )
             .unwrap();
-            l.values.insert("count".into(), vec![2.0]);
+            l.values
+                .insert("count".into(), lockstep_model::Value::Float(vec![2.0]));
             l
         };
         let refs = |l: &FlatAtom| -> Vec<IncomingRef> {

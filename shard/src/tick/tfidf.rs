@@ -30,6 +30,14 @@ pub struct State {
     limits: super::InputLimits,
 }
 
+/// The first number of a FloatValue.
+fn float_of(v: &lockstep_model::Value) -> Option<&f64> {
+    match v {
+        lockstep_model::Value::Float(xs) => xs.first(),
+        _ => None,
+    }
+}
+
 fn ty(name: &str) -> &'static AtomType {
     AtomType::by_name(name).expect("built-in type")
 }
@@ -71,7 +79,10 @@ impl State {
             for t in &tokens {
                 *counts.entry(t.clone()).or_default() += 1;
             }
-            doc.values.insert("total".into(), vec![tokens.len() as f64]);
+            doc.values.insert(
+                "total".into(),
+                lockstep_model::Value::Float(vec![tokens.len() as f64]),
+            );
             out.partial.add_int("documents", 1);
             out.partial.add_int("tokens", tokens.len() as i64);
             out.partial.add_int("terms", counts.len() as i64);
@@ -83,7 +94,8 @@ impl State {
                     String::new(),
                     vec![doc.handle, word.handle],
                 )?;
-                link.values.insert("count".into(), vec![c as f64]);
+                link.values
+                    .insert("count".into(), lockstep_model::Value::Float(vec![c as f64]));
                 for r in link.incoming_refs() {
                     if r.target == doc.handle {
                         staged.incoming.push(r);
@@ -205,7 +217,7 @@ impl<S: KvStore> super::ShardWorkload<S> for State {
                     stat.count = rec
                         .values
                         .get("count")
-                        .and_then(|v| v.first())
+                        .and_then(float_of)
                         .copied()
                         .unwrap_or(0.0);
                     // The df phase sent only binary ContainsLinks, but the
@@ -236,7 +248,7 @@ impl<S: KvStore> super::ShardWorkload<S> for State {
                     let total = doc
                         .values
                         .get("total")
-                        .and_then(|v| v.first())
+                        .and_then(float_of)
                         .copied()
                         .unwrap_or(0.0);
                     if total <= 0.0 {
