@@ -69,7 +69,7 @@ pub enum Command {
     Get(GetArgs),
     /// Delete an atom.
     Delete(DeleteArgs),
-    /// List atoms of one type.
+    /// List atoms of one type (with --subtypes, of its descendants too), in handle order.
     Scan(ScanArgs),
     /// Write every atom, with its values, as Atomese that `load` reads back.
     Dump(DumpArgs),
