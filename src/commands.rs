@@ -1,12 +1,10 @@
 //! What each CLI command does, printing for a person (or JSON).
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::progress::Progress;
 use futures::StreamExt;
-use lockstep_model::atom::AtomRecord;
 use lockstep_model::{Atom, AtomType, Handle, Liveness};
 use lockstep_proto::pb;
 use lockstep_proto::tls::TlsFiles;
@@ -808,49 +806,6 @@ pub async fn load_atoms(client: &Client, args: LoadArgs) -> Result<Loaded, Error
     })
 }
 
-/// The values of `rec` as Atomese forms: its truth value and attention
-/// value where they are not the defaults, as the AtomSpace writes them.
-fn value_forms(rec: &AtomRecord) -> String {
-    let mut out = String::new();
-    if rec.tv != Default::default() {
-        out.push(' ');
-        out.push_str(&lockstep_model::output::tv_form(&rec.tv));
-    }
-    if rec.av != Default::default() {
-        out.push(' ');
-        out.push_str(&lockstep_model::output::av_form(&rec.av));
-    }
-    out
-}
-
-/// Renders an atom as Atomese, as the AtomSpace writes it (a node's values
-/// after its name, a link's after its type), fetching its outgoing atoms
-/// level by level down to `depth`.
-pub fn render<'a>(
-    client: &'a Client,
-    rec: &'a AtomRecord,
-    depth: usize,
-) -> std::pin::Pin<Box<dyn Future<Output = Result<String, Error>> + 'a>> {
-    Box::pin(async move {
-        let values = value_forms(rec);
-        if rec.ty.is_node() {
-            let name = lockstep_model::output::quoted(&rec.name);
-            return Ok(format!("({} {name}{values})", rec.ty.name));
-        }
-        if depth == 0 {
-            return Ok(format!("({}{values} …)", rec.ty.name));
-        }
-        let mut parts = vec![format!("({}{values}", rec.ty.name)];
-        for (h, child) in rec.outgoing.iter().zip(client.get(&rec.outgoing).await?) {
-            parts.push(match child {
-                Some(c) => render(client, &c, depth - 1).await?,
-                None => format!("<missing {h}>"),
-            });
-        }
-        Ok(parts.join(" ") + ")")
-    })
-}
-
 /// A truth value as JSON: its kind, its numbers, and the mean and
 /// confidence every kind has.
 fn tv_json(tv: &lockstep_model::TruthValue) -> serde_json::Value {
@@ -905,7 +860,14 @@ async fn get(client: &Client, args: GetArgs) -> Result<(), Error> {
     if let Some(t) = incoming_type {
         incoming.retain(|r| std::ptr::eq(r.link_type, t));
     }
-    let text = render(client, &rec, 8).await?;
+    // One batched read per level of the outgoing atoms, written by the
+    // same writer as `dump`, on one line.
+    let text = client
+        .nested(std::slice::from_ref(&rec), true)
+        .await?
+        .pop()
+        .map(|a| lockstep_model::output::inline_form(&a))
+        .unwrap_or_default();
     if args.json {
         let v = json!({
             "handle": handle.to_string(),

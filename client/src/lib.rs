@@ -115,6 +115,9 @@ impl Scan<'_> {
         for r in join_all(refills).await {
             r?;
         }
+        // An exhausted cursor (most of a `--subtypes` scan's types hold
+        // nothing) is dropped, so later calls walk only live ones.
+        self.cursors.retain(|c| c.more || !c.buf.is_empty());
         let best = self
             .cursors
             .iter()
@@ -907,13 +910,8 @@ impl Client {
         for root in recs {
             // Post-order with an explicit stack: (record, built children).
             let mut stack: Vec<(&AtomRecord, Vec<Atom>)> = vec![(root, Vec::new())];
-            loop {
-                let (rec, done) = stack
-                    .last()
-                    .map(|(r, d)| (*r, d.len()))
-                    .unwrap_or((root, 0));
-                if done < rec.outgoing.len() {
-                    let h = rec.outgoing[done];
+            while let Some((rec, done)) = stack.last().map(|(r, d)| (*r, d.len())) {
+                if let Some(&h) = rec.outgoing.get(done) {
                     let child = known.get(&h).ok_or(Error::Dangling {
                         link: rec.handle,
                         missing: h,
@@ -921,17 +919,14 @@ impl Client {
                     stack.push((child, Vec::new()));
                     continue;
                 }
+                // Every outgoing atom is built: build this one.
                 let Some((rec, children)) = stack.pop() else {
                     break;
                 };
-                let values = child_values || stack.is_empty();
-                let atom = atom_of(rec, values, children);
+                let atom = atom_of(rec, child_values || stack.is_empty(), children);
                 match stack.last_mut() {
                     Some((_, siblings)) => siblings.push(atom),
-                    None => {
-                        out.push(atom);
-                        break;
-                    }
+                    None => out.push(atom),
                 }
             }
         }

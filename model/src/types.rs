@@ -81,7 +81,7 @@ fn short_of(name: &'static str) -> &'static str {
 fn builtins() -> &'static Builtins {
     static TABLE: OnceLock<Builtins> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let mut types = Vec::new();
+        let mut types: Vec<AtomType> = Vec::new();
         for row in include_str!("types/atomspace.tsv").lines() {
             if row.starts_with('#') || row.trim().is_empty() {
                 continue;
@@ -105,6 +105,8 @@ fn builtins() -> &'static Builtins {
                 builtin: Some(id.parse().expect("numeric id in atomspace.tsv")),
             });
         }
+        // In id order once, so that `builtins()` is a plain walk.
+        types.sort_by_key(|t| t.builtin);
         let by_name = types.iter().enumerate().map(|(i, t)| (t.name, i)).collect();
         let by_id = types
             .iter()
@@ -161,10 +163,7 @@ pub fn new_type_kind(name: &str) -> Option<AtomKind> {
 impl AtomType {
     /// Every built-in type, in id order.
     pub fn builtins() -> impl Iterator<Item = &'static AtomType> {
-        let b = builtins();
-        let mut ids: Vec<&'static AtomType> = b.types.iter().collect();
-        ids.sort_by_key(|t| t.builtin);
-        ids.into_iter()
+        builtins().types.iter()
     }
 
     /// A built-in type by its full name or short form.
