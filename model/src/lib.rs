@@ -15,6 +15,7 @@
 //! - [`output`]: writing atoms as Atomese, as the AtomSpace writes it.
 //! - [`value`]: named values (FloatValue, StringValue, LinkValue) and
 //!   their key atoms.
+//! - [`replica`]: the commands a shard's replica group agrees on.
 //! - [`reference`]: the attention formula in one thread, shared by the test
 //!   oracle and the benchmark baseline.
 //!
@@ -27,6 +28,7 @@ pub mod atom;
 pub mod input;
 pub mod output;
 pub mod reference;
+pub mod replica;
 pub mod types;
 pub mod value;
 pub mod workload;
@@ -39,4 +41,5 @@ pub use atom::{
 };
 pub use error::ModelError;
 pub use lockstep_hashing::{Epoch, ShardId};
+pub use replica::ReplicaCommand;
 pub use types::TypeTable;

@@ -369,6 +369,25 @@ impl<R: KvRead> AtomView<R> {
         self.column.as_ref().map(|c| &*c.0)
     }
 
+    /// The side file of the committed STI buffer and its bytes, if a column
+    /// was committed when the view was taken: with the families' rows, the
+    /// whole state a replica's snapshot carries.
+    pub fn column_file(&self) -> Result<Option<(&'static str, Vec<u8>)>, Error> {
+        let Some(col) = self.column() else {
+            return Ok(None);
+        };
+        let name = column::values_file(col.buffer);
+        let len = usize::try_from(col.len)
+            .ok()
+            .and_then(|n| n.checked_mul(8))
+            .ok_or_else(|| Error::Storage(format!("STI column of {} values", col.len)))?;
+        let bytes = self
+            .kv
+            .read_file(name, 0, len)?
+            .ok_or_else(|| Error::Storage(format!("STI buffer {name} is missing")))?;
+        Ok(Some((name, bytes)))
+    }
+
     /// Every value of column `id`, in handle order, if `id` was the
     /// committed column when the view was taken.
     pub fn column_values(&self, id: u64) -> Result<Option<Vec<f64>>, Error> {
@@ -669,11 +688,23 @@ impl<S: KvStore> AtomStore<S> {
     /// Upserts atoms and adds incoming-set entries in one atomic write. An
     /// existing atom keeps every value the write does not carry.
     pub fn put(&self, atoms: &[FlatAtom], incoming: &[IncomingRef]) -> Result<PutOutcome, Error> {
+        self.put_with(atoms, incoming, Vec::new())
+    }
+
+    /// [`AtomStore::put`], with `extra` ops in the same atomic write: a
+    /// replica's applied log id moves with the data it applied.
+    pub fn put_with(
+        &self,
+        atoms: &[FlatAtom],
+        incoming: &[IncomingRef],
+        extra: Vec<WriteOp>,
+    ) -> Result<PutOutcome, Error> {
         let mut counts = self.counts.lock();
         if !atoms.is_empty() {
             self.fold(&counts)?;
         }
-        let (ops, next, out) = self.plan(&counts, atoms, incoming)?;
+        let (mut ops, next, out) = self.plan(&counts, atoms, incoming)?;
+        ops.extend(extra);
         if !ops.is_empty() {
             self.kv.write(ops)?;
         }

@@ -13,6 +13,8 @@
 //! - [`tick`]: the tick engine: phases, messages between shards, staged
 //!   writes and two-phase commit.
 //! - [`membership`]: registration, heartbeats and the topology watch.
+//! - [`replica`]: a shard's data as a Raft group on openraft: the log
+//!   store and the state machine (not yet serving).
 //! - [`config`]: the typed configuration.
 //! - [`metrics`]: the Prometheus metrics.
 //!
@@ -25,6 +27,7 @@ pub mod config;
 pub mod import;
 pub mod membership;
 pub mod metrics;
+pub mod replica;
 pub mod routing;
 pub mod service;
 pub mod store;

@@ -6,6 +6,8 @@ mod aggregate;
 mod atom;
 mod column;
 mod job;
+#[cfg(feature = "raft")]
+pub mod raft;
 mod topology;
 
 pub use atom::{

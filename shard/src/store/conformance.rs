@@ -13,6 +13,7 @@ pub fn run_all<S: KvStore>(mut make: impl FnMut() -> S) {
     a_batch_applies_each_keys_ops_in_order(&make());
     side_files_are_replaced_read_by_range_and_removed(&make());
     a_snapshot_keeps_what_it_saw(&make());
+    a_synced_write_is_a_write(&make());
 }
 
 fn put(cf: Cf, k: &[u8], v: &[u8]) -> WriteOp {
@@ -258,4 +259,19 @@ mod tests {
     fn mem_store_passes_the_conformance_suite() {
         super::run_all(super::super::mem::MemStore::default);
     }
+}
+
+fn a_synced_write_is_a_write<S: KvStore>(s: &S) {
+    s.write_sync(vec![
+        put(Cf::Raft, b"k", b"r"),
+        put(Cf::Atoms, b"k", b"a"),
+        WriteOp::Delete(Cf::Raft, b"gone".to_vec()),
+    ])
+    .unwrap();
+    assert_eq!(s.get(Cf::Raft, b"k").unwrap(), Some(b"r".to_vec()));
+    assert_eq!(s.get(Cf::Atoms, b"k").unwrap(), Some(b"a".to_vec()));
+    assert_eq!(s.get(Cf::Meta, b"k").unwrap(), None);
+    s.write_sync(vec![WriteOp::Delete(Cf::Raft, b"k".to_vec())])
+        .unwrap();
+    assert_eq!(s.get(Cf::Raft, b"k").unwrap(), None);
 }

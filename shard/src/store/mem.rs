@@ -11,18 +11,18 @@ use crate::Error;
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
 type Files = Arc<RwLock<HashMap<String, Vec<u8>>>>;
 
-/// Three ordered maps behind one lock, so a write is atomic to readers,
+/// Four ordered maps behind one lock, so a write is atomic to readers,
 /// and the side files by name. The maps are shared with snapshots and
 /// copied on the first write after one is taken.
 #[derive(Default)]
 pub struct MemStore {
-    maps: RwLock<Arc<[Map; 3]>>,
+    maps: RwLock<Arc<[Map; 4]>>,
     files: Files,
 }
 
 /// The maps of a [`MemStore`] as they were, and its live side files.
 pub struct MemSnapshot {
-    maps: Arc<[Map; 3]>,
+    maps: Arc<[Map; 4]>,
     files: Files,
 }
 
@@ -31,14 +31,15 @@ fn idx(cf: Cf) -> usize {
         Cf::Atoms => 0,
         Cf::Incoming => 1,
         Cf::Meta => 2,
+        Cf::Raft => 3,
     }
 }
 
-fn multi_get(maps: &[Map; 3], cf: Cf, keys: &[Vec<u8>]) -> Values {
+fn multi_get(maps: &[Map; 4], cf: Cf, keys: &[Vec<u8>]) -> Values {
     keys.iter().map(|k| maps[idx(cf)].get(k).cloned()).collect()
 }
 
-fn scan(maps: &[Map; 3], cf: Cf, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Rows {
+fn scan(maps: &[Map; 4], cf: Cf, prefix: &[u8], after: Option<&[u8]>, limit: usize) -> Rows {
     use std::ops::Bound;
     let lower = match after {
         Some(a) if a >= prefix => Bound::Excluded(a.to_vec()),
@@ -129,6 +130,10 @@ impl KvStore for MemStore {
             }
         }
         Ok(())
+    }
+
+    fn write_sync(&self, ops: Vec<WriteOp>) -> Result<(), Error> {
+        self.write(ops)
     }
 
     fn live_bytes(&self) -> u64 {

@@ -3,7 +3,7 @@
 //!
 //! - [`KvRead`]: point reads, prefix scans and side-file reads, of the live
 //!   store or of a snapshot of it.
-//! - [`KvStore`]: three column families, atomic multi-key writes, snapshots,
+//! - [`KvStore`]: four column families, atomic multi-key writes, snapshots,
 //!   and side files for bulk values that bypass the write-ahead log.
 //! - [`rocks::RocksStore`]: the real one.
 //! - [`mem::MemStore`]: an in-memory stand-in for tests of logic.
@@ -24,16 +24,20 @@ pub enum Cf {
     Incoming,
     /// Identity, counters, epoch and last committed tick.
     Meta,
+    /// A replica's Raft log, vote and applied state (see
+    /// [`crate::replica`]).
+    Raft,
 }
 
 impl Cf {
-    pub const ALL: [Cf; 3] = [Cf::Atoms, Cf::Incoming, Cf::Meta];
+    pub const ALL: [Cf; 4] = [Cf::Atoms, Cf::Incoming, Cf::Meta, Cf::Raft];
 
     pub fn name(self) -> &'static str {
         match self {
             Cf::Atoms => "atoms",
             Cf::Incoming => "incoming",
             Cf::Meta => "meta",
+            Cf::Raft => "raft",
         }
     }
 }
@@ -105,6 +109,11 @@ pub trait KvStore: KvRead {
     /// visible. Returns once the write is durable as configured.
     fn write(&self, ops: Vec<WriteOp>) -> Result<(), Error>;
 
+    /// Like [`KvStore::write`], but returns only once the write is synced
+    /// to disk, whatever the store's durability setting: for what Raft
+    /// must never lose (its log and its vote).
+    fn write_sync(&self, ops: Vec<WriteOp>) -> Result<(), Error>;
+
     /// Approximate bytes of live data.
     fn live_bytes(&self) -> u64;
 
@@ -149,6 +158,9 @@ impl<S: KvStore> KvStore for std::sync::Arc<S> {
     }
     fn write(&self, ops: Vec<WriteOp>) -> Result<(), Error> {
         (**self).write(ops)
+    }
+    fn write_sync(&self, ops: Vec<WriteOp>) -> Result<(), Error> {
+        (**self).write_sync(ops)
     }
     fn live_bytes(&self) -> u64 {
         (**self).live_bytes()

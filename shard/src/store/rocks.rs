@@ -82,9 +82,11 @@ fn cf_options(cf: Cf, cache: &Cache) -> Options {
     // not compress: LZ4 there only cost every flush its CPU.
     o.set_compression_type(match cf {
         Cf::Meta => DBCompressionType::None,
+        // Log entries are read back soon and deleted after a snapshot.
+        Cf::Raft => DBCompressionType::None,
         Cf::Atoms | Cf::Incoming => DBCompressionType::Lz4,
     });
-    if cf != Cf::Meta {
+    if matches!(cf, Cf::Atoms | Cf::Incoming) {
         // Every put reads its keys first, and while loading most of them
         // are new: a whole-key bloom filter on the memtable answers those
         // misses without walking the skiplist.
@@ -109,6 +111,24 @@ fn cf_options(cf: Cf, cache: &Cache) -> Options {
 }
 
 impl RocksStore {
+    fn write_opts(&self, mut ops: Vec<WriteOp>, sync: bool) -> Result<(), Error> {
+        // In key order, each memtable insert starts its skiplist search
+        // where the previous one ended instead of at the top. The sort is
+        // stable, so ops on one key keep their order and the batch means
+        // the same.
+        ops.sort_by(|a, b| a.cf_key().cmp(&b.cf_key()));
+        let mut batch = WriteBatch::default();
+        for op in ops {
+            match op {
+                WriteOp::Put(cf, k, v) => batch.put_cf(self.cf(cf), k, v),
+                WriteOp::Delete(cf, k) => batch.delete_cf(self.cf(cf), k),
+            }
+        }
+        let mut wo = WriteOptions::default();
+        wo.set_sync(sync);
+        self.db.write_opt(batch, &wo)?;
+        Ok(())
+    }
     /// Opens (creating if needed) the database in `path`. A second process on
     /// the same folder gets [`Error::Locked`].
     pub fn open(path: &Path, opts: &RocksOptions) -> Result<RocksStore, Error> {
@@ -286,23 +306,12 @@ impl KvStore for RocksStore {
         }
     }
 
-    fn write(&self, mut ops: Vec<WriteOp>) -> Result<(), Error> {
-        // In key order, each memtable insert starts its skiplist search
-        // where the previous one ended instead of at the top. The sort is
-        // stable, so ops on one key keep their order and the batch means
-        // the same.
-        ops.sort_by(|a, b| a.cf_key().cmp(&b.cf_key()));
-        let mut batch = WriteBatch::default();
-        for op in ops {
-            match op {
-                WriteOp::Put(cf, k, v) => batch.put_cf(self.cf(cf), k, v),
-                WriteOp::Delete(cf, k) => batch.delete_cf(self.cf(cf), k),
-            }
-        }
-        let mut wo = WriteOptions::default();
-        wo.set_sync(self.sync_writes);
-        self.db.write_opt(batch, &wo)?;
-        Ok(())
+    fn write(&self, ops: Vec<WriteOp>) -> Result<(), Error> {
+        self.write_opts(ops, self.sync_writes)
+    }
+
+    fn write_sync(&self, ops: Vec<WriteOp>) -> Result<(), Error> {
+        self.write_opts(ops, true)
     }
 
     fn live_bytes(&self) -> u64 {
