@@ -10,7 +10,10 @@ use tonic::transport::Channel;
 
 use crate::ProtoError;
 use crate::auth::{Authed, authed};
-use crate::pb::{coordinator_client::CoordinatorClient, shard_client::ShardClient};
+use crate::pb::{
+    coordinator_client::CoordinatorClient, replication_client::ReplicationClient,
+    shard_client::ShardClient,
+};
 use crate::tls::Security;
 
 /// The largest message any client or server of the cluster sends or takes.
@@ -82,6 +85,14 @@ impl Security {
     /// A Shard client over `channel`, carrying this process's token.
     pub fn shard_client(&self, channel: Channel) -> ShardClient<Authed> {
         ShardClient::new(authed(channel, &self.token))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// A Replication client (a replica group's Raft messages) over
+    /// `channel`, carrying this process's token.
+    pub fn replication_client(&self, channel: Channel) -> ReplicationClient<Authed> {
+        ReplicationClient::new(authed(channel, &self.token))
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }

@@ -74,6 +74,12 @@ pub enum Error {
     /// this must not read as the request's final answer.
     #[error("the {workload} setup has not run on this shard since it started; the job reruns it")]
     SetupMissing { workload: &'static str },
+    /// A replica message for a group this process holds no replica of.
+    #[error("this process holds no replica of group {0}")]
+    NoSuchGroup(u32),
+    /// A replica that stopped (a disk error) or is shutting down.
+    #[error("replica of group {group} is not running: {reason}")]
+    ReplicaDown { group: u32, reason: String },
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
@@ -103,6 +109,7 @@ impl Error {
                 | Error::Coordinator { .. }
                 | Error::Peer { .. }
                 | Error::LinkedByTick(_)
+                | Error::ReplicaDown { .. }
         )
     }
 }
@@ -125,6 +132,8 @@ impl From<Error> for Status {
             Error::EpochAhead { current, .. } => epoch_status(WireKind::EpochAhead, current, msg),
             Error::NotOwner { epoch, .. } => epoch_status(WireKind::NotOwner, epoch, msg),
             Error::HasIncoming(_) => Status::failed_precondition(msg),
+            Error::NoSuchGroup(_) => Status::not_found(msg),
+            Error::ReplicaDown { .. } => Status::unavailable(msg),
             Error::Peer { addr, .. } => peer_status(&addr, msg),
             Error::NotReady
             | Error::UnregisteredType(_)

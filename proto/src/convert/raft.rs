@@ -8,9 +8,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use lockstep_model::{FlatAtom, IncomingRef, ReplicaCommand};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest, VoteResponse};
 use openraft::{
     BasicNode, CommittedLeaderId, Entry, EntryPayload, LeaderId, LogId, Membership, RaftTypeConfig,
-    StoredMembership, Vote,
+    SnapshotMeta, StoredMembership, Vote,
 };
 use prost::Message;
 
@@ -166,11 +167,18 @@ impl TryFrom<pb::ReplicaCommand> for ReplicaCommand {
     }
 }
 
-/// The stored encoding of a log entry.
-pub fn encode_entry<C>(e: &Entry<C>) -> Vec<u8>
-where
-    C: RaftTypeConfig<D = ReplicaCommand, NodeId = u64, Node = BasicNode>,
+/// The bound every conversion of a replica group's messages takes.
+pub trait ReplicaConfig:
+    RaftTypeConfig<D = ReplicaCommand, NodeId = u64, Node = BasicNode, Entry = Entry<Self>>
 {
+}
+
+impl<C> ReplicaConfig for C where
+    C: RaftTypeConfig<D = ReplicaCommand, NodeId = u64, Node = BasicNode, Entry = Entry<C>>
+{
+}
+
+pub fn entry_to_pb<C: ReplicaConfig>(e: &Entry<C>) -> pb::RaftEntry {
     use pb::raft_entry::Payload;
     pb::RaftEntry {
         log_id: Some(log_id_to_pb(&e.log_id)),
@@ -180,16 +188,10 @@ where
             EntryPayload::Membership(m) => Payload::Membership(membership_to_pb(m)),
         }),
     }
-    .encode_to_vec()
 }
 
-/// Decodes a stored log entry.
-pub fn decode_entry<C>(bytes: &[u8]) -> Result<Entry<C>, ProtoError>
-where
-    C: RaftTypeConfig<D = ReplicaCommand, NodeId = u64, Node = BasicNode>,
-{
+pub fn entry_from_pb<C: ReplicaConfig>(e: pb::RaftEntry) -> Result<Entry<C>, ProtoError> {
     use pb::raft_entry::Payload;
-    let e = pb::RaftEntry::decode(bytes).map_err(|e| ProtoError::Corrupt(e.to_string()))?;
     let log_id = log_id_from_pb(e.log_id.as_ref().ok_or(ProtoError::Missing("log_id"))?);
     let payload = match e.payload.ok_or(ProtoError::Missing("payload"))? {
         Payload::Blank(_) => EntryPayload::Blank,
@@ -197,6 +199,145 @@ where
         Payload::Membership(m) => EntryPayload::Membership(membership_from_pb(&m)?),
     };
     Ok(Entry { log_id, payload })
+}
+
+/// The stored encoding of a log entry.
+pub fn encode_entry<C: ReplicaConfig>(e: &Entry<C>) -> Vec<u8> {
+    entry_to_pb(e).encode_to_vec()
+}
+
+/// Decodes a stored log entry.
+pub fn decode_entry<C: ReplicaConfig>(bytes: &[u8]) -> Result<Entry<C>, ProtoError> {
+    entry_from_pb(pb::RaftEntry::decode(bytes).map_err(|e| ProtoError::Corrupt(e.to_string()))?)
+}
+
+fn vote_of(v: Option<&pb::RaftVote>) -> Result<Vote<u64>, ProtoError> {
+    Ok(vote_from_pb(v.ok_or(ProtoError::Missing("vote"))?))
+}
+
+pub fn append_request_to_pb<C: ReplicaConfig>(
+    group: u32,
+    r: &AppendEntriesRequest<C>,
+) -> pb::RaftAppendRequest {
+    pb::RaftAppendRequest {
+        group,
+        vote: Some(vote_to_pb(&r.vote)),
+        prev_log_id: r.prev_log_id.as_ref().map(log_id_to_pb),
+        entries: r.entries.iter().map(entry_to_pb).collect(),
+        leader_commit: r.leader_commit.as_ref().map(log_id_to_pb),
+    }
+}
+
+/// A request and the group it is for.
+pub fn append_request_from_pb<C: ReplicaConfig>(
+    r: pb::RaftAppendRequest,
+) -> Result<(u32, AppendEntriesRequest<C>), ProtoError> {
+    Ok((
+        r.group,
+        AppendEntriesRequest {
+            vote: vote_of(r.vote.as_ref())?,
+            prev_log_id: r.prev_log_id.as_ref().map(log_id_from_pb),
+            entries: r
+                .entries
+                .into_iter()
+                .map(entry_from_pb)
+                .collect::<Result<_, _>>()?,
+            leader_commit: r.leader_commit.as_ref().map(log_id_from_pb),
+        },
+    ))
+}
+
+pub fn append_response_to_pb(r: &AppendEntriesResponse<u64>) -> pb::RaftAppendResponse {
+    let (result, matching, vote) = match r {
+        AppendEntriesResponse::Success => (0, None, None),
+        AppendEntriesResponse::PartialSuccess(m) => (1, m.as_ref().map(log_id_to_pb), None),
+        AppendEntriesResponse::Conflict => (2, None, None),
+        AppendEntriesResponse::HigherVote(v) => (3, None, Some(vote_to_pb(v))),
+    };
+    pb::RaftAppendResponse {
+        result,
+        matching,
+        vote,
+    }
+}
+
+pub fn append_response_from_pb(
+    r: &pb::RaftAppendResponse,
+) -> Result<AppendEntriesResponse<u64>, ProtoError> {
+    Ok(match r.result {
+        0 => AppendEntriesResponse::Success,
+        1 => AppendEntriesResponse::PartialSuccess(r.matching.as_ref().map(log_id_from_pb)),
+        2 => AppendEntriesResponse::Conflict,
+        3 => AppendEntriesResponse::HigherVote(vote_of(r.vote.as_ref())?),
+        n => {
+            return Err(ProtoError::BadParam(format!("unknown append result {n}")));
+        }
+    })
+}
+
+pub fn vote_request_to_pb(group: u32, r: &VoteRequest<u64>) -> pb::RaftVoteRequest {
+    pb::RaftVoteRequest {
+        group,
+        vote: Some(vote_to_pb(&r.vote)),
+        last_log_id: r.last_log_id.as_ref().map(log_id_to_pb),
+    }
+}
+
+pub fn vote_request_from_pb(
+    r: &pb::RaftVoteRequest,
+) -> Result<(u32, VoteRequest<u64>), ProtoError> {
+    Ok((
+        r.group,
+        VoteRequest {
+            vote: vote_of(r.vote.as_ref())?,
+            last_log_id: r.last_log_id.as_ref().map(log_id_from_pb),
+        },
+    ))
+}
+
+pub fn vote_response_to_pb(r: &VoteResponse<u64>) -> pb::RaftVoteResponse {
+    pb::RaftVoteResponse {
+        vote: Some(vote_to_pb(&r.vote)),
+        vote_granted: r.vote_granted,
+        last_log_id: r.last_log_id.as_ref().map(log_id_to_pb),
+    }
+}
+
+pub fn vote_response_from_pb(r: &pb::RaftVoteResponse) -> Result<VoteResponse<u64>, ProtoError> {
+    Ok(VoteResponse {
+        vote: vote_of(r.vote.as_ref())?,
+        vote_granted: r.vote_granted,
+        last_log_id: r.last_log_id.as_ref().map(log_id_from_pb),
+    })
+}
+
+/// A snapshot's description; `file` and `size` say where a replica keeps
+/// its bytes, or how many a transfer carries.
+pub fn snapshot_meta_to_pb(
+    m: &SnapshotMeta<u64, BasicNode>,
+    file: String,
+    size: u64,
+) -> pb::RaftSnapshotMeta {
+    pb::RaftSnapshotMeta {
+        last_log_id: m.last_log_id.as_ref().map(log_id_to_pb),
+        membership: Some(stored_membership_to_pb(&m.last_membership)),
+        snapshot_id: m.snapshot_id.clone(),
+        file,
+        size,
+    }
+}
+
+pub fn snapshot_meta_from_pb(
+    m: &pb::RaftSnapshotMeta,
+) -> Result<SnapshotMeta<u64, BasicNode>, ProtoError> {
+    Ok(SnapshotMeta {
+        last_log_id: m.last_log_id.as_ref().map(log_id_from_pb),
+        last_membership: match &m.membership {
+            Some(sm) => stored_membership_from_pb(sm)?,
+            None => StoredMembership::default(),
+        },
+        snapshot_id: m.snapshot_id.clone(),
+    })
 }
 
 #[cfg(test)]

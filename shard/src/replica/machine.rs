@@ -28,7 +28,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use lockstep_model::ReplicaCommand;
 use lockstep_proto::convert::raft::{
-    log_id_from_pb, log_id_to_pb, stored_membership_from_pb, stored_membership_to_pb,
+    log_id_from_pb, log_id_to_pb, snapshot_meta_from_pb, snapshot_meta_to_pb,
+    stored_membership_from_pb, stored_membership_to_pb,
 };
 use lockstep_proto::pb;
 use openraft::storage::RaftStateMachine;
@@ -150,6 +151,26 @@ fn open_sealed(bytes: &[u8]) -> Result<pb::ReplicaSnapshot, Error> {
     Ok(snap)
 }
 
+/// Checks a snapshot's bytes whole against the description it came with:
+/// its checksum, its families and files, and that it holds the entries
+/// `meta` says. What passes can be installed; what fails changes nothing.
+pub fn check(
+    meta: &SnapshotMeta<u64, openraft::BasicNode>,
+    bytes: &[u8],
+) -> Result<pb::ReplicaSnapshot, Error> {
+    let snap = open_sealed(bytes)?;
+    let holds = snap.last_log_id.as_ref().map(log_id_from_pb);
+    if holds != meta.last_log_id {
+        return Err(Error::Invalid(lockstep_proto::ProtoError::BadParam(
+            format!(
+                "snapshot holds entries up to {holds:?}, but was sent as up to {:?}",
+                meta.last_log_id
+            ),
+        )));
+    }
+    Ok(snap)
+}
+
 fn family(n: u32) -> Option<Cf> {
     FAMILIES.get(n as usize).copied()
 }
@@ -225,17 +246,6 @@ impl<S: KvStore + Clone> Machine<S> {
     }
 }
 
-fn meta_of(m: &pb::RaftSnapshotMeta) -> Result<SnapshotMeta<u64, openraft::BasicNode>, Error> {
-    Ok(SnapshotMeta {
-        last_log_id: m.last_log_id.as_ref().map(log_id_from_pb),
-        last_membership: match &m.membership {
-            Some(sm) => stored_membership_from_pb(sm).map_err(corrupt)?,
-            None => StoredMembership::default(),
-        },
-        snapshot_id: m.snapshot_id.clone(),
-    })
-}
-
 /// Keeps `bytes` as the snapshot `meta` describes, under a file of its own;
 /// returns the record naming it.
 fn keep<S: KvStore>(
@@ -249,13 +259,7 @@ fn keep<S: KvStore>(
         xxhash_rust::xxh3::xxh3_64(meta.snapshot_id.as_bytes())
     );
     kv.put_file(&file, bytes)?;
-    Ok(pb::RaftSnapshotMeta {
-        last_log_id: meta.last_log_id.as_ref().map(log_id_to_pb),
-        membership: Some(stored_membership_to_pb(&meta.last_membership)),
-        snapshot_id: meta.snapshot_id.clone(),
-        file,
-        size: bytes.len() as u64,
-    })
+    Ok(snapshot_meta_to_pb(meta, file, bytes.len() as u64))
 }
 
 /// Makes `m` the current snapshot, removing the file of the one before.
@@ -475,7 +479,7 @@ impl<S: KvStore + Clone> RaftStateMachine<Replica> for Machine<S> {
             return Ok(None);
         };
         Ok(Some(Snapshot {
-            meta: meta_of(&m).map_err(|e| read_err(&e))?,
+            meta: snapshot_meta_from_pb(&m).map_err(|e| read_err(&corrupt(e)))?,
             snapshot: Box::new(Cursor::new(bytes)),
         }))
     }
@@ -490,16 +494,7 @@ impl<S: KvStore + Clone> Machine<S> {
         meta: &SnapshotMeta<u64, openraft::BasicNode>,
         bytes: Vec<u8>,
     ) -> Result<(), Error> {
-        let snap = open_sealed(&bytes)?;
-        if snap.last_log_id.as_ref().map(log_id_from_pb) != meta.last_log_id {
-            return Err(Error::Invalid(lockstep_proto::ProtoError::BadParam(
-                format!(
-                    "snapshot holds entries up to {:?}, but was sent as up to {:?}",
-                    snap.last_log_id.as_ref().map(log_id_from_pb),
-                    meta.last_log_id
-                ),
-            )));
-        }
+        let snap = check(meta, &bytes)?;
         let record = keep(&self.kv, meta, &bytes)?;
         // From here on a crash finishes the install on the next open.
         self.kv.write_sync(vec![WriteOp::Put(

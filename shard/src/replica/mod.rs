@@ -10,11 +10,16 @@
 //!   last applied id written in the same atomic write as the data; and its
 //!   snapshots, which carry the data families and the STI column.
 //!
-//! Both pass openraft's storage suite on the in-memory store and on
-//! RocksDB, and a group of three runs in-process over a fake network in
-//! the tests (election, replication, failover, catch-up from the log and
-//! from a snapshot, restart). Serving a group over gRPC, routing to its
-//! leader and running ticks through its log come next.
+//! - [`net::GrpcNetwork`] and [`host::ReplicaHost`]: the group's messages
+//!   over gRPC (the `Replication` service), with the cluster's TLS and
+//!   token, every message naming its group.
+//!
+//! Both storage halves pass openraft's storage suite on the in-memory store
+//! and on RocksDB. In the tests a group of three runs in-process over a
+//! fake network (election, replication, failover, catch-up from the log and
+//! from a snapshot, restart) and over real gRPC servers on 127.0.0.1.
+//! Placing groups on shard processes, routing writes to a group's leader
+//! and running ticks through its log come next (issue 21's note).
 //!
 //! # Keys of the `raft` family
 //! - `l` ++ index (u64 BE) -> an entry ([`lockstep_proto::convert::encode_entry`]);
@@ -24,9 +29,13 @@
 //!
 //! [`AtomStore`]: crate::atoms::AtomStore
 
+pub mod host;
 pub mod log;
 pub mod machine;
+pub mod net;
 
+#[cfg(test)]
+mod grpc_tests;
 #[cfg(test)]
 mod tests;
 

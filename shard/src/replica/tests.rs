@@ -30,7 +30,7 @@ use crate::store::{Cf, KvRead};
 
 /// Long enough for an election on a loaded 2-core CI machine; every wait
 /// fails with its message well before a test's own limit.
-const WAIT: Duration = Duration::from_secs(20);
+pub(super) const WAIT: Duration = Duration::from_secs(20);
 
 struct MemBuilder;
 
@@ -173,7 +173,7 @@ struct Group {
     config: Arc<Config>,
 }
 
-fn config(snapshot_after: u64) -> Arc<Config> {
+pub(super) fn config(snapshot_after: u64) -> Arc<Config> {
     Arc::new(
         Config {
             heartbeat_interval: 50,
@@ -249,25 +249,7 @@ impl Group {
     }
 
     async fn put(&self, leader: u64, first: usize, n: usize) -> u64 {
-        let c = AtomType::by_name("ConceptNode").unwrap();
-        let l = AtomType::by_name("ListLink").unwrap();
-        let mut atoms: Vec<FlatAtom> = (first..first + n)
-            .map(|i| FlatAtom::new(c, format!("a{i}"), vec![]).unwrap())
-            .collect();
-        let link =
-            FlatAtom::new(l, String::new(), vec![atoms[0].handle, atoms[n - 1].handle]).unwrap();
-        let incoming = link.incoming_refs();
-        atoms.push(link);
-        let resp = self.nodes[&leader]
-            .raft
-            .client_write(ReplicaCommand::Put { atoms, incoming })
-            .await
-            .unwrap();
-        match resp.data {
-            Applied::Put(o) => assert_eq!(o.created, n as u64 + 1),
-            other => panic!("a put applied as {other:?}"),
-        }
-        resp.log_id.index
+        put_atoms(&self.nodes[&leader].raft, first, n).await
     }
 
     async fn applied(&self, ids: &[u64], index: u64) {
@@ -283,17 +265,46 @@ impl Group {
 
     /// Every row of the data families of replica `id`.
     fn rows(&self, id: u64) -> Vec<(Cf, Vec<u8>, Vec<u8>)> {
-        let store = self.nodes[&id].store.get();
-        let view = store.view();
-        let kv = view.reader();
-        let mut out = Vec::new();
-        for cf in [Cf::Atoms, Cf::Incoming, Cf::Meta] {
-            for (k, v) in kv.scan(cf, b"", None, usize::MAX).unwrap() {
-                out.push((cf, k, v));
-            }
-        }
-        out
+        rows_of(&self.nodes[&id].store)
     }
+}
+
+/// Proposes a put of `n` new ConceptNodes and a link between two of them
+/// through `leader`; returns its log index once applied there.
+pub(super) async fn put_atoms(leader: &ReplicaRaft, first: usize, n: usize) -> u64 {
+    let c = AtomType::by_name("ConceptNode").unwrap();
+    let l = AtomType::by_name("ListLink").unwrap();
+    let mut atoms: Vec<FlatAtom> = (first..first + n)
+        .map(|i| FlatAtom::new(c, format!("a{i}"), vec![]).unwrap())
+        .collect();
+    let link = FlatAtom::new(l, String::new(), vec![atoms[0].handle, atoms[n - 1].handle]).unwrap();
+    let incoming = link.incoming_refs();
+    atoms.push(link);
+    let resp = leader
+        .client_write(ReplicaCommand::Put { atoms, incoming })
+        .await
+        .unwrap();
+    match resp.data {
+        Applied::Put(o) => assert_eq!(o.created, n as u64 + 1),
+        other => panic!("a put applied as {other:?}"),
+    }
+    resp.log_id.index
+}
+
+/// Every row of the data families of a replica's store.
+pub(super) fn rows_of<S: crate::store::KvStore>(
+    store: &super::machine::StoreCell<S>,
+) -> Vec<(Cf, Vec<u8>, Vec<u8>)> {
+    let store = store.get();
+    let view = store.view();
+    let kv = view.reader();
+    let mut out = Vec::new();
+    for cf in [Cf::Atoms, Cf::Incoming, Cf::Meta] {
+        for (k, v) in kv.scan(cf, b"", None, usize::MAX).unwrap() {
+            out.push((cf, k, v));
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
