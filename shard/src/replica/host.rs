@@ -35,6 +35,9 @@ use crate::Error;
 /// snapshot is held in memory whole (see [`machine`]).
 pub const DEFAULT_MAX_SNAPSHOT_BYTES: u64 = 1 << 30;
 
+/// At most this much is set aside before a snapshot's chunks arrive.
+const PREALLOCATE: usize = 64 << 20;
+
 /// The groups a process holds replicas of.
 pub struct ReplicaHost {
     groups: RwLock<HashMap<u32, ReplicaRaft>>,
@@ -109,7 +112,8 @@ impl ReplicationService {
         }
         // Never more than the sender announced, whatever it streams.
         let size = meta_pb.size as usize;
-        let mut bytes = Vec::with_capacity(size);
+        // Grown as chunks arrive: an announced size is not yet data.
+        let mut bytes = Vec::with_capacity(size.min(PREALLOCATE));
         let mut chunk = first.data;
         loop {
             if bytes.len() + chunk.len() > size {

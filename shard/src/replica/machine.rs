@@ -83,6 +83,15 @@ pub struct Machine<S> {
     seq: Arc<AtomicU64>,
 }
 
+/// Where this process's snapshot ids and file names start counting: the
+/// time, so that they do not repeat across restarts.
+fn start_seq() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
 /// Errors of the disk rather than of the command: they stop the replica,
 /// since applying past them would diverge from the group.
 fn is_fatal(e: &Error) -> bool {
@@ -190,7 +199,7 @@ impl<S: KvStore + Clone> Machine<S> {
         Ok(Machine {
             kv,
             store: StoreCell(Arc::new(RwLock::new(store))),
-            seq: Arc::new(AtomicU64::new(0)),
+            seq: Arc::new(AtomicU64::new(start_seq())),
         })
     }
 
@@ -252,11 +261,15 @@ fn keep<S: KvStore>(
     kv: &S,
     meta: &SnapshotMeta<u64, openraft::BasicNode>,
     bytes: &[u8],
+    seq: &AtomicU64,
 ) -> Result<pb::RaftSnapshotMeta, Error> {
-    // The id is the sender's; the file name is ours, of safe characters.
+    // The id is the sender's and may come again; the file name is ours, of
+    // safe characters, and never the current snapshot's, which is replaced
+    // only once the new one is whole.
     let file = format!(
-        "raft-snapshot-{}",
-        xxhash_rust::xxh3::xxh3_64(meta.snapshot_id.as_bytes())
+        "raft-snapshot-{:016x}-{}",
+        xxhash_rust::xxh3::xxh3_64(meta.snapshot_id.as_bytes()),
+        seq.fetch_add(1, Ordering::Relaxed)
     );
     kv.put_file(&file, bytes)?;
     Ok(snapshot_meta_to_pb(meta, file, bytes.len() as u64))
@@ -391,7 +404,7 @@ impl<S: KvStore + Clone> Builder<S> {
             ),
         };
         let bytes = seal(&snap);
-        let record = keep(&self.kv, &meta, &bytes)?;
+        let record = keep(&self.kv, &meta, &bytes, &self.seq)?;
         make_current(&self.kv, &record)?;
         Ok((meta, bytes))
     }
@@ -495,7 +508,7 @@ impl<S: KvStore + Clone> Machine<S> {
         bytes: Vec<u8>,
     ) -> Result<(), Error> {
         let snap = check(meta, &bytes)?;
-        let record = keep(&self.kv, meta, &bytes)?;
+        let record = keep(&self.kv, meta, &bytes, &self.seq)?;
         // From here on a crash finishes the install on the next open.
         self.kv.write_sync(vec![WriteOp::Put(
             Cf::Raft,

@@ -407,7 +407,7 @@ async fn a_garbage_or_mismatched_snapshot_is_refused_and_changes_nothing() {
     let mut sm = Machine::open(kv.clone()).unwrap();
     let c = AtomType::by_name("ConceptNode").unwrap();
     let a = FlatAtom::new(c, "kept".into(), vec![]).unwrap();
-    sm.store().get().put(&[a.clone()], &[]).unwrap();
+    sm.store().get().put(std::slice::from_ref(&a), &[]).unwrap();
     let before: Vec<_> = kv.scan(Cf::Atoms, b"", None, usize::MAX).unwrap();
 
     // A real snapshot of this store, to corrupt.

@@ -253,14 +253,6 @@ fn a_snapshot_keeps_what_it_saw<S: KvStore>(s: &S) {
     assert_eq!(now.read_file("f", 1, 2).unwrap(), Some(b"yz".to_vec()));
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn mem_store_passes_the_conformance_suite() {
-        super::run_all(super::super::mem::MemStore::default);
-    }
-}
-
 fn a_synced_write_is_a_write<S: KvStore>(s: &S) {
     s.write_sync(vec![
         put(Cf::Raft, b"k", b"r"),
@@ -274,4 +266,12 @@ fn a_synced_write_is_a_write<S: KvStore>(s: &S) {
     s.write_sync(vec![WriteOp::Delete(Cf::Raft, b"k".to_vec())])
         .unwrap();
     assert_eq!(s.get(Cf::Raft, b"k").unwrap(), None);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mem_store_passes_the_conformance_suite() {
+        super::run_all(super::super::mem::MemStore::default);
+    }
 }
