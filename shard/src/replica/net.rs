@@ -105,12 +105,10 @@ type Rpc<T, E = openraft::error::Infallible> =
     Result<T, RPCError<u64, BasicNode, RaftError<u64, E>>>;
 
 impl Conn {
-    fn client<E: std::error::Error>(
-        &self,
-    ) -> Result<ReplicationClient<Authed>, RPCError<u64, BasicNode, E>> {
-        self.client
-            .clone()
-            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+    /// The peer's client, or why there is none (an address that does not
+    /// parse): unreachable, which `?` turns into openraft's error.
+    fn client(&self) -> Result<ReplicationClient<Authed>, Unreachable> {
+        self.client.clone().map_err(|e| Unreachable::new(&e))
     }
 }
 
